@@ -1,0 +1,16 @@
+"""Event handlers of the retention service: one function per consumed topic."""
+from __future__ import annotations
+
+from shared.consumer import EventContext
+from shared.logging import get_logger
+from shared.runtime import ServiceRuntime
+
+log = get_logger(__name__)
+
+
+async def on_relationship_ended(ctx: EventContext) -> None:
+    log.info("event_received", topic=ctx.topic, event_id=str(ctx.envelope.id))
+
+
+def register(runtime: ServiceRuntime) -> None:
+    runtime.subscribe("relationship-ended", on_relationship_ended)

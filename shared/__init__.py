@@ -1,0 +1,1 @@
+"""Rekisteri's own common code: the one place for what every service needs."""

@@ -1,0 +1,311 @@
+"""Consuming events exactly once in effect: parse → inbox → handler → commit → offset.
+
+Each consumed event's (source, id) is recorded in the inbox in the same PostgreSQL
+transaction as its effect, so a redelivery has no second effect. The Kafka offset is
+committed only after that transaction commits (FastStream ack after processing). A
+message that cannot be parsed, or whose handler keeps failing, is dead-lettered: stored
+with its reason and original bytes in `dead_letters` and relayed to `<topic>-dlq` through
+the outbox, in one transaction; then the consumer carries on. Database outages are not a
+reason to dead-letter: they are retried until the database answers.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, Sequence, TypeVar
+
+import asyncpg
+from pydantic import ValidationError
+
+from shared.envelope import Envelope
+from shared.errors import Rejected
+from shared.events import Payload
+from shared.logging import correlation_id_var, get_logger, scrub_text
+from shared.outbox import add_event, add_raw
+from shared.topics import Topic, topic as topic_spec
+
+if TYPE_CHECKING:
+    from shared.runtime import ServiceRuntime
+
+log = get_logger(__name__)
+P = TypeVar("P", bound=Payload)
+
+INFRASTRUCTURE_ERRORS = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.ConnectionFailureError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+@dataclass
+class EventContext(Generic[P]):
+    """What a handler gets: the open transaction, the event, and a way to emit events."""
+
+    conn: asyncpg.Connection
+    envelope: Envelope
+    payload: P
+    service: str
+    topic: str
+
+    async def publish(self, payload: Payload, *, event_id: uuid.UUID | None = None) -> Envelope:
+        """Emit an event through the outbox, in this transaction, with this correlation id."""
+        return await add_event(
+            self.conn, payload, source=self.service,
+            correlation_id=self.envelope.correlation_id or str(self.envelope.id), event_id=event_id,
+        )
+
+
+@dataclass
+class Incoming:
+    """One raw message as it came off the broker (or an HTTP batch)."""
+
+    value: bytes
+    key: bytes | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+@dataclass
+class Parsed:
+    incoming: Incoming
+    envelope: Envelope
+    payload: Payload
+
+
+@dataclass
+class BatchOutcome:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+Handler = Callable[[EventContext[Any]], Awaitable[None]]
+BatchHandler = Callable[[asyncpg.Connection, list[Parsed]], Awaitable[None]]
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Field paths and rules, never the offending values (they may be personal)."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False)[:10]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(message)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse(spec: Topic, incoming: Incoming) -> Parsed:
+    """Envelope and payload, or `Rejected` with a reason fit for a dead-letter header."""
+    if not incoming.value:
+        raise Rejected("invalid envelope: empty message")
+    try:
+        envelope = Envelope.from_bytes(incoming.value)
+    except ValidationError as exc:
+        raise Rejected(f"invalid envelope: {describe_validation_error(exc)}") from None
+    if envelope.type != spec.name:
+        raise Rejected(f"invalid envelope: type {envelope.type[:100]!r} does not belong on topic {spec.name}")
+    if envelope.schema_version != spec.schema_version:
+        raise Rejected(f"unsupported schema_version {envelope.schema_version} (topic {spec.name} has {spec.schema_version})")
+    try:
+        payload = spec.payload.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise Rejected(f"invalid data: {describe_validation_error(exc)}") from None
+    return Parsed(incoming, envelope, payload)
+
+
+def error_reason(exc: BaseException) -> str:
+    return scrub_text(f"{type(exc).__name__}: {exc}")[:500]
+
+
+class InboxConsumer:
+    """Applies one topic's events for one service. Used by the Kafka subscriber and by
+    HTTP batch accepts alike, so both paths share one dedupe key (SPEC §8)."""
+
+    def __init__(self, runtime: "ServiceRuntime", topic_name: str, *, handler: Handler | None = None,
+                 batch_handler: BatchHandler | None = None) -> None:
+        self.runtime = runtime
+        self.spec = topic_spec(topic_name)
+        self.handler = handler
+        self.batch_handler = batch_handler
+        self.consumer_name = f"{runtime.name}.{topic_name}"
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.runtime.pool
+
+    # -- one message --------------------------------------------------------------
+    async def handle(self, incoming: Incoming) -> None:
+        """Apply one message; returns once its effect (or its dead letter) is committed."""
+        try:
+            parsed = parse(self.spec, incoming)
+        except Rejected as exc:
+            await self.dead_letter(incoming, exc.reason)
+            return
+        token = correlation_id_var.set(parsed.envelope.correlation_id or str(parsed.envelope.id))
+        try:
+            await self._apply_with_retries(parsed)
+        finally:
+            correlation_id_var.reset(token)
+
+    async def _apply_with_retries(self, parsed: Parsed) -> None:
+        max_attempts = self.runtime.settings.consumer_max_attempts
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._apply_one(parsed)
+                return
+            except Rejected as exc:
+                await self.dead_letter(parsed.incoming, exc.reason, parsed.envelope)
+                return
+            except INFRASTRUCTURE_ERRORS as exc:
+                log.warning("consumer_waiting_for_database", topic=self.spec.name, error=type(exc).__name__)
+                await asyncio.sleep(min(5.0, 0.2 * attempt))
+                attempt = min(attempt, 1)  # outages never exhaust the retries
+            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+                if attempt >= max_attempts:
+                    log.error("event_failed", topic=self.spec.name, event_id=str(parsed.envelope.id),
+                              attempts=attempt, error=type(exc).__name__)
+                    await self.dead_letter(parsed.incoming, f"failed after {attempt} attempts: {error_reason(exc)}",
+                                           parsed.envelope)
+                    return
+                await asyncio.sleep(0.05 * 2 ** attempt)
+
+    async def _apply_one(self, parsed: Parsed) -> bool:
+        assert self.handler is not None
+        started = time.perf_counter()
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await self._record_in_inbox(conn, parsed.envelope):
+                self.runtime.metrics.events_duplicate.labels(topic=self.spec.name).inc()
+                return False
+            await self.handler(EventContext(conn, parsed.envelope, parsed.payload, self.runtime.name, self.spec.name))
+        self.runtime.metrics.events_consumed.labels(topic=self.spec.name).inc()
+        self.runtime.metrics.handler_seconds.labels(topic=self.spec.name).observe(time.perf_counter() - started)
+        return True
+
+    async def _record_in_inbox(self, conn: asyncpg.Connection, envelope: Envelope) -> bool:
+        status = await conn.execute(
+            "INSERT INTO inbox (source, event_id, topic) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            envelope.source, str(envelope.id), self.spec.name,
+        )
+        return status.endswith(" 1")
+
+    # -- batches (bulk topics, HTTP accepts) --------------------------------------
+    async def handle_batch(self, batch: Sequence[Incoming]) -> BatchOutcome:
+        """Apply a batch in one transaction: invalid messages are dead-lettered (and reported),
+        duplicates skipped, the rest handed to the batch handler. Nothing is half-written."""
+        outcome = BatchOutcome()
+        valid: list[Parsed] = []
+        for index, incoming in enumerate(batch):
+            try:
+                valid.append(parse(self.spec, incoming))
+            except Rejected as exc:
+                outcome.rejected.append({"index": index, "reason": exc.reason})
+                await self.dead_letter(incoming, exc.reason)
+        if not valid:
+            return outcome
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                fresh = await self._apply_batch(valid)
+                outcome.accepted += len(fresh)
+                outcome.duplicates += len(valid) - len(fresh)
+                return outcome
+            except INFRASTRUCTURE_ERRORS as exc:
+                log.warning("consumer_waiting_for_database", topic=self.spec.name, error=type(exc).__name__)
+                await asyncio.sleep(min(5.0, 0.2 * attempt))
+                attempt = 1
+            except Exception as exc:  # noqa: BLE001 - isolate the poison message one by one
+                if attempt < 2:
+                    continue
+                log.warning("batch_failed_isolating", topic=self.spec.name, size=len(valid), error=type(exc).__name__)
+                for parsed in valid:
+                    sub = await self._apply_isolated(parsed)
+                    outcome.accepted += sub.accepted
+                    outcome.duplicates += sub.duplicates
+                    if sub.rejected:
+                        outcome.rejected.append({"index": batch.index(parsed.incoming), **sub.rejected[0]})
+                return outcome
+
+    async def _apply_isolated(self, parsed: Parsed) -> BatchOutcome:
+        outcome = BatchOutcome()
+        try:
+            fresh = await self._apply_batch([parsed])
+            outcome.accepted, outcome.duplicates = len(fresh), 1 - len(fresh)
+        except Rejected as exc:
+            outcome.rejected.append({"reason": exc.reason})
+            await self.dead_letter(parsed.incoming, exc.reason, parsed.envelope)
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            reason = f"failed: {error_reason(exc)}"
+            outcome.rejected.append({"reason": reason})
+            await self.dead_letter(parsed.incoming, reason, parsed.envelope)
+        return outcome
+
+    async def _apply_batch(self, valid: list[Parsed]) -> list[Parsed]:
+        assert self.batch_handler is not None
+        started = time.perf_counter()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "INSERT INTO inbox (source, event_id, topic)"
+                " SELECT s, e, $3 FROM unnest($1::text[], $2::text[]) AS t(s, e)"
+                " ON CONFLICT DO NOTHING RETURNING source, event_id",
+                [p.envelope.source for p in valid], [str(p.envelope.id) for p in valid], self.spec.name,
+            )
+            new_keys = {(r["source"], r["event_id"]) for r in rows}
+            fresh: list[Parsed] = []
+            for p in valid:  # keep the first of duplicates within the batch, in order
+                key = (p.envelope.source, str(p.envelope.id))
+                if key in new_keys:
+                    new_keys.discard(key)
+                    fresh.append(p)
+            if fresh:
+                await self.batch_handler(conn, fresh)
+        self.runtime.metrics.events_consumed.labels(topic=self.spec.name).inc(len(fresh))
+        self.runtime.metrics.events_duplicate.labels(topic=self.spec.name).inc(len(valid) - len(fresh))
+        self.runtime.metrics.handler_seconds.labels(topic=self.spec.name).observe(time.perf_counter() - started)
+        return fresh
+
+    # -- dead letters ---------------------------------------------------------------
+    async def dead_letter(self, incoming: Incoming, reason: str, envelope: Envelope | None = None) -> None:
+        """Keep the message and its reason, and relay it to the dead-letter topic."""
+        digest = hashlib.sha256(incoming.value).hexdigest()
+        headers = {
+            "x-dead-letter-reason": reason[:1000],
+            "x-original-topic": self.spec.name,
+            "x-consumer": self.consumer_name,
+            "x-original-partition": str(incoming.partition if incoming.partition is not None else ""),
+            "x-original-offset": str(incoming.offset if incoming.offset is not None else ""),
+        }
+        while True:
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    inserted = await conn.fetchval(
+                        "INSERT INTO dead_letters (topic, partition, \"offset\", consumer, reason, original, digest, key, event_id)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                        " ON CONFLICT (consumer, digest) DO UPDATE SET replayed_at = NULL, reason = EXCLUDED.reason"
+                        " WHERE dead_letters.replayed_at IS NOT NULL"
+                        " RETURNING id",
+                        self.spec.name, incoming.partition, incoming.offset, self.consumer_name, reason,
+                        incoming.value, digest, incoming.key, str(envelope.id) if envelope else None,
+                    )
+                    if inserted is not None:
+                        await add_raw(conn, self.spec.dead_letter, (incoming.key or b"").decode(errors="replace"),
+                                      incoming.value, headers)
+                break
+            except INFRASTRUCTURE_ERRORS as exc:
+                log.warning("dead_letter_waiting_for_database", topic=self.spec.name, error=type(exc).__name__)
+                await asyncio.sleep(1.0)
+        if inserted is not None:
+            self.runtime.metrics.events_dead_lettered.labels(topic=self.spec.name).inc()
+            log.warning("event_dead_lettered", topic=self.spec.name, consumer=self.consumer_name,
+                        event_id=str(envelope.id) if envelope else None, partition=incoming.partition,
+                        offset=incoming.offset, reason=reason)

@@ -1,0 +1,264 @@
+"""Payload models (the envelope's `data`) of every catalogued topic, versioned.
+
+Events carry ids and only the personal fields a consumer needs (SPEC §4). Each model
+forbids unknown fields so a malformed event is dead-lettered with a reason instead of
+being half-understood. A payload change that breaks consumers gets a new schema_version.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Purpose(StrEnum):
+    """Marketing purposes a person can permit or ban (R13)."""
+
+    direct_advertising = "direct_advertising"
+    distance_selling = "distance_selling"
+    other_direct_marketing = "other_direct_marketing"
+    opinion_and_market_research = "opinion_and_market_research"
+
+
+class Channel(StrEnum):
+    email = "email"
+    phone = "phone"
+    sms = "sms"
+    post = "post"
+
+
+class ProcessingPurpose(StrEnum):
+    """Why data is processed (R1): P1 customer relationship, P2 assignments, P3 billing."""
+
+    customer_relationship = "customer_relationship"
+    assignments = "assignments"
+    usage_billing = "usage_billing"
+
+
+class LegalBasis(StrEnum):
+    """R2."""
+
+    customer_relationship = "customer_relationship"
+    legitimate_connection = "legitimate_connection"
+    consent = "consent"
+    assignment = "assignment"
+
+
+class DataSource(StrEnum):
+    """Where a field came from (R4)."""
+
+    person_meeting = "person_meeting"
+    person_phone = "person_phone"
+    person_web = "person_web"
+    person_email = "person_email"
+    self_service = "self_service"
+    service_event = "service_event"
+    published_source = "published_source"
+    b2b_register = "b2b_register"
+    public_register = "public_register"
+    private_register = "private_register"
+    staff = "staff"
+
+
+# ---- contacts -------------------------------------------------------------------------
+
+class ContactPoints(Payload):
+    """Normalised contact points: what consent needs to honour a ban (R8)."""
+
+    emails: list[str] = Field(default_factory=list)
+    phones: list[str] = Field(default_factory=list)
+
+
+class ContactUpserted(ContactPoints):
+    """A person from another system: CRM, or an import from a B2B register (R4)."""
+
+    external_ref: str = Field(min_length=1, max_length=200)
+    source: DataSource
+    first_name: str = Field(min_length=1, max_length=200)
+    last_name: str = Field(min_length=1, max_length=200)
+    title: str | None = Field(default=None, max_length=200)
+    organisation_business_id: str | None = Field(default=None, max_length=20)
+    organisation_name: str | None = Field(default=None, max_length=300)
+    purposes: list[ProcessingPurpose] = Field(default_factory=lambda: [ProcessingPurpose.customer_relationship])
+    legal_basis: LegalBasis = LegalBasis.legitimate_connection
+
+
+class ContactRegistered(ContactPoints):
+    person_id: uuid.UUID
+    source: DataSource
+    lifecycle_state: str
+    organisation_id: uuid.UUID | None = None
+
+
+class ContactUpdated(ContactPoints):
+    person_id: uuid.UUID
+    changed_fields: list[str]
+    cause: Literal["update", "self_service", "rectification", "import"] = "update"
+    rectification_id: uuid.UUID | None = None
+
+
+class PersonRef(Payload):
+    person_id: uuid.UUID
+
+
+class ContactPassivated(PersonRef):
+    command_id: uuid.UUID | None = None
+
+
+class ContactReactivated(PersonRef):
+    pass
+
+
+class ContactErased(PersonRef):
+    """Erasure across all services (R7). Ids only: the data is gone."""
+
+    command_id: uuid.UUID | None = None
+
+
+class ContactTransferredToMarketing(PersonRef):
+    command_id: uuid.UUID | None = None
+
+
+class RelationshipStarted(Payload):
+    person_id: uuid.UUID
+    relationship_id: uuid.UUID
+    organisation_id: uuid.UUID | None = None
+    kind: Literal["customer", "prospect"]
+    started_at: AwareDatetime
+
+
+class RelationshipEnded(Payload):
+    person_id: uuid.UUID
+    relationship_id: uuid.UUID
+    ended_at: AwareDatetime
+
+
+class AssignmentStarted(Payload):
+    """One event per participant, keyed by the participant's person id."""
+
+    person_id: uuid.UUID
+    assignment_id: uuid.UUID
+    given_by: Literal["principal", "partner", "customer"]
+    started_at: AwareDatetime
+
+
+class AssignmentEnded(Payload):
+    person_id: uuid.UUID
+    assignment_id: uuid.UUID
+    ended_at: AwareDatetime
+
+
+# ---- consent --------------------------------------------------------------------------
+
+class OptoutRegistered(ContactPoints):
+    """A marketing ban (R8, R13). Names a person, contact points, or both."""
+
+    person_id: uuid.UUID | None = None
+    purposes: list[Purpose] = Field(min_length=1)
+    channels: list[Channel] = Field(default_factory=lambda: list(Channel))
+    source: str = Field(min_length=1, max_length=200)
+    method: str = Field(default="unspecified", max_length=100)
+    actor: str = Field(default="unknown", max_length=200)
+    notice_version: str | None = Field(default=None, max_length=50)
+
+
+class ConsentChanged(Payload):
+    person_id: uuid.UUID
+    purpose: Purpose
+    channel: Channel
+    source: str
+    method: str
+    actor: str
+
+
+class ConsentGranted(ConsentChanged):
+    pass
+
+
+class ConsentWithdrawn(ConsentChanged):
+    pass
+
+
+# ---- retention ------------------------------------------------------------------------
+
+class PassivationCommanded(Payload):
+    """Retention → contacts: restrict this person's data to the register owner (R6)."""
+
+    command_id: uuid.UUID
+    person_id: uuid.UUID
+    basis: str
+
+
+class DispositionCommanded(Payload):
+    """Retention → contacts: erase, or move to the marketing register (R7)."""
+
+    command_id: uuid.UUID
+    person_id: uuid.UUID
+    action: Literal["erase", "transfer_to_marketing"]
+    basis: str
+
+
+class DispositionConfirmed(Payload):
+    """Each service confirms it honoured a passivation or disposition."""
+
+    command_id: uuid.UUID | None = None
+    person_id: uuid.UUID
+    service: str
+    action: Literal["passivate", "erase", "transfer_to_marketing"]
+    confirmed_at: AwareDatetime
+
+
+# ---- data-subject rights --------------------------------------------------------------
+
+class AccessRequested(ContactPoints):
+    """R12: every service answers with its slice of the person's data."""
+
+    request_id: uuid.UUID
+    person_id: uuid.UUID | None = None
+
+
+class AccessReportPart(Payload):
+    request_id: uuid.UUID
+    service: str
+    person_id: uuid.UUID | None = None
+    items: list[dict] = Field(default_factory=list)
+
+
+# ---- billing --------------------------------------------------------------------------
+
+class UsageRecorded(Payload):
+    """A metered use of a delivered service (P3). The envelope's (source, id) dedupes it."""
+
+    customer_id: uuid.UUID
+    person_id: uuid.UUID | None = None
+    meter: str = Field(min_length=1, max_length=100)
+    quantity: Decimal
+    time: AwareDatetime
+    dimensions: dict[str, str] = Field(default_factory=dict)
+
+
+class InvoiceIssued(Payload):
+    invoice_id: uuid.UUID
+    customer_id: uuid.UUID
+    period: str = Field(pattern=r"^\d{4}-\d{2}$")
+    kind: Literal["invoice", "credit_note"] = "invoice"
+    net: Decimal
+    vat: Decimal
+    gross: Decimal
+    currency: Literal["EUR"] = "EUR"
+    issued_at: datetime
+
+
+class BrokerIncarnation(Payload):
+    """Written by the embedded launcher each time it starts a (memory-only) broker."""
+
+    incarnation: uuid.UUID
+    started_at: AwareDatetime

@@ -1,0 +1,101 @@
+"""Kafka plumbing: the FastStream broker factory and topic administration.
+
+Producers use acks=all; idempotence is a setting because the embedded broker (Tansu)
+rejects InitProducerId, while Apache Kafka should have it on (SPEC §8).
+"""
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+
+from shared.settings import PlatformSettings
+from shared.topics import CATALOGUE, all_topic_names, dead_letter_topic
+
+
+def create_broker(settings: PlatformSettings, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks=settings.kafka_acks,
+        enable_idempotence=settings.kafka_enable_idempotence,
+        # Topics are created from the catalogue; auto-creation would pick wrong partitions.
+        allow_auto_create_topics=False,
+        linger_ms=1,
+        request_timeout_ms=30000,
+        logger=logging.getLogger("faststream"),
+        log_level=logging.DEBUG,
+    )
+
+
+def topic_configs(name: str) -> dict[str, str]:
+    spec = CATALOGUE.get(name)
+    if spec is None:  # a dead-letter topic: kept longer so nothing is lost before replay
+        return {"retention.ms": str(30 * 24 * 3600 * 1000)}
+    return {"retention.ms": str(spec.retention_ms)}
+
+
+def partitions_of(name: str) -> int:
+    spec = CATALOGUE.get(name)
+    return spec.partitions if spec else 1
+
+
+async def ensure_topics(bootstrap_servers: str, names: list[str] | None = None, replication: int = 1) -> list[str]:
+    """Create the catalogue's topics (and dead-letter topics) that do not exist yet."""
+    wanted = names or all_topic_names()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        created: list[str] = []
+        for name in missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(name, partitions_of(name), replication, topic_configs=topic_configs(name))]
+                )
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        await admin.close()
+
+
+async def describe_topics(bootstrap_servers: str) -> dict[str, int]:
+    """Topic name → partition count, for the catalogue's topics that exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        names = [n for n in all_topic_names() if n in set(await admin.list_topics())]
+        described = await admin.describe_topics(names) if names else []
+        return {d["topic"]: len(d["partitions"]) for d in described}
+    finally:
+        await admin.close()
+
+
+__all__ = ["create_broker", "ensure_topics", "describe_topics", "dead_letter_topic"]
+
+
+async def publish_incarnation(bootstrap_servers: str) -> str:
+    """Mark a newly started memory-only broker; services replay their outbox on a change."""
+    import uuid
+
+    from aiokafka import AIOKafkaProducer
+
+    from shared.envelope import Envelope, utcnow
+    from shared.events import BrokerIncarnation
+
+    incarnation = uuid.uuid4()
+    payload = BrokerIncarnation(incarnation=incarnation, started_at=utcnow())
+    envelope = Envelope(type="rekisteri-broker-incarnation", source="launcher", subject=str(incarnation),
+                        data=payload.model_dump(mode="json"))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait("rekisteri-broker-incarnation", envelope.to_bytes(), key=str(incarnation).encode())
+    finally:
+        await producer.stop()
+    return str(incarnation)

@@ -1,0 +1,172 @@
+"""`rekisteri up`: PostgreSQL, the broker, the topics and all four services on this
+machine, supervised until Ctrl-C, then stopped in order with no orphans (SPEC §7)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from shared.db import ensure_database
+from shared.kafka import ensure_topics, publish_incarnation
+from shared.logging import get_logger
+from shared.settings import SERVICE_NAMES, PlatformSettings
+from shared.stack import EmbeddedBroker, EmbeddedPostgres, _die_with_parent
+
+log = get_logger(__name__)
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("REKISTERI_DATA_DIR", ".rekisteri")).resolve()
+
+
+class ServiceProcess:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        out = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "serve", self.name], env=self.env,
+                                     stdout=out, stderr=out, start_new_session=True, preexec_fn=_die_with_parent)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)  # uvicorn shuts down gracefully on SIGTERM
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Stack:
+    """The embedded stack. `start()` returns once every service answers /readyz."""
+
+    def __init__(self, settings: PlatformSettings | None = None, *, root: Path | None = None,
+                 durable: bool = True, services: tuple[str, ...] = SERVICE_NAMES) -> None:
+        self.settings = settings or PlatformSettings()
+        self.root = root or data_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        pg_port = urlparse(self.settings.database_url).port or 5432
+        kafka_port = int(self.settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+        self.postgres = EmbeddedPostgres(self.root / "pgdata", pg_port, durable=durable)
+        self.broker = EmbeddedBroker(kafka_port, self.root / "broker.log")
+        self.service_names = services
+        self.services: list[ServiceProcess] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["DATABASE_URL"] = self.settings.database_url
+        env["KAFKA_BOOTSTRAP_SERVERS"] = self.settings.kafka_bootstrap_servers
+        return env
+
+    def endpoints(self) -> dict[str, str]:
+        host = self.settings.http_host
+        return {name: f"http://{host}:{self.settings.port_of(name)}" for name in self.service_names}
+
+    async def start_infrastructure(self) -> None:
+        started = time.monotonic()
+        self.postgres.start()
+        await ensure_database(self.settings.database_url)
+        await self.start_broker()
+        log.info("infrastructure_ready", seconds=round(time.monotonic() - started, 2))
+
+    async def start_broker(self) -> None:
+        """Start the broker, re-create the topic set before anything produces, mark it."""
+        self.broker.start()
+        await ensure_topics(self.settings.kafka_bootstrap_servers)
+        await publish_incarnation(self.settings.kafka_bootstrap_servers)
+
+    async def restart_broker(self) -> None:
+        self.broker.kill()
+        await self.start_broker()
+
+    async def start_services(self, timeout: float = 60) -> None:
+        for name in self.service_names:
+            process = ServiceProcess(name, self.env, self.root)
+            process.start()
+            self.services.append(process)
+        await self.wait_ready(timeout)
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        pending = dict(self.endpoints())
+        async with httpx.AsyncClient(timeout=2) as client:
+            while pending:
+                for name, url in list(pending.items()):
+                    try:
+                        if (await client.get(f"{url}/readyz")).status_code == 200:
+                            del pending[name]
+                    except httpx.HTTPError:
+                        pass
+                for process in self.services:
+                    if not process.alive() and process.name in pending:
+                        raise RuntimeError(f"service {process.name} exited; see {process.log_path}")
+                if pending and time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready within {timeout:.0f} s: {', '.join(pending)}")
+                await asyncio.sleep(0.2)
+
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """Restart a service that died (crash, SIGKILL) until asked to stop."""
+        while not stop.is_set():
+            for process in self.services:
+                if not process.alive() and not stop.is_set():
+                    process.restarts += 1
+                    log.warning("service_died_restarting", service=process.name, restarts=process.restarts)
+                    process.start()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        for process in reversed(self.services):
+            process.stop()
+        self.broker.stop()
+        self.postgres.stop()
+
+
+async def run_up() -> int:
+    stack = Stack()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    try:
+        print(f"Starting PostgreSQL ({stack.settings.database_url}) and the broker "
+              f"({stack.settings.kafka_bootstrap_servers}); data in {stack.root}", flush=True)
+        await stack.start_infrastructure()
+        await stack.start_services()
+        for name, url in stack.endpoints().items():
+            print(f"  {name:<10} {url}  (docs {url}/docs)", flush=True)
+        print(f"  {'kafka':<10} {stack.settings.kafka_bootstrap_servers}", flush=True)
+        print(f"  {'postgres':<10} {stack.settings.database_url}", flush=True)
+        print(f"Logs in {stack.root}/*.log. Ctrl-C stops everything.", flush=True)
+        print(f"Started in {time.monotonic() - started:.1f} s", flush=True)
+        print("READY", flush=True)
+        await stack.supervise(stop)
+        print("Stopping...", flush=True)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - say what failed, then clean up
+        print(f"rekisteri up failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stack.stop()
+        print("Stopped.", flush=True)

@@ -1,0 +1,229 @@
+"""Transactional outbox: events are written with the state change, relayed afterwards.
+
+`add_event` runs inside the caller's transaction, so an event exists if and only if its
+state change committed. `OutboxRelay` publishes unpublished rows in `seq` order (hence
+in order per key) and marks them; a crash between publish and mark re-publishes, and
+consumers' inboxes turn that into a no-op. One relay per schema is active at a time
+(advisory lock), so several replicas keep the order. Relayed rows are kept for a window
+and re-published if the broker lost them (SPEC §8).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+
+from shared.envelope import Envelope, utcnow
+from shared.events import Payload
+from shared.logging import correlation_id_var, get_logger
+from shared.metrics import Metrics
+from shared.topics import EVENT_TYPES
+
+log = get_logger(__name__)
+
+
+def build_envelope(
+    payload: Payload,
+    *,
+    source: str,
+    correlation_id: str | None = None,
+    event_id: uuid.UUID | None = None,
+) -> tuple[str, str, Envelope]:
+    """(topic, key, envelope) for a catalogued payload."""
+    spec = EVENT_TYPES.get(type(payload))
+    if spec is None:
+        raise KeyError(f"{type(payload).__name__} is not the payload of any catalogued topic")
+    data = json.loads(payload.model_dump_json())
+    key = str(data[spec.key])
+    envelope = Envelope(
+        id=event_id or uuid.uuid4(),
+        type=spec.name,
+        source=source,
+        time=utcnow(),
+        subject=key,
+        schema_version=spec.schema_version,
+        data=data,
+        correlation_id=correlation_id or correlation_id_var.get(),
+    )
+    return spec.name, key, envelope
+
+
+async def add_event(
+    conn: asyncpg.Connection,
+    payload: Payload,
+    *,
+    source: str,
+    correlation_id: str | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Envelope:
+    """Write one event to the outbox inside the caller's open transaction."""
+    topic, key, envelope = build_envelope(payload, source=source, correlation_id=correlation_id, event_id=event_id)
+    await conn.execute(
+        "INSERT INTO outbox (event_id, topic, key, envelope) VALUES ($1, $2, $3, $4)",
+        envelope.id, topic, key, envelope.to_json_dict(),
+    )
+    return envelope
+
+
+async def add_raw(conn: asyncpg.Connection, topic: str, key: str, raw: bytes, headers: dict[str, str] | None = None) -> None:
+    """Write a message that is not an envelope of ours (a dead letter's original bytes)."""
+    await conn.execute(
+        "INSERT INTO outbox (event_id, topic, key, raw, headers) VALUES ($1, $2, $3, $4, $5)",
+        uuid.uuid4(), topic, key, raw, headers or {},
+    )
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows to Kafka, in order, at least once."""
+
+    def __init__(self, pool: asyncpg.Pool, broker: KafkaBroker, schema: str, metrics: Metrics,
+                 *, database_url: str, batch_size: int = 500, poll_interval_s: float = 0.25, retention_days: int = 7) -> None:
+        self.pool = pool
+        self.database_url = database_url
+        self._replay_requested = False
+        self.broker = broker
+        self.schema = schema
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.retention = timedelta(days=retention_days)
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock_conn: asyncpg.Connection | None = None
+        self._listen_conn: asyncpg.Connection | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._task:
+            try:
+                await asyncio.wait_for(self._task, timeout=10)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        for conn in (self._listen_conn, self._lock_conn):
+            if conn is not None and not conn.is_closed():
+                await conn.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_replay(self) -> None:
+        """Ask the active relay to re-publish what it retains, before anything newer."""
+        self._replay_requested = True
+        self._wake.set()
+
+    async def backlog(self) -> int:
+        return await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._hold_leadership_and_relay()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("outbox_relay_db_error", schema=self.schema, error=type(exc).__name__)
+                await self._sleep(1.0)
+
+    async def _hold_leadership_and_relay(self) -> None:
+        self._lock_conn = await self.pool.acquire()
+        try:
+            while not self._stopping.is_set():
+                if await self._lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"outbox:{self.schema}"):
+                    break
+                await self._sleep(1.0)  # another replica relays; stand by
+            self._listen_conn = await asyncpg.connect(self.database_url)
+            await self._listen_conn.add_listener(f"outbox_{self.schema}", lambda *_: self._wake.set())
+            last_prune = 0.0
+            loop = asyncio.get_running_loop()
+            while not self._stopping.is_set():
+                if self._replay_requested:
+                    self._replay_requested = False
+                    await self.replay_retained()
+                published = await self.relay_once()
+                if loop.time() - last_prune > 3600:
+                    await self.prune()
+                    last_prune = loop.time()
+                if published < self.batch_size:
+                    self._wake.clear()
+                    await self._sleep(self.poll_interval_s)
+        finally:
+            if self._listen_conn is not None and not self._listen_conn.is_closed():
+                await self._listen_conn.close()
+            if not self._lock_conn.is_closed():
+                await self._lock_conn.execute("SELECT pg_advisory_unlock_all()")
+            await self.pool.release(self._lock_conn)
+            self._lock_conn = None
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unpublished rows; returns how many."""
+        rows = await self.pool.fetch(
+            "SELECT seq, topic, key, envelope, raw, headers FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            self.batch_size,
+        )
+        if not rows:
+            return 0
+        await self._publish(rows)
+        await self.pool.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
+        return len(rows)
+
+    async def _publish(self, rows: list[asyncpg.Record]) -> None:
+        futures = []
+        for row in rows:
+            envelope = row["envelope"]
+            if envelope is not None:
+                body = json.dumps(envelope, separators=(",", ":")).encode()
+                correlation_id = envelope.get("correlation_id") or str(envelope.get("id"))
+            else:
+                body, correlation_id = row["raw"], None
+            futures.append(
+                await self.broker.publish(
+                    body,
+                    row["topic"],
+                    key=row["key"].encode(),
+                    headers={"content-type": "application/json", **row["headers"]},
+                    correlation_id=correlation_id,
+                    no_confirm=True,
+                )
+            )
+        await asyncio.gather(*futures)
+        for row in rows:
+            self.metrics.events_published.labels(topic=row["topic"]).inc()
+
+    async def replay_retained(self) -> int:
+        """Re-publish every retained relayed row, in order: the broker lost its log (SPEC §8)."""
+        total = 0
+        last_seq = 0
+        while True:
+            rows = await self.pool.fetch(
+                "SELECT seq, topic, key, envelope, raw, headers FROM outbox"
+                " WHERE published_at IS NOT NULL AND seq > $1 ORDER BY seq LIMIT $2",
+                last_seq, self.batch_size,
+            )
+            if not rows:
+                break
+            await self._publish(rows)
+            last_seq = rows[-1]["seq"]
+            total += len(rows)
+        if total:
+            log.warning("outbox_replayed", schema=self.schema, events=total)
+        return total
+
+    async def prune(self) -> int:
+        status = await self.pool.execute(
+            "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1", utcnow() - self.retention
+        )
+        return int(status.split()[-1])

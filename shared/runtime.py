@@ -1,0 +1,184 @@
+"""One service process: its settings, database pool, broker, outbox relay, consumers and
+background jobs, started and stopped together (graceful shutdown, SPEC §7)."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import asyncpg
+from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
+
+from shared.consumer import BatchHandler, Handler, InboxConsumer, Incoming, parse
+from shared.db import create_pool, migrate
+from shared.errors import Rejected
+from shared.events import BrokerIncarnation
+from shared.kafka import create_broker
+from shared.logging import get_logger
+from shared.metrics import Metrics
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.topics import topic as topic_spec
+
+log = get_logger(__name__)
+INCARNATION_TOPIC = "rekisteri-broker-incarnation"
+BackgroundJob = Callable[["ServiceRuntime"], Awaitable[None]]
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, settings: ServiceSettings, migrations_dir: Path | None) -> None:
+        self.name = name
+        self.settings = settings
+        self.migrations_dir = migrations_dir
+        self.metrics = Metrics(name)
+        self.broker = create_broker(settings, client_id=f"rekisteri-{name}")
+        self.consumers: dict[str, InboxConsumer] = {}
+        self._pool: asyncpg.Pool | None = None
+        self.relay: OutboxRelay | None = None
+        self._jobs: list[tuple[str, BackgroundJob]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stopping = asyncio.Event()
+        self.started = False
+        self._subscribe_incarnation()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._pool
+
+    # -- wiring -----------------------------------------------------------------
+    def _subscriber_options(self, topic_name: str, **extra: object) -> dict[str, object]:
+        spec = topic_spec(topic_name)
+        return dict(
+            group_id=f"{self.name}.{topic_name}",
+            ack_policy=AckPolicy.NACK_ON_ERROR,  # offset committed only after the handler's commit
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms,
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
+            title=f"{self.name}:{topic_name}",
+            description=spec.description,
+            **extra,
+        )
+
+    def subscribe(self, topic_name: str, handler: Handler) -> InboxConsumer:
+        """Apply each event of `topic_name` with `handler`, exactly once in effect."""
+        consumer = InboxConsumer(self, topic_name, handler=handler)
+        self.consumers[topic_name] = consumer
+
+        @self.broker.subscriber(topic_name, **self._subscriber_options(topic_name))
+        async def on_message(msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            await consumer.handle(Incoming(raw.value or b"", raw.key, raw.partition, raw.offset))
+
+        return consumer
+
+    def subscribe_batch(self, topic_name: str, handler: BatchHandler, *, max_records: int = 2000) -> InboxConsumer:
+        """Apply events of a bulk topic in batches, one transaction per batch."""
+        consumer = InboxConsumer(self, topic_name, batch_handler=handler)
+        self.consumers[topic_name] = consumer
+
+        @self.broker.subscriber(topic_name, batch=True, max_records=max_records,
+                                **self._subscriber_options(topic_name))
+        async def on_batch(msg: KafkaMessage) -> None:
+            await consumer.handle_batch(
+                [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in msg.raw_message]
+            )
+
+        return consumer
+
+    def add_job(self, name: str, job: BackgroundJob) -> None:
+        """A background loop (scheduler, reporter) started after the runtime is up."""
+        self._jobs.append((name, job))
+
+    def _subscribe_incarnation(self) -> None:
+        """Replay the outbox when the embedded broker comes back empty (SPEC §8)."""
+        spec = topic_spec(INCARNATION_TOPIC)
+
+        @self.broker.subscriber(INCARNATION_TOPIC, **self._subscriber_options(INCARNATION_TOPIC))
+        async def on_incarnation(msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            try:
+                parsed = parse(spec, Incoming(raw.value or b""))
+            except Rejected as exc:
+                log.warning("incarnation_marker_ignored", reason=exc.reason)
+                return
+            await self.observe_incarnation(parsed.payload.incarnation)  # type: ignore[attr-defined]
+
+    async def observe_incarnation(self, incarnation: uuid.UUID) -> bool:
+        """Record the broker's incarnation; a change means the broker lost its log."""
+        previous = await self.pool.fetchval("SELECT incarnation FROM broker_state")
+        if previous == incarnation:
+            return False
+        await self.pool.execute(
+            "INSERT INTO broker_state (singleton, incarnation, seen_at) VALUES (true, $1, now())"
+            " ON CONFLICT (singleton) DO UPDATE SET incarnation = EXCLUDED.incarnation, seen_at = now()",
+            incarnation,
+        )
+        if previous is not None and self.relay is not None:
+            log.warning("broker_restarted_replaying_outbox", previous=str(previous), current=str(incarnation))
+            self.relay.request_replay()
+            return True
+        return False
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        self._pool = await create_pool(s.database_url, s.schema, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        await migrate(self._pool, s.schema, self.migrations_dir)
+        self.relay = OutboxRelay(
+            self._pool, self.broker, s.schema, self.metrics, database_url=s.database_url,
+            batch_size=s.outbox_batch_size, poll_interval_s=s.outbox_poll_interval_s,
+            retention_days=s.outbox_retention_days,
+        )
+        await self.broker.start()
+        await self.relay.start()
+        for name, job in self._jobs:
+            self._tasks.append(asyncio.create_task(self._run_job(name, job), name=f"{self.name}-{name}"))
+        self.started = True
+        log.info("service_started", port=s.port, consumers=sorted(self.consumers))
+
+    async def _run_job(self, name: str, job: BackgroundJob) -> None:
+        while not self.stopping.is_set():
+            try:
+                await job(self)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a job must outlive one failure
+                log.error("job_failed_restarting", job=name, error=type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        """Stop taking work, finish the message in hand, relay what is committed, close."""
+        self.stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.broker.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        self.started = False
+        log.info("service_stopped")
+
+    async def readiness(self) -> dict[str, bool]:
+        database = False
+        try:
+            database = await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=2) == 1
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            database = False
+        try:
+            broker = bool(await self.broker.ping(timeout=2))
+        except Exception:  # noqa: BLE001
+            broker = False
+        return {"database": database, "broker": broker}
+
+    async def refresh_gauges(self) -> None:
+        if self.relay is not None and self._pool is not None:
+            self.metrics.outbox_backlog.set(await self.relay.backlog())

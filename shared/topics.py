@@ -1,0 +1,129 @@
+"""The topic catalogue (SPEC §4): every topic's name, key, payload, and how it is kept.
+
+This is the contract with the company's other systems. `rekisteri topics` creates this
+set, the AsyncAPI documents are generated from it, and producers refuse a topic or a
+payload it does not know.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared import events as ev
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    payload: type[ev.Payload]
+    key: str  # the payload field whose order matters
+    description: str
+    personal_data: bool
+    partitions: int = 3
+    retention_ms: int = 7 * DAY_MS
+    schema_version: int = 1
+    # Bulk topics wait longer per fetch (throughput); person topics answer fast (latency).
+    fetch_max_wait_ms: int | None = None
+    producers: tuple[str, ...] = field(default_factory=tuple)
+    consumers: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def dead_letter(self) -> str:
+        return dead_letter_topic(self.name)
+
+
+def dead_letter_topic(name: str) -> str:
+    return f"{name}-dlq"
+
+
+EXTERNAL = "other company systems"
+
+_TOPICS = [
+    Topic("contact-upserted", ev.ContactUpserted, "external_ref",
+          "A person from CRM or a B2B/public register import (R4).", True,
+          producers=(EXTERNAL,), consumers=("contacts",)),
+    Topic("contact-registered", ev.ContactRegistered, "person_id",
+          "A person entered the register.", True,
+          producers=("contacts",), consumers=("consent", "retention")),
+    Topic("contact-updated", ev.ContactUpdated, "person_id",
+          "A person's data changed (update, self-service, rectification R14).", True,
+          producers=("contacts",), consumers=("consent",)),
+    Topic("contact-passivated", ev.ContactPassivated, "person_id",
+          "A person's data is now readable only by the register owner (R6).", False,
+          producers=("contacts",), consumers=("retention",)),
+    Topic("contact-reactivated", ev.ContactReactivated, "person_id",
+          "A passive or ended person became active again.", False,
+          producers=("contacts",), consumers=("retention",)),
+    Topic("contact-erased", ev.ContactErased, "person_id",
+          "All of a person's data is erased everywhere, bans' suppression kept (R7, R8).", False,
+          producers=("contacts",), consumers=("consent", "retention", "billing")),
+    Topic("contact-transferred-to-marketing", ev.ContactTransferredToMarketing, "person_id",
+          "A person moved to the marketing register (R7, R9).", False,
+          producers=("contacts",), consumers=("consent", "retention")),
+    Topic("relationship-started", ev.RelationshipStarted, "person_id",
+          "A customer relationship or legitimate connection began (R5).", False,
+          producers=("contacts", EXTERNAL), consumers=("contacts", "retention")),
+    Topic("relationship-ended", ev.RelationshipEnded, "person_id",
+          "A customer relationship or legitimate connection ended (R6).", False,
+          producers=("contacts", EXTERNAL), consumers=("contacts", "retention")),
+    Topic("assignment-started", ev.AssignmentStarted, "person_id",
+          "A person began working on an assignment (P2).", False,
+          producers=("contacts", EXTERNAL), consumers=("contacts", "retention")),
+    Topic("assignment-ended", ev.AssignmentEnded, "person_id",
+          "A person's assignment ended; the R7 deadline counts from the last one.", False,
+          producers=("contacts", EXTERNAL), consumers=("contacts", "retention")),
+    Topic("optout-registered", ev.OptoutRegistered, "person_id",
+          "A marketing ban per purpose and channel (R8, R13).", True,
+          producers=("consent", EXTERNAL), consumers=("consent", "retention", "contacts")),
+    Topic("consent-granted", ev.ConsentGranted, "person_id",
+          "A marketing permission was given.", False,
+          producers=("consent",), consumers=("retention",)),
+    Topic("consent-withdrawn", ev.ConsentWithdrawn, "person_id",
+          "A marketing permission was withdrawn or a ban recorded.", False,
+          producers=("consent",), consumers=("retention",)),
+    Topic("passivation-commanded", ev.PassivationCommanded, "person_id",
+          "Retention commands contacts to passivate a person (R6).", False,
+          producers=("retention",), consumers=("contacts",)),
+    Topic("disposition-commanded", ev.DispositionCommanded, "person_id",
+          "Retention commands the final disposition: erase or transfer (R7).", False,
+          producers=("retention",), consumers=("contacts",)),
+    Topic("disposition-confirmed", ev.DispositionConfirmed, "person_id",
+          "A service confirms it honoured a passivation or disposition.", False,
+          producers=("contacts", "consent", "billing", "retention"), consumers=("retention",)),
+    Topic("access-requested", ev.AccessRequested, "request_id",
+          "A right-of-access request (R12): every service answers with its slice.", True,
+          retention_ms=1 * DAY_MS,
+          producers=("contacts",), consumers=("consent", "retention", "billing")),
+    Topic("access-report-part", ev.AccessReportPart, "request_id",
+          "One service's slice of an access report (R12).", True, retention_ms=1 * DAY_MS,
+          producers=("consent", "retention", "billing"), consumers=("contacts",)),
+    Topic("usage-recorded", ev.UsageRecorded, "customer_id",
+          "Metered use of a delivered service, from the company's platforms (P3).", False,
+          partitions=6, fetch_max_wait_ms=200,
+          producers=(EXTERNAL,), consumers=("billing",)),
+    Topic("invoice-issued", ev.InvoiceIssued, "customer_id",
+          "An immutable invoice or credit note (SPEC §6).", False,
+          producers=("billing",), consumers=(EXTERNAL,)),
+    Topic("rekisteri-broker-incarnation", ev.BrokerIncarnation, "incarnation",
+          "Embedded stack only: a new value means the memory-only broker restarted (SPEC §8).",
+          False, partitions=1, producers=("launcher",), consumers=("contacts", "consent", "retention", "billing")),
+]
+
+CATALOGUE: dict[str, Topic] = {t.name: t for t in _TOPICS}
+EVENT_TYPES: dict[type[ev.Payload], Topic] = {t.payload: t for t in _TOPICS}
+
+
+def topic(name: str) -> Topic:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise KeyError(f"topic {name!r} is not in the catalogue") from None
+
+
+def all_topic_names(include_dead_letters: bool = True) -> list[str]:
+    """Every topic the register uses, dead-letter topics for consumed ones included."""
+    names = list(CATALOGUE)
+    if include_dead_letters:
+        names += [t.dead_letter for t in _TOPICS if t.consumers and t.consumers != (EXTERNAL,)]
+    return names

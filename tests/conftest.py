@@ -1,0 +1,83 @@
+"""Session fixtures: real Kafka and PostgreSQL (tests/infra.py), and services run
+in-process against them, each test session in a fresh database."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from shared.logging import configure_logging
+from shared.runtime import ServiceRuntime
+from tests.infra import Infra, create_database, start_infra
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Infra:
+    configure_logging("tests", "INFO")
+    started = start_infra(tmp_path_factory.mktemp("stack"))
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(infra: Infra) -> str:
+    return await create_database(infra)
+
+
+def test_settings(infra: Infra, database_url: str, **overrides: Any) -> dict[str, Any]:
+    """Settings for a service run by the tests: fast group joins, fast relay."""
+    return {
+        "kafka_bootstrap_servers": infra.bootstrap,
+        "database_url": database_url,
+        "kafka_session_timeout_ms": 2000,
+        "kafka_heartbeat_interval_ms": 300,
+        "outbox_poll_interval_s": 0.1,
+        **overrides,
+    }
+
+
+@dataclass
+class RunningService:
+    name: str
+    app: Any
+    runtime: ServiceRuntime
+    http: httpx.AsyncClient
+
+    async def stop(self) -> None:
+        await self.http.aclose()
+        if self.runtime.started:
+            await self.runtime.stop()
+
+
+ServiceStarter = Callable[..., Awaitable[RunningService]]
+
+
+@pytest.fixture(scope="session")
+async def start_service(infra: Infra, database_url: str) -> AsyncIterator[ServiceStarter]:
+    """Start a service in-process: `await start_service("consent", outbox_poll_interval_s=0.05)`.
+
+    The same name started twice in a session returns the running one unless `fresh=True`.
+    """
+    running: dict[str, RunningService] = {}
+
+    async def start(name: str, *, fresh: bool = False, **overrides: Any) -> RunningService:
+        if name in running and not fresh:
+            return running[name]
+        if name in running:
+            await running.pop(name).stop()
+        module = importlib.import_module(f"services.{name}.app")
+        settings_cls = module.SETTINGS
+        settings = settings_cls(**test_settings(infra, database_url, **overrides))
+        app = module.build_app(settings)
+        runtime: ServiceRuntime = app.state.runtime
+        await runtime.start()
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
+        running[name] = RunningService(name, app, runtime, client)
+        return running[name]
+
+    yield start
+    for service in list(running.values()):
+        await service.stop()

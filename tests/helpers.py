@@ -1,0 +1,109 @@
+"""What tests need to drive the register from outside, as other systems would."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared.auth import Role, mint_token
+from shared.envelope import Envelope
+from shared.events import Payload
+from shared.outbox import build_envelope
+from shared.settings import DEV_TOKEN_SECRET
+
+TEST_TOKEN_SECRET = DEV_TOKEN_SECRET
+
+
+def token(role: Role | str, user: str = "tester", person_id: uuid.UUID | str | None = None) -> str:
+    return mint_token(TEST_TOKEN_SECRET, user=user, role=role, person_id=person_id)
+
+
+def auth(role: Role | str, user: str = "tester", person_id: uuid.UUID | str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(role, user, person_id)}"}
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s; last value: {last!r}")
+
+
+def envelope_for(payload: Payload, *, source: str = "test-system", event_id: uuid.UUID | None = None,
+                 correlation_id: str | None = None) -> tuple[str, str, Envelope]:
+    return build_envelope(payload, source=source, event_id=event_id, correlation_id=correlation_id)
+
+
+class ExternalSystem:
+    """A producer standing in for the company's other systems."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+
+    async def __aenter__(self) -> "ExternalSystem":
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.stop()
+
+    async def publish(self, payload: Payload, *, source: str = "test-system", event_id: uuid.UUID | None = None
+                      ) -> Envelope:
+        topic, key, envelope = envelope_for(payload, source=source, event_id=event_id)
+        await self.producer.send_and_wait(topic, envelope.to_bytes(), key=key.encode())
+        return envelope
+
+    async def publish_envelope(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
+        await self.producer.send_and_wait(topic, envelope.to_bytes(), key=(key or envelope.subject).encode())
+
+    async def publish_raw(self, topic: str, value: bytes, key: bytes | None = b"raw") -> None:
+        await self.producer.send_and_wait(topic, value, key=key)
+
+
+async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict[str, Any]]], bool],
+                     timeout: float = 20.0) -> list[dict[str, Any]]:
+    """Read a topic from the beginning (no group) until `until(records)` holds."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - topic may be brand new
+            partitions = consumer.partitions_for_topic(topic) or {0}
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for msgs in batch.values():
+                for msg in msgs:
+                    records.append({
+                        "key": msg.key, "value": msg.value, "partition": msg.partition, "offset": msg.offset,
+                        "headers": {k: v.decode() for k, v in (msg.headers or [])},
+                    })
+            if until(records):
+                return records
+        raise AssertionError(f"{topic}: condition not met within {timeout} s ({len(records)} records read)")
+    finally:
+        await consumer.stop()
+
+
+def envelopes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in records:
+        try:
+            out.append(json.loads(r["value"]))
+        except (ValueError, TypeError):
+            continue
+    return out
