@@ -25,6 +25,7 @@ def create_broker(settings: PlatformSettings, client_id: str) -> KafkaBroker:
         allow_auto_create_topics=False,
         linger_ms=1,
         request_timeout_ms=30000,
+        graceful_timeout=15,  # on stop, finish the message in hand before leaving
         logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,
     )

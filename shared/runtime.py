@@ -40,8 +40,8 @@ class ServiceRuntime:
         self._jobs: list[tuple[str, BackgroundJob]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.stopping = asyncio.Event()
+        self._declared = False
         self.started = False
-        self._subscribe_incarnation()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -50,39 +50,37 @@ class ServiceRuntime:
         return self._pool
 
     # -- wiring -----------------------------------------------------------------
-    def _subscriber_options(self, topic_name: str, **extra: object) -> dict[str, object]:
-        spec = topic_spec(topic_name)
+    def _subscriber_options(self, group_id: str, fetch_max_wait_ms: int) -> dict[str, object]:
         return dict(
-            group_id=f"{self.name}.{topic_name}",
+            group_id=group_id,
             ack_policy=AckPolicy.NACK_ON_ERROR,  # offset committed only after the handler's commit
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms,
+            auto_offset_reset="earliest",  # no committed offset (new group, forgetful broker): from the start
+            fetch_max_wait_ms=fetch_max_wait_ms,
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
-            title=f"{self.name}:{topic_name}",
-            description=spec.description,
-            **extra,
         )
 
     def subscribe(self, topic_name: str, handler: Handler) -> InboxConsumer:
-        """Apply each event of `topic_name` with `handler`, exactly once in effect."""
+        """Apply each event of `topic_name` with `handler`, exactly once in effect.
+
+        All of a service's per-event subscriptions share one consumer (one group join),
+        declared when the runtime starts.
+        """
+        if self.started:
+            raise RuntimeError("subscribe before the runtime starts")
         consumer = InboxConsumer(self, topic_name, handler=handler)
         self.consumers[topic_name] = consumer
-
-        @self.broker.subscriber(topic_name, **self._subscriber_options(topic_name))
-        async def on_message(msg: KafkaMessage) -> None:
-            raw = msg.raw_message
-            await consumer.handle(Incoming(raw.value or b"", raw.key, raw.partition, raw.offset))
-
         return consumer
 
     def subscribe_batch(self, topic_name: str, handler: BatchHandler, *, max_records: int = 2000) -> InboxConsumer:
-        """Apply events of a bulk topic in batches, one transaction per batch."""
+        """Apply events of a bulk topic in batches, one transaction per batch (own consumer)."""
         consumer = InboxConsumer(self, topic_name, batch_handler=handler)
         self.consumers[topic_name] = consumer
+        spec = topic_spec(topic_name)
 
-        @self.broker.subscriber(topic_name, batch=True, max_records=max_records,
-                                **self._subscriber_options(topic_name))
+        @self.broker.subscriber(topic_name, batch=True, max_records=max_records, title=f"{self.name}:{topic_name}",
+                                **self._subscriber_options(f"{self.name}.{topic_name}",
+                                                           spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms))
         async def on_batch(msg: KafkaMessage) -> None:
             await consumer.handle_batch(
                 [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in msg.raw_message]
@@ -94,19 +92,28 @@ class ServiceRuntime:
         """A background loop (scheduler, reporter) started after the runtime is up."""
         self._jobs.append((name, job))
 
-    def _subscribe_incarnation(self) -> None:
-        """Replay the outbox when the embedded broker comes back empty (SPEC §8)."""
-        spec = topic_spec(INCARNATION_TOPIC)
+    def _declare_event_subscriber(self) -> None:
+        single = {name: c for name, c in self.consumers.items() if c.handler is not None}
+        topics = [*single, INCARNATION_TOPIC]
 
-        @self.broker.subscriber(INCARNATION_TOPIC, **self._subscriber_options(INCARNATION_TOPIC))
-        async def on_incarnation(msg: KafkaMessage) -> None:
+        @self.broker.subscriber(*topics, title=f"{self.name}:events",
+                                **self._subscriber_options(self.name, self.settings.kafka_fetch_max_wait_ms))
+        async def on_message(msg: KafkaMessage) -> None:
             raw = msg.raw_message
-            try:
-                parsed = parse(spec, Incoming(raw.value or b""))
-            except Rejected as exc:
-                log.warning("incarnation_marker_ignored", reason=exc.reason)
-                return
-            await self.observe_incarnation(parsed.payload.incarnation)  # type: ignore[attr-defined]
+            incoming = Incoming(raw.value or b"", raw.key, raw.partition, raw.offset)
+            if raw.topic == INCARNATION_TOPIC:
+                await self._on_incarnation(incoming)
+            else:
+                await single[raw.topic].handle(incoming)
+
+    async def _on_incarnation(self, incoming: Incoming) -> None:
+        """Replay the outbox when the embedded broker comes back empty (SPEC §8)."""
+        try:
+            parsed = parse(topic_spec(INCARNATION_TOPIC), incoming)
+        except Rejected as exc:
+            log.warning("incarnation_marker_ignored", reason=exc.reason)
+            return
+        await self.observe_incarnation(parsed.payload.incarnation)  # type: ignore[attr-defined]
 
     async def observe_incarnation(self, incarnation: uuid.UUID) -> bool:
         """Record the broker's incarnation; a change means the broker lost its log."""
@@ -134,6 +141,9 @@ class ServiceRuntime:
             batch_size=s.outbox_batch_size, poll_interval_s=s.outbox_poll_interval_s,
             retention_days=s.outbox_retention_days,
         )
+        if not self._declared:
+            self._declare_event_subscriber()
+            self._declared = True
         await self.broker.start()
         await self.relay.start()
         for name, job in self._jobs:
