@@ -42,7 +42,7 @@ class PlatformSettings(BaseSettings):
     billing_port: int = 8004
 
     def port_of(self, service_name: str) -> int:
-        return getattr(self, f"{service_name}_port")
+        return getattr(self, f"{service_name}_port", 0)
 
 
 class ServiceSettings(PlatformSettings):

@@ -107,8 +107,16 @@ class EmbeddedPostgres:
     def url(self, database: str = "rekisteri") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def _run_as_owner(self, args: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(args, user=self.user, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    def _as_owner(self) -> dict[str, object]:
+        if self.user is None:
+            return {}
+        return {"user": self.user, "group": self.user, "extra_groups": [], "cwd": str(self.data_dir)}
+
+    def _run_as_owner(self, args: list[str]) -> None:
+        result = subprocess.run(args, capture_output=True, **self._as_owner())  # type: ignore[call-overload]
+        if result.returncode != 0:
+            raise RuntimeError(f"{Path(args[0]).name} failed ({result.returncode}): "
+                               f"{result.stderr.decode(errors='replace')[-2000:]}")
 
     def init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,8 +143,8 @@ class EmbeddedPostgres:
         if not self.durable:
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         log_file = open(self.data_dir.parent / "postgres.log", "ab")
-        self.proc = subprocess.Popen(args, user=self.user, stdout=log_file, stderr=log_file,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(args, stdout=log_file, stderr=log_file, start_new_session=True,
+                                     preexec_fn=_die_with_parent, **self._as_owner())  # type: ignore[call-overload]
         wait_for_port("127.0.0.1", self.port, timeout, "PostgreSQL", self.proc)
         self._wait_accepting(timeout)
 

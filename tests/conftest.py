@@ -27,7 +27,7 @@ async def database_url(infra: Infra) -> str:
     return await create_database(infra)
 
 
-def test_settings(infra: Infra, database_url: str, **overrides: Any) -> dict[str, Any]:
+def service_test_settings(infra: Infra, database_url: str, **overrides: Any) -> dict[str, Any]:
     """Settings for a service run by the tests: fast group joins, fast relay."""
     return {
         "kafka_bootstrap_servers": infra.bootstrap,
@@ -70,7 +70,7 @@ async def start_service(infra: Infra, database_url: str) -> AsyncIterator[Servic
             await running.pop(name).stop()
         module = importlib.import_module(f"services.{name}.app")
         settings_cls = module.SETTINGS
-        settings = settings_cls(**test_settings(infra, database_url, **overrides))
+        settings = settings_cls(**service_test_settings(infra, database_url, **overrides))
         app = module.build_app(settings)
         runtime: ServiceRuntime = app.state.runtime
         await runtime.start()
