@@ -89,6 +89,8 @@ class BatchOutcome:
 
 Handler = Callable[[EventContext[Any]], Awaitable[None]]
 BatchHandler = Callable[[asyncpg.Connection, list[Parsed]], Awaitable[None]]
+# Checks beyond the payload model (unknown meter, time in the future): a reason rejects the event.
+BatchValidator = Callable[[Parsed], Awaitable[str | None]]
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -128,8 +130,9 @@ class InboxConsumer:
     HTTP batch accepts alike, so both paths share one dedupe key (SPEC §8)."""
 
     def __init__(self, runtime: "ServiceRuntime", topic_name: str, *, handler: Handler | None = None,
-                 batch_handler: BatchHandler | None = None) -> None:
+                 batch_handler: BatchHandler | None = None, validate: BatchValidator | None = None) -> None:
         self.runtime = runtime
+        self.validate = validate
         self.spec = topic_spec(topic_name)
         self.handler = handler
         self.batch_handler = batch_handler
@@ -204,7 +207,11 @@ class InboxConsumer:
         valid: list[Parsed] = []
         for index, incoming in enumerate(batch):
             try:
-                valid.append(parse(self.spec, incoming))
+                parsed = parse(self.spec, incoming)
+                reason = await self.validate(parsed) if self.validate else None
+                if reason:
+                    raise Rejected(reason)
+                valid.append(parsed)
             except Rejected as exc:
                 outcome.rejected.append({"index": index, "reason": exc.reason})
                 await self.dead_letter(incoming, exc.reason)

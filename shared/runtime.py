@@ -11,7 +11,7 @@ import asyncpg
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.consumer import BatchHandler, Handler, InboxConsumer, Incoming, parse
+from shared.consumer import BatchHandler, BatchValidator, Handler, InboxConsumer, Incoming, parse
 from shared.db import create_pool, migrate
 from shared.errors import Rejected
 from shared.events import BrokerIncarnation
@@ -72,9 +72,14 @@ class ServiceRuntime:
         self.consumers[topic_name] = consumer
         return consumer
 
-    def subscribe_batch(self, topic_name: str, handler: BatchHandler, *, max_records: int = 2000) -> InboxConsumer:
-        """Apply events of a bulk topic in batches, one transaction per batch (own consumer)."""
-        consumer = InboxConsumer(self, topic_name, batch_handler=handler)
+    def subscribe_batch(self, topic_name: str, handler: BatchHandler, *, max_records: int = 2000,
+                        validate: BatchValidator | None = None) -> InboxConsumer:
+        """Apply events of a bulk topic in batches, one transaction per batch (own consumer).
+
+        `validate` runs before the transaction; an event it gives a reason for is dead-lettered
+        (and reported to an HTTP batch caller), never recorded in the inbox, so a replay retries it.
+        """
+        consumer = InboxConsumer(self, topic_name, batch_handler=handler, validate=validate)
         self.consumers[topic_name] = consumer
         spec = topic_spec(topic_name)
 
