@@ -83,11 +83,133 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_asyncapi(args: argparse.Namespace) -> int:
+def asyncapi_text(service: str | None = None) -> str:
     from shared.asyncapi import build_asyncapi
 
-    print(json.dumps(build_asyncapi(args.service), indent=2, ensure_ascii=False))
+    return json.dumps(build_asyncapi(service), indent=2, ensure_ascii=False) + "\n"
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    text = asyncapi_text(args.service)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return 0
+
+
+def _run_operation(coro_factory) -> int:  # noqa: ANN001 - an async callable taking (conn)
+    """Connect to PostgreSQL, run one operation; an operator's mistake is exit code 2."""
+    from shared.operations import OperationError
+
+    async def run() -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(PlatformSettings().database_url)
+        try:
+            return await coro_factory(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(run())
+    except OperationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from shared import operations as ops
+
+    if args.action == "list":
+        async def listing(conn) -> int:  # noqa: ANN001
+            letters = await ops.list_dead_letters(conn, args.service, include_replayed=args.all)
+            for d in letters:
+                state = f"replayed {d.replayed_at:%Y-%m-%d %H:%M:%S}" if d.replayed_at else "open"
+                print(f"{d.ref:<24} {d.topic:<32} {d.received_at:%Y-%m-%d %H:%M:%S} {state:<28}"
+                      f" consumer={d.consumer} event_id={d.event_id or '-'} reason={d.reason}")
+            print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+            return 0
+
+        return _run_operation(listing)
+
+    if bool(args.ids) == bool(args.all):
+        print("error: name dead letters (SERVICE:ID ...) or pass --all, not both", file=sys.stderr)
+        return 2
+
+    async def replaying(conn) -> int:  # noqa: ANN001
+        producer = ops.producer_for(PlatformSettings())
+        await producer.start()
+        try:
+            replayed = await ops.replay_dead_letters(
+                conn, producer, refs=args.ids or None, service=args.service,
+                progress=lambda total: ops.Progress("replaying", total))
+        finally:
+            await producer.stop()
+        for d in replayed:
+            print(f"replayed {d.ref} to {d.topic}")
+        print(f"{len(replayed)} dead letter(s) replayed", file=sys.stderr)
+        return 0
+
+    return _run_operation(replaying)
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from shared import operations as ops
+
+    async def backlog(conn) -> int:  # noqa: ANN001
+        print(f"{'service':<24} {'unpublished':>11} {'oldest':>10} {'open dead letters':>18}")
+        for b in await ops.outbox_backlog(conn, args.service):
+            print(f"{b.service:<24} {b.unpublished:>11} {_age(b.oldest_age_s):>10} {b.open_dead_letters:>18}")
+        return 0
+
+    return _run_operation(backlog)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from shared import operations as ops
+
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+
+    async def publish() -> int:
+        # Validate before connecting: a bad file fails fast, even without a broker.
+        built = ops.build_publications(args.topic, ops.load_documents(text), source=args.source)
+        producer = ops.producer_for(PlatformSettings())
+        await producer.start()
+        try:
+            sent = await ops.publish_envelopes(producer, args.topic, built,
+                                               progress=lambda total: ops.Progress("publishing", total))
+        finally:
+            await producer.stop()
+        for envelope in sent:
+            print(f"published {envelope.type} id={envelope.id} subject={envelope.subject}")
+        return 0
+
+    try:
+        return asyncio.run(publish())
+    except ops.OperationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +235,28 @@ def build_parser() -> argparse.ArgumentParser:
     mig.set_defaults(func=cmd_migrate)
     api = sub.add_parser("asyncapi", help="print the AsyncAPI document (whole register or one service)")
     api.add_argument("service", nargs="?", choices=SERVICE_NAMES)
+    api.add_argument("--output", "-o", help="write it to this file (docs/asyncapi.json) instead of stdout")
     api.set_defaults(func=cmd_asyncapi)
+    dlq = sub.add_parser("dlq", help="dead-lettered messages: list them with reasons, replay them once fixed")
+    dlq_sub = dlq.add_subparsers(dest="action", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="dead letters not yet replayed (--all: replayed ones too)")
+    dlq_list.add_argument("--service", help="one service schema (default: all)")
+    dlq_list.add_argument("--all", action="store_true", help="include replayed dead letters")
+    dlq_list.set_defaults(func=cmd_dlq)
+    dlq_replay = dlq_sub.add_parser("replay", help="republish dead letters' original bytes to their topics")
+    dlq_replay.add_argument("ids", nargs="*", metavar="SERVICE:ID", help="as `dlq list` prints them (ID alone with --service)")
+    dlq_replay.add_argument("--all", action="store_true", help="every dead letter not yet replayed")
+    dlq_replay.add_argument("--service", help="only this service schema's dead letters")
+    dlq_replay.set_defaults(func=cmd_dlq)
+    outbox = sub.add_parser("outbox", help="outbox backlog per service: unpublished events, oldest age")
+    outbox.add_argument("--service", help="one service schema (default: all)")
+    outbox.set_defaults(func=cmd_outbox)
+    publish = sub.add_parser("publish", help="validate and publish events of a catalogued topic from JSON")
+    publish.add_argument("topic", help="a catalogued topic, e.g. usage-recorded")
+    publish.add_argument("--file", "-f", required=True,
+                         help="JSON file ('-' for stdin): payload(s) or full envelope(s); an object, an array or JSON lines")
+    publish.add_argument("--source", default="rekisteri-cli", help="the envelope's source for payloads (default: rekisteri-cli)")
+    publish.set_defaults(func=cmd_publish)
     return parser
 
 

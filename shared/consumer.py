@@ -258,7 +258,7 @@ class InboxConsumer:
         return outcome
 
     async def _apply_batch(self, valid: list[Parsed]) -> list[Parsed]:
-        assert self.batch_handler is not None
+        """Record the batch in the inbox and apply what is new, all in one transaction."""
         started = time.perf_counter()
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
@@ -274,8 +274,11 @@ class InboxConsumer:
                 if key in new_keys:
                     new_keys.discard(key)
                     fresh.append(p)
-            if fresh:
+            if fresh and self.batch_handler is not None:
                 await self.batch_handler(conn, fresh)
+            elif self.handler is not None:
+                for p in fresh:  # per-event handlers, one transaction for the whole batch
+                    await self.handler(EventContext(conn, p.envelope, p.payload, self.runtime.name, self.spec.name))
         self.runtime.metrics.events_consumed.labels(topic=self.spec.name).inc(len(fresh))
         self.runtime.metrics.events_duplicate.labels(topic=self.spec.name).inc(len(valid) - len(fresh))
         self.runtime.metrics.handler_seconds.labels(topic=self.spec.name).observe(time.perf_counter() - started)

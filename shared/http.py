@@ -7,14 +7,19 @@ import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from fastapi import APIRouter, FastAPI, Request
+import json
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from pydantic import BaseModel, Field
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.asyncapi import build_asyncapi
-from shared.auth import role_guard
-from shared.errors import RegisterError
+from shared.auth import Role, role_guard
+from shared.consumer import Incoming
+from shared.errors import NotFound, RegisterError
+from shared.topics import CATALOGUE, EXTERNAL
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -104,9 +109,50 @@ def create_http_app(runtime: "ServiceRuntime", routers: list[APIRouter], *, desc
     async def asyncapi() -> dict[str, Any]:
         return build_asyncapi(runtime.name)
 
+    app.include_router(event_accept_router(runtime))
     for router in routers:
         app.include_router(router)
     return app
+
+
+MAX_ACCEPT_BATCH = 10_000
+
+
+class EventBatch(BaseModel):
+    """Envelopes exactly as they would be published on the topic (SPEC §4)."""
+
+    events: list[Any] = Field(min_length=1, max_length=MAX_ACCEPT_BATCH)
+
+
+class AcceptOutcome(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[dict[str, Any]]
+
+
+def event_accept_router(runtime: "ServiceRuntime") -> APIRouter:
+    """`POST /events/{topic}`: a durable accept for other company systems (SPEC §8).
+
+    202 only after the PostgreSQL commit; the same (source, id) dedupe as the topic path,
+    because both go through the same inbox consumer.
+    """
+    router = APIRouter(tags=["events"])
+
+    @router.post("/events/{topic}", status_code=202, response_model=AcceptOutcome,
+                 summary="Accept a batch of envelopes for a topic this service consumes")
+    async def accept_events(topic: str, batch: EventBatch,
+                            _principal: Any = Depends(require(Role.service, Role.register_owner))) -> AcceptOutcome:
+        consumer = runtime.consumers.get(topic)
+        spec = CATALOGUE.get(topic)
+        if consumer is None or spec is None or EXTERNAL not in spec.producers:
+            raise NotFound(f"this service accepts no events for topic {topic!r} over HTTP",
+                           fields={"topic": "not a topic this service accepts from other systems"})
+        incoming = [Incoming(json.dumps(e, separators=(",", ":")).encode())
+                    for e in batch.events]
+        outcome = await consumer.handle_batch(incoming)
+        return AcceptOutcome(accepted=outcome.accepted, duplicates=outcome.duplicates, rejected=outcome.rejected)
+
+    return router
 
 
 def runtime_of(request: Request) -> "ServiceRuntime":

@@ -75,8 +75,9 @@ def add_correlation_id(_logger: Any, _method: str, event_dict: dict[str, Any]) -
     return event_dict
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    """JSON lines on stderr; the stdlib loggers (uvicorn, aiokafka, faststream) go the same way."""
+def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> None:
+    """JSON lines on stderr (or `stream`); the stdlib loggers (uvicorn, aiokafka, faststream) too."""
+    stream = stream or sys.stderr
     shared_processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         add_correlation_id,
@@ -88,11 +89,11 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=[*shared_processors, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 import uuid
@@ -26,12 +27,14 @@ def auth(role: Role | str, user: str = "tester", person_id: uuid.UUID | str | No
     return {"Authorization": f"Bearer {token(role, user, person_id)}"}
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0, interval: float = 0.05) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any] | Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
     """Poll `check` until it returns something truthy; fail with its last value."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = await check()
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         await asyncio.sleep(interval)

@@ -16,7 +16,7 @@ from shared.outbox import add_event
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.conftest import service_test_settings
-from tests.helpers import ExternalSystem, envelopes, eventually, read_topic
+from tests.helpers import ExternalSystem, envelope_for, envelopes, eventually, read_topic
 
 PROBE_SQL = """
 CREATE TABLE IF NOT EXISTS effects (
@@ -90,3 +90,88 @@ async def test_malformed_message_is_dead_lettered_and_the_next_applied(infra, pr
     mine = [r for r in dlq if r["value"] == b'{"id": "not-a-uuid", "truncated'
             and r["headers"]["x-consumer"].startswith(probe.name)]
     assert "invalid envelope" in mine[0]["headers"]["x-dead-letter-reason"]
+
+
+async def test_outbox_row_committed_before_a_crash_is_relayed_on_start(infra, database_url, tmp_path):
+    """Killed between commit and publish: the committed event still goes out, once."""
+    runtime = build_probe(infra, database_url, tmp_path, f"probe_{uuid.uuid4().hex[:8]}")
+    person_id = uuid.uuid4()
+    from shared.db import create_pool, migrate
+
+    pool = await create_pool(runtime.settings.database_url, runtime.name)
+    await migrate(pool, runtime.name, runtime.migrations_dir)
+    async with pool.acquire() as conn, conn.transaction():  # the state change and its event, then "crash"
+        await conn.execute("INSERT INTO effects (event_id, external_ref) VALUES ($1, 'state')", uuid.uuid4())
+        await add_event(conn, ContactReactivated(person_id=person_id), source=runtime.name)
+    await pool.close()
+    await runtime.start()
+    try:
+        records = await read_topic(infra.bootstrap, "contact-reactivated", until=lambda rs: any(
+            e["data"]["person_id"] == str(person_id) for e in envelopes(rs)))
+        assert sum(e["data"]["person_id"] == str(person_id) for e in envelopes(records)) == 1
+        assert await runtime.relay.backlog() == 0
+    finally:
+        await runtime.stop()
+
+
+async def test_publish_without_mark_republishes_and_the_consumer_applies_once(infra, probe):
+    """Killed after publish, before the outbox row was marked: the event goes out twice,
+    and the consuming inbox turns the second into a no-op."""
+    ref = f"crm-{uuid.uuid4()}"
+    _topic, _key, envelope = envelope_for(upsert(ref))
+    async with probe.pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO outbox (event_id, topic, key, envelope) VALUES ($1, 'contact-upserted', $2, $3)",
+            envelope.id, ref, envelope.to_json_dict())
+    rows = await probe.pool.fetch("SELECT seq, topic, key, envelope, raw, headers FROM outbox WHERE event_id = $1",
+                                  envelope.id)
+    await probe.relay._publish(rows)  # published, then "crash" before the mark; the relay publishes it again
+    await eventually(lambda: probe.pool.fetchval(
+        "SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1", envelope.id))
+    await read_topic(infra.bootstrap, "contact-upserted", until=lambda rs: sum(
+        e.get("id") == str(envelope.id) for e in envelopes(rs)) >= 2)
+    await eventually(lambda: probe.metrics.events_duplicate.labels(topic="contact-upserted")._value.get() >= 1)
+    assert await effects_for(probe, ref) == 1
+
+
+async def test_redelivery_after_effect_commit_has_no_second_effect(probe):
+    """Killed between the effect's commit and the offset commit: the redelivery is a no-op."""
+    ref = f"crm-{uuid.uuid4()}"
+    _topic, _key, envelope = envelope_for(upsert(ref))
+    consumer = probe.consumers["contact-upserted"]
+    from shared.consumer import Incoming
+
+    await consumer.handle(Incoming(envelope.to_bytes(), ref.encode(), 0, 1))
+    await consumer.handle(Incoming(envelope.to_bytes(), ref.encode(), 0, 1))
+    assert await effects_for(probe, ref) == 1
+
+
+async def test_no_log_line_carries_a_seeded_email_or_phone(infra, database_url, tmp_path):
+    import io
+
+    from shared.logging import configure_logging, get_logger
+
+    email, phone = "seeded.person@example.fi", "+358 40 765 4321"
+    captured = io.StringIO()
+    configure_logging("probe", "DEBUG", stream=captured)
+    runtime = build_probe(infra, database_url, tmp_path, f"probe_{uuid.uuid4().hex[:8]}")
+    await runtime.start()
+    try:
+        ref = f"crm-{uuid.uuid4()}"
+        async with ExternalSystem(infra.bootstrap) as crm:
+            await crm.publish(upsert(ref, email=email))
+            # An invalid event whose values are personal: the dead-letter reason must not echo them.
+            bad = upsert(f"crm-{uuid.uuid4()}", email=email).model_dump(mode="json")
+            bad["phones"] = phone
+            _t, _k, env = envelope_for(upsert(ref))
+            await crm.publish_raw("contact-upserted", env.model_copy(update={"data": bad}).to_bytes())
+        await eventually(lambda: effects_for(runtime, ref))
+        await eventually(lambda: runtime.pool.fetchval("SELECT count(*) FROM dead_letters"))
+        get_logger("probe").info("person_seen", email=email, note=f"called {phone} about {email}")
+    finally:
+        await runtime.stop()
+        configure_logging("tests", "INFO")
+    text = captured.getvalue()
+    assert "event_dead_lettered" in text and "person_seen" in text
+    assert email not in text
+    assert phone not in text and phone.replace(" ", "") not in text
