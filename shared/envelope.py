@@ -18,10 +18,10 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    id: uuid.UUID
     type: str = Field(min_length=1, max_length=100)
     source: str = Field(min_length=1, max_length=200)
-    time: AwareDatetime = Field(default_factory=utcnow)
+    time: AwareDatetime
     subject: str = Field(min_length=1, max_length=200)
     schema_version: int = Field(default=1, ge=1)
     data: dict[str, Any]

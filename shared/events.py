@@ -262,3 +262,6 @@ class BrokerIncarnation(Payload):
 
     incarnation: uuid.UUID
     started_at: AwareDatetime
+    # True when the launcher restarted the broker on purpose after every consumer group had
+    # caught up: nothing was lost, so services need not replay their outbox.
+    previous_drained: bool = False

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import httpx
 
 from shared.db import ensure_database
-from shared.kafka import ensure_topics, publish_incarnation
+from shared.kafka import consumer_group_lag, ensure_topics, publish_incarnation
 from shared.logging import get_logger
 from shared.settings import SERVICE_NAMES, PlatformSettings
 from shared.stack import EmbeddedBroker, EmbeddedPostgres, _die_with_parent
@@ -24,6 +24,30 @@ log = get_logger(__name__)
 
 def data_dir() -> Path:
     return Path(os.environ.get("REKISTERI_DATA_DIR", ".rekisteri")).resolve()
+
+
+async def drain(bootstrap_servers: str, timeout_s: float, quiet_s: float = 1.0) -> bool:
+    """Wait until every consumer group has caught up and stayed so for `quiet_s`.
+
+    Producers' retries cover the pause while the broker restarts. False if the groups did
+    not catch up in time (the restart then goes ahead and services replay their outbox).
+    """
+    deadline = time.monotonic() + timeout_s
+    caught_up_since: float | None = None
+    while time.monotonic() < deadline:
+        try:
+            lag = await consumer_group_lag(bootstrap_servers)
+        except Exception as exc:  # noqa: BLE001 - a broker that cannot answer is not drained
+            log.warning("drain_lag_unavailable", error=type(exc).__name__)
+            lag = {"?": 1}
+        if not any(lag.values()):
+            caught_up_since = caught_up_since or time.monotonic()
+            if time.monotonic() - caught_up_since >= quiet_s:
+                return True
+        else:
+            caught_up_since = None
+        await asyncio.sleep(0.25)
+    return False
 
 
 class ServiceProcess:
@@ -68,6 +92,7 @@ class Stack:
         self.broker = EmbeddedBroker(kafka_port, self.root / "broker.log")
         self.service_names = services
         self.services: list[ServiceProcess] = []
+        self.broker_recycles = 0
 
     @property
     def env(self) -> dict[str, str]:
@@ -87,15 +112,25 @@ class Stack:
         await self.start_broker()
         log.info("infrastructure_ready", seconds=round(time.monotonic() - started, 2))
 
-    async def start_broker(self) -> None:
+    async def start_broker(self, *, previous_drained: bool = False) -> None:
         """Start the broker, re-create the topic set before anything produces, mark it."""
         self.broker.start()
         await ensure_topics(self.settings.kafka_bootstrap_servers)
-        await publish_incarnation(self.settings.kafka_bootstrap_servers)
+        await publish_incarnation(self.settings.kafka_bootstrap_servers, previous_drained=previous_drained)
 
-    async def restart_broker(self) -> None:
+    async def recycle_broker_if_needed(self) -> bool:
+        """Past the memory cap: drain, then restart the broker empty (SPEC §8)."""
+        cap = self.settings.rekisteri_broker_memory_cap_mb * 1024 * 1024
+        rss = self.broker.rss_bytes()
+        if rss <= cap:
+            return False
+        log.warning("broker_memory_cap_reached", rss_mb=rss // (1024 * 1024), cap_mb=cap // (1024 * 1024))
+        drained = await drain(self.settings.kafka_bootstrap_servers, self.settings.rekisteri_broker_drain_timeout_s)
         self.broker.kill()
-        await self.start_broker()
+        await self.start_broker(previous_drained=drained)
+        self.broker_recycles += 1
+        log.warning("broker_recycled", drained=drained, recycles=self.broker_recycles)
+        return True
 
     async def start_services(self, timeout: float = 60) -> None:
         for name in self.service_names:
@@ -125,6 +160,7 @@ class Stack:
     async def supervise(self, stop: asyncio.Event) -> None:
         """Restart a service that died (crash, SIGKILL) until asked to stop."""
         while not stop.is_set():
+            await self.recycle_broker_if_needed()
             for process in self.services:
                 if not process.alive() and not stop.is_set():
                     process.restarts += 1

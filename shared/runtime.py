@@ -118,10 +118,12 @@ class ServiceRuntime:
         except Rejected as exc:
             log.warning("incarnation_marker_ignored", reason=exc.reason)
             return
-        await self.observe_incarnation(parsed.payload.incarnation)  # type: ignore[attr-defined]
+        marker = parsed.payload
+        await self.observe_incarnation(marker.incarnation, replay=not marker.previous_drained)  # type: ignore[attr-defined]
 
-    async def observe_incarnation(self, incarnation: uuid.UUID) -> bool:
-        """Record the broker's incarnation; a change means the broker lost its log."""
+    async def observe_incarnation(self, incarnation: uuid.UUID, *, replay: bool = True) -> bool:
+        """Record the broker's incarnation; a change means the broker lost its log, and
+        unless it was drained first, what this service published is replayed."""
         previous = await self.pool.fetchval("SELECT incarnation FROM broker_state")
         if previous == incarnation:
             return False
@@ -130,7 +132,7 @@ class ServiceRuntime:
             " ON CONFLICT (singleton) DO UPDATE SET incarnation = EXCLUDED.incarnation, seen_at = now()",
             incarnation,
         )
-        if previous is not None and self.relay is not None:
+        if previous is not None and self.relay is not None and replay:
             log.warning("broker_restarted_replaying_outbox", previous=str(previous), current=str(incarnation))
             self.relay.request_replay()
             return True

@@ -35,6 +35,10 @@ class PlatformSettings(BaseSettings):
     outbox_poll_interval_s: float = 0.25
     outbox_retention_days: int = 7
     consumer_max_attempts: int = 3
+    # Embedded stack only: the memory-only broker frees nothing, so past this resident size
+    # the launcher drains it (every consumer group caught up) and restarts it (SPEC §8).
+    rekisteri_broker_memory_cap_mb: int = 1024
+    rekisteri_broker_drain_timeout_s: float = 60.0
     http_host: str = "127.0.0.1"
     contacts_port: int = 8001
     consent_port: int = 8002

@@ -1,0 +1,83 @@
+"""`rekisteri up` as a new user runs it (SPEC §7): PostgreSQL, broker, topics and all four
+services come up, `READY` is printed once every /readyz answers, and Ctrl-C stops all of
+it with no orphan processes."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.settings import SERVICE_NAMES
+from shared.stack import free_port
+
+
+def _children_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            status = Path(f"/proc/{pid}/status").read_text()
+            if "State:\tZ" not in status:
+                alive.append(pid)
+        except (ProcessLookupError, FileNotFoundError):
+            pass
+    return alive
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,sess=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 3) for line in out.splitlines() if line.strip()]
+    found, frontier = [], {pid}
+    while frontier:
+        children = [int(r[0]) for r in rows if int(r[1]) in frontier]
+        found += children
+        frontier = set(children)
+    return found
+
+
+@pytest.mark.slow
+def test_up_reaches_ready_and_ctrl_c_leaves_no_orphans(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in SERVICE_NAMES}
+    env = dict(os.environ)
+    env.update({
+        "REKISTERI_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/rekisteri",
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+        **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+    })
+    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip())
+            if line.strip() == "READY":
+                break
+        assert "READY" in lines, "\n".join(lines[-30:])
+        for name, port in ports.items():
+            assert any(f":{port}" in line and name in line for line in lines), f"{name} endpoint not printed"
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True}
+        descendants = _descendants(proc.pid)
+        assert len(descendants) >= 6  # postgres, broker, four services
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        assert proc.returncode == 0
+        time.sleep(0.5)
+        assert _children_alive(descendants) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
