@@ -178,6 +178,17 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return _run_operation(backlog)
 
 
+def cmd_lag(args: argparse.Namespace) -> int:
+    from shared.operations import Progress, consumer_lag
+
+    lags = asyncio.run(consumer_lag(PlatformSettings().kafka_bootstrap_servers, args.group or None,
+                                    progress=lambda total: Progress("groups", total)))
+    print(f"{'group':<36} {'topic':<36} {'partitions':>10} {'lag':>10}")
+    for lag in lags:
+        print(f"{lag.group:<36} {lag.topic:<36} {lag.partitions:>10} {lag.lag:>10}")
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from shared import operations as ops
 
@@ -251,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = sub.add_parser("outbox", help="outbox backlog per service: unpublished events, oldest age")
     outbox.add_argument("--service", help="one service schema (default: all)")
     outbox.set_defaults(func=cmd_outbox)
+    lag = sub.add_parser("lag", help="consumer lag per group and topic (committed vs end offsets)")
+    lag.add_argument("--group", action="append", help="a consumer group, e.g. billing or billing.usage-recorded (repeatable)")
+    lag.set_defaults(func=cmd_lag)
     publish = sub.add_parser("publish", help="validate and publish events of a catalogued topic from JSON")
     publish.add_argument("topic", help="a catalogued topic, e.g. usage-recorded")
     publish.add_argument("--file", "-f", required=True,

@@ -128,9 +128,11 @@ class OutboxRelay:
         while not self._stopping.is_set():
             try:
                 await self._hold_leadership_and_relay()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("outbox_relay_db_error", schema=self.schema, error=type(exc).__name__)
-                await self._sleep(1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - database or broker away: nothing is marked, retry
+                log.warning("outbox_relay_waiting", schema=self.schema, error=type(exc).__name__)
+                await asyncio.sleep(1.0)
 
     async def _hold_leadership_and_relay(self) -> None:
         self._lock_conn = await self.pool.acquire()
