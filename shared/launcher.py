@@ -99,6 +99,10 @@ class Stack:
         env = dict(os.environ)
         env["DATABASE_URL"] = self.settings.database_url
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.settings.kafka_bootstrap_servers
+        # Tansu lets a group form in half the session timeout; 2 s keeps start-up quick here.
+        # (Apache Kafka's minimum is 6 s, the settings' default.)
+        env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "2000")
+        env.setdefault("KAFKA_HEARTBEAT_INTERVAL_MS", "300")
         return env
 
     def endpoints(self) -> dict[str, str]:
