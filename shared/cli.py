@@ -146,7 +146,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         return _run_operation(listing)
 
     if bool(args.ids) == bool(args.all):
-        print("error: name dead letters (SERVICE:ID ...) or pass --all, not both", file=sys.stderr)
+        print("error: give dead letter ids (SERVICE:ID ...) or --all: exactly one of them", file=sys.stderr)
         return 2
 
     async def replaying(conn) -> int:  # noqa: ANN001

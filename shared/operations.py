@@ -153,11 +153,18 @@ async def replay_dead_letters(conn: asyncpg.Connection, producer: AIOKafkaProduc
     bar = progress(len(selected)) if progress else None
     replayed: list[DeadLetter] = []
     for schema, row in selected:
-        await producer.send_and_wait(row["topic"], bytes(row["original"]),
-                                     key=bytes(row["key"]) if row["key"] is not None else None,
-                                     headers=[(REPLAY_HEADER, f"{schema}:{row['id']}".encode())])
+        # Marked before sending: a consumer that fails again at once must find the row
+        # replayed, or its re-dead-lettering (which reopens replayed rows only) is lost.
         replayed_at = await conn.fetchval(
             f'UPDATE "{schema}".dead_letters SET replayed_at = now() WHERE id = $1 RETURNING replayed_at', row["id"])
+        try:
+            await producer.send_and_wait(row["topic"], bytes(row["original"]),
+                                         key=bytes(row["key"]) if row["key"] is not None else None,
+                                         headers=[(REPLAY_HEADER, f"{schema}:{row['id']}".encode())])
+        except BaseException:
+            await conn.execute(f'UPDATE "{schema}".dead_letters SET replayed_at = $2 WHERE id = $1',
+                               row["id"], row["replayed_at"])
+            raise
         replayed.append(DeadLetter(schema, row["id"], row["topic"], row["consumer"], row["reason"], row["event_id"],
                                    row["partition"], row["offset"], row["received_at"], replayed_at))
         if bar:
