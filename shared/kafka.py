@@ -102,41 +102,11 @@ async def publish_incarnation(bootstrap_servers: str, *, previous_drained: bool 
     return str(incarnation)
 
 
-async def consumer_group_lag(bootstrap_servers: str) -> dict[str, int]:
-    """Approximate lag per consumer group over the catalogue's topics.
 
-    On the embedded broker the end offsets are approximate (SPEC §8: last batch's base
-    offset + 1), so this can be off by up to a producer batch, even negative (clamped at 0).
-    A partition the group never committed counts as not consumed by it.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
+async def list_groups(bootstrap_servers: str) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
     await admin.start()
     try:
-        groups = [g for g, _ in await admin.list_consumer_groups()]
-        existing = set(await admin.list_topics())
+        return [group for group, _ in await admin.list_consumer_groups()]
     finally:
         await admin.close()
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await probe.start()
-    try:
-        tps = [TopicPartition(name, p) for name in all_topic_names() if name in existing
-               for p in (probe.partitions_for_topic(name) or range(partitions_of(name)))]
-        ends = await probe.end_offsets(tps) if tps else {}
-    finally:
-        await probe.stop()
-    lag: dict[str, int] = {}
-    for group in groups:
-        member = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
-        await member.start()
-        try:
-            total = 0
-            for tp in tps:
-                committed = await member.committed(tp)
-                if committed is not None:
-                    total += max(0, ends.get(tp, 0) - committed)
-            lag[group] = total
-        finally:
-            await member.stop()
-    return lag

@@ -14,7 +14,8 @@ from urllib.parse import urlparse
 import httpx
 
 from shared.db import ensure_database
-from shared.kafka import consumer_group_lag, ensure_topics, publish_incarnation
+from shared.kafka import ensure_topics, list_groups, publish_incarnation
+from shared.operations import consumer_lag
 from shared.logging import get_logger
 from shared.settings import SERVICE_NAMES, PlatformSettings
 from shared.stack import EmbeddedBroker, EmbeddedPostgres, _die_with_parent
@@ -36,11 +37,12 @@ async def drain(bootstrap_servers: str, timeout_s: float, quiet_s: float = 1.0) 
     caught_up_since: float | None = None
     while time.monotonic() < deadline:
         try:
-            lag = await consumer_group_lag(bootstrap_servers)
+            lags = await consumer_lag(bootstrap_servers, await list_groups(bootstrap_servers))
+            behind = sum(max(0, entry.lag) for entry in lags)
         except Exception as exc:  # noqa: BLE001 - a broker that cannot answer is not drained
             log.warning("drain_lag_unavailable", error=type(exc).__name__)
-            lag = {"?": 1}
-        if not any(lag.values()):
+            behind = 1
+        if behind == 0:
             caught_up_since = caught_up_since or time.monotonic()
             if time.monotonic() - caught_up_since >= quiet_s:
                 return True

@@ -153,7 +153,7 @@ class ServiceRuntime:
             self._declared = True
         await self.broker.start()
         await self.relay.start()
-        for name, job in self._jobs:
+        for name, job in [*self._jobs, ("consumer-lag", _report_consumer_lag)]:
             self._tasks.append(asyncio.create_task(self._run_job(name, job), name=f"{self.name}-{name}"))
         self.started = True
         log.info("service_started", port=s.port, consumers=sorted(self.consumers))
@@ -199,3 +199,21 @@ class ServiceRuntime:
     async def refresh_gauges(self) -> None:
         if self.relay is not None and self._pool is not None:
             self.metrics.outbox_backlog.set(await self.relay.backlog())
+
+
+async def _report_consumer_lag(runtime: ServiceRuntime, interval_s: float = 30.0) -> None:
+    """Keep `rekisteri_consumer_lag` current for this service's groups (approximate on Tansu)."""
+    from shared.operations import consumer_lag
+
+    groups = [runtime.name] + [f"{runtime.name}.{t}" for t, c in runtime.consumers.items() if c.batch_handler]
+    while not runtime.stopping.is_set():
+        try:
+            await asyncio.wait_for(runtime.stopping.wait(), timeout=interval_s)
+            return
+        except asyncio.TimeoutError:
+            pass
+        try:
+            for entry in await consumer_lag(runtime.settings.kafka_bootstrap_servers, groups):
+                runtime.metrics.consumer_lag.labels(topic=entry.topic).set(entry.lag)
+        except Exception as exc:  # noqa: BLE001 - a metric must never take the service down
+            log.debug("consumer_lag_unavailable", error=type(exc).__name__)
