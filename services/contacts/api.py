@@ -1,6 +1,256 @@
-"""HTTP routes of the contacts service."""
+"""Staff HTTP routes of the contacts service (roles register_user, register_owner).
+
+Every read and change of personal data is audit-logged in the same transaction (R10);
+passivated persons are visible to the register owner only, and a refused read is audited (R6).
+"""
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request
+
+from services.contacts import domain, service, storage
+from services.contacts.domain import State
+from services.contacts.schemas import (AssignmentIn, EndIn, OrganisationIn, PersonIn, PersonUpdate,
+                                       RelationshipIn, ServiceRecordIn)
+from services.contacts.rectification import router as rectification_router
+from services.contacts.selfservice import router as self_router
+from shared.auth import Principal, Role, deny, write_audit
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.events import AssignmentEnded, AssignmentStarted, Purpose, RelationshipEnded, RelationshipStarted
+from shared.http import require, runtime_of
+from shared.outbox import add_event
 
 router = APIRouter()
+router.include_router(self_router)
+router.include_router(rectification_router)
+staff = require(Role.register_owner, Role.register_user)
+marketing = require(Role.marketing, Role.register_owner)
+
+
+async def visible_person(request: Request, conn: asyncpg.Connection, principal: Principal, person_id: uuid.UUID,
+                         action: str, *, for_update: bool = False) -> dict[str, Any]:
+    """The person if this staff member may see them: 404 if absent or erased, 403 (audited) if passive."""
+    person = await storage.get_person(conn, person_id, for_update=for_update)
+    if person is None:
+        raise NotFound("no such person")
+    if not domain.staff_may_read(principal.role, State(person["lifecycle_state"])):
+        await deny(runtime_of(request).pool, principal, action, person_id=person_id)
+    return person
+
+
+# ---- organisations (R3) -----------------------------------------------------------------
+
+@router.post("/organisations", status_code=201, tags=["organisations"])
+async def create_organisation(body: OrganisationIn, request: Request, who: Principal = Depends(staff)) -> dict:
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        try:
+            org_id = await storage.insert_organisation(conn, body.model_dump(), body.source.value)
+        except asyncpg.UniqueViolationError:
+            raise Conflict("an organisation with this business_id exists",
+                           fields={"business_id": "already registered"}) from None
+        await write_audit(conn, who, "organisation.create", target=f"organisation:{org_id}")
+        return await storage.get_organisation(conn, org_id)
+
+
+@router.get("/organisations/{org_id}", tags=["organisations"])
+async def read_organisation(org_id: uuid.UUID, request: Request, _who: Principal = Depends(staff)) -> dict:
+    org = await storage.get_organisation(runtime_of(request).pool, org_id)
+    if org is None:
+        raise NotFound("no such organisation")
+    return org
+
+
+# ---- persons (R1-R4, R10) ---------------------------------------------------------------
+
+@router.post("/persons", status_code=201, tags=["persons"])
+async def create_person(body: PersonIn, request: Request, who: Principal = Depends(staff)) -> dict:
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        await service.check_organisation(conn, body.organisation_id)
+        fields = body.model_dump(exclude={"legal_basis", "purposes", "source"})
+        person_id = await service.register_person(
+            conn, service.outbox_publisher(conn), fields, source=body.source.value, legal_basis=body.legal_basis.value,
+            purposes=[p.value for p in body.purposes])
+        await write_audit(conn, who, "person.create", person_id=person_id)
+        return await storage.person_everything(conn, person_id)
+
+
+@router.get("/persons", tags=["persons"])
+async def search_persons(request: Request, who: Principal = Depends(staff),
+                         name: str | None = Query(None, max_length=200),
+                         email: str | None = Query(None, max_length=254),
+                         phone: str | None = Query(None, max_length=40),
+                         organisation_id: uuid.UUID | None = None) -> dict:
+    """Search; every person returned is a read (R10). Passive persons only for the owner (R6)."""
+    fields = {}
+    try:
+        email = domain.normalise_email(email) if email else None
+    except ValueError as exc:
+        fields["email"] = str(exc)
+    try:
+        phone = domain.normalise_phone(phone) if phone else None
+    except ValueError as exc:
+        fields["phone"] = str(exc)
+    if fields:
+        raise InvalidInput("invalid search", fields=fields)
+    runtime = runtime_of(request)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        found = await storage.search_persons(conn, name=name, email=email, phone=phone, organisation_id=organisation_id,
+                                             include_passive=who.role is Role.register_owner,
+                                             limit=runtime.settings.search_limit)
+        for person in found:
+            await write_audit(conn, who, "person.search", person_id=person["id"])
+    return {"persons": found}
+
+
+@router.get("/persons/{person_id}", tags=["persons"])
+async def read_person(person_id: uuid.UUID, request: Request, who: Principal = Depends(staff)) -> dict:
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        await visible_person(request, conn, who, person_id, "person.read")
+        await write_audit(conn, who, "person.read", person_id=person_id)
+        return await storage.person_everything(conn, person_id)
+
+
+@router.patch("/persons/{person_id}", tags=["persons"])
+async def update_person(person_id: uuid.UUID, body: PersonUpdate, request: Request,
+                        who: Principal = Depends(staff)) -> dict:
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        person = await visible_person(request, conn, who, person_id, "person.update", for_update=True)
+        changes = body.changes()
+        await service.check_organisation(conn, changes.get("organisation_id"))
+        changed = await service.change_person(conn, service.outbox_publisher(conn), person, changes,
+                                              source=body.source.value, cause="update")
+        await write_audit(conn, who, "person.update", person_id=person_id, details={"fields": changed})
+        return await storage.person_everything(conn, person_id)
+
+
+@router.post("/persons/{person_id}/records", status_code=201, tags=["persons"])
+async def add_service_record(person_id: uuid.UUID, body: ServiceRecordIn, request: Request,
+                             who: Principal = Depends(staff)) -> dict:
+    """Orders, approvals, cancellations and interactions (R3), each with purposes and source."""
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        await visible_person(request, conn, who, person_id, "record.create")
+        record = {**body.model_dump(), "occurred_at": service.at_or_now(body.occurred_at),
+                  "purposes": [p.value for p in body.purposes]}
+        record_id = await storage.insert_service_record(conn, person_id, record, body.source.value)
+        await write_audit(conn, who, "record.create", person_id=person_id, target=f"record:{record_id}")
+    return {"id": record_id}
+
+
+# ---- relationships and assignments (R5, R6, P2) -----------------------------------------
+
+@router.post("/persons/{person_id}/relationships", status_code=201, tags=["relationships"])
+async def start_relationship(person_id: uuid.UUID, body: RelationshipIn, request: Request,
+                             who: Principal = Depends(staff)) -> dict:
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        await visible_person(request, conn, who, person_id, "relationship.start", for_update=True)
+        await service.check_organisation(conn, body.organisation_id)
+        rel_id, started = uuid.uuid4(), service.at_or_now(body.started_at)
+        await storage.insert_relationship(conn, rel_id, person_id, body.organisation_id, body.kind, started, "staff")
+        state = await service.connection_started(conn, service.outbox_publisher(conn), person_id, body.kind)
+        await add_event(conn, RelationshipStarted(person_id=person_id, relationship_id=rel_id,
+                                                  organisation_id=body.organisation_id, kind=body.kind,
+                                                  started_at=started), source=service.SERVICE)
+        await write_audit(conn, who, "relationship.start", person_id=person_id, target=f"relationship:{rel_id}")
+    return {"id": rel_id, "person_id": person_id, "lifecycle_state": state.value}
+
+
+@router.post("/relationships/{rel_id}/end", tags=["relationships"])
+async def end_relationship(rel_id: uuid.UUID, body: EndIn, request: Request, who: Principal = Depends(staff)) -> dict:
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        rel = await storage.get_relationship(conn, rel_id)
+        if rel is None:
+            raise NotFound("no such relationship")
+        await visible_person(request, conn, who, rel["person_id"], "relationship.end", for_update=True)
+        ended = service.at_or_now(body.ended_at)
+        if not await storage.end_relationship(conn, rel_id, ended):
+            raise Conflict("the relationship has already ended")
+        state = await service.connection_ended(conn, rel["person_id"])
+        await add_event(conn, RelationshipEnded(person_id=rel["person_id"], relationship_id=rel_id, ended_at=ended),
+                        source=service.SERVICE)
+        await write_audit(conn, who, "relationship.end", person_id=rel["person_id"], target=f"relationship:{rel_id}")
+    return {"id": rel_id, "person_id": rel["person_id"], "lifecycle_state": state.value}
+
+
+@router.post("/assignments", status_code=201, tags=["assignments"])
+async def start_assignment(body: AssignmentIn, request: Request, who: Principal = Depends(staff)) -> dict:
+    """One assignment-started per participant (keyed by person, as other systems publish it)."""
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        missing = {f"participants.{i}": "no such person" for i, pid in enumerate(body.participants)
+                   if await storage.get_person(conn, pid) is None}
+        if missing:
+            raise InvalidInput("participants: unknown person", fields=missing)
+        for pid in body.participants:
+            await visible_person(request, conn, who, pid, "assignment.start", for_update=True)
+        assignment_id, started = uuid.uuid4(), service.at_or_now(body.started_at)
+        await storage.ensure_assignment(conn, assignment_id, body.given_by, body.title, started, "staff")
+        for pid in domain.unique(body.participants):
+            await storage.add_participant(conn, assignment_id, pid, started)
+            await service.connection_started(conn, service.outbox_publisher(conn), pid, "assignment")
+            await add_event(conn, AssignmentStarted(person_id=pid, assignment_id=assignment_id, given_by=body.given_by,
+                                                    started_at=started), source=service.SERVICE)
+            await write_audit(conn, who, "assignment.start", person_id=pid, target=f"assignment:{assignment_id}")
+        return await storage.get_assignment(conn, assignment_id)
+
+
+@router.get("/assignments/{assignment_id}", tags=["assignments"])
+async def read_assignment(assignment_id: uuid.UUID, request: Request, _who: Principal = Depends(staff)) -> dict:
+    assignment = await storage.get_assignment(runtime_of(request).pool, assignment_id)
+    if assignment is None:
+        raise NotFound("no such assignment")
+    return assignment
+
+
+@router.post("/assignments/{assignment_id}/end", tags=["assignments"])
+async def end_assignment(assignment_id: uuid.UUID, body: EndIn, request: Request,
+                         who: Principal = Depends(staff)) -> dict:
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        assignment = await storage.get_assignment(conn, assignment_id)
+        if assignment is None:
+            raise NotFound("no such assignment")
+        ended = service.at_or_now(body.ended_at)
+        for part in assignment["participants"]:
+            if part["ended_at"] is not None:
+                continue
+            pid = part["person_id"]
+            await visible_person(request, conn, who, pid, "assignment.end", for_update=True)
+            await storage.end_participation(conn, assignment_id, pid, ended)
+            await service.connection_ended(conn, pid)
+            await add_event(conn, AssignmentEnded(person_id=pid, assignment_id=assignment_id, ended_at=ended),
+                            source=service.SERVICE)
+            await write_audit(conn, who, "assignment.end", person_id=pid, target=f"assignment:{assignment_id}")
+        return await storage.get_assignment(conn, assignment_id)
+
+
+# ---- marketing export (R1, R7, R13) -----------------------------------------------------
+
+@router.get("/marketing/export", tags=["marketing"])
+async def marketing_export(request: Request, who: Principal = Depends(marketing),
+                           purpose: Purpose | None = None) -> dict:
+    """Persons marketing may contact for `purpose` (any purpose when absent): everyone with a
+    matching ban is left out. Each exported person is an audited read (R10)."""
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        rows = await storage.marketing_candidates(conn)
+        persons = [
+            {k: r[k] for k in ("id", "first_name", "last_name", "title", "emails", "phones", "organisation_id",
+                               "organisation_name", "lifecycle_state")}
+            for r in rows
+            if domain.may_market(State(r["lifecycle_state"]), r["purposes"], set(r["bans"]), purpose)
+        ]
+        await conn.execute(
+            "INSERT INTO audit_log (actor, role, action, person_id, target)"
+            " SELECT $1, $2, 'marketing.export', p, $4 FROM unnest($3::uuid[]) AS p",
+            who.user, who.role.value, [p["id"] for p in persons], f"purpose:{purpose.value if purpose else 'any'}")
+    return {"purpose": purpose, "persons": persons}
+
+
+@router.get("/audit/persons/{person_id}", tags=["audit"])
+async def person_audit(person_id: uuid.UUID, request: Request,
+                       _who: Principal = Depends(require(Role.register_owner))) -> dict:
+    """R10: who read or changed this person's data, and when (register owner only)."""
+    rows = await runtime_of(request).pool.fetch(
+        "SELECT at, actor, role, action, target, outcome, details FROM audit_log WHERE person_id = $1 ORDER BY id",
+        person_id)
+    return {"person_id": person_id, "entries": [dict(r) for r in rows]}

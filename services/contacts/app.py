@@ -6,15 +6,21 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.contacts import api, handlers
+from services.contacts.passwords import Passwords
 from services.contacts.settings import ContactsSettings
 from shared.http import create_http_app
 from shared.runtime import ServiceRuntime
 
 SETTINGS = ContactsSettings
 MIGRATIONS = Path(__file__).parent / "migrations"
+DESCRIPTION = ("Contacts: organisations, business contact persons, accounts, relationships, assignments, "
+               "lifecycle, audit and rectification (R1-R6, R9-R11, R14).")
 
 
 def build_app(settings: ContactsSettings | None = None) -> FastAPI:
-    runtime = ServiceRuntime("contacts", settings or ContactsSettings(), MIGRATIONS)
+    settings = settings or ContactsSettings()
+    runtime = ServiceRuntime("contacts", settings, MIGRATIONS)
     handlers.register(runtime)
-    return create_http_app(runtime, [api.router], description=__doc__ or "")
+    app = create_http_app(runtime, [api.router], description=DESCRIPTION)
+    app.state.passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
+    return app

@@ -6,3 +6,9 @@ from shared.settings import ServiceSettings
 
 class ContactsSettings(ServiceSettings):
     service_name: str = "contacts"
+    # argon2id cost (R3: slow salted hash). Defaults are argon2-cffi's RFC 9106 "low memory" profile.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    # Most persons a search or an export answers with.
+    search_limit: int = 200

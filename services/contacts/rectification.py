@@ -1,0 +1,97 @@
+"""Rectification (R14): a person (or staff on their behalf) asks for a correction; staff
+approve or reject it with a reason; an approved change is applied, audited and published
+as `contact-updated` with cause "rectification"."""
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Depends, Request
+
+from services.contacts import domain, service, storage
+from services.contacts.domain import State
+from services.contacts.schemas import DecisionIn, PersonFields, RectificationIn, SelfRectificationIn, SelfUpdate
+from shared.auth import Principal, Role, deny, write_audit
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.http import require, runtime_of
+
+router = APIRouter(tags=["rectification"])
+staff = require(Role.register_owner, Role.register_user)
+subject = require(Role.subject)
+
+
+async def _record(request: Request, who: Principal, person_id: uuid.UUID, changes: SelfUpdate,
+                  reason: str) -> dict:
+    data = changes.model_dump(mode="json", exclude_unset=True)
+    if not data:
+        raise InvalidInput("changes: name at least one field to correct", fields={"changes": "empty"})
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        person = await storage.get_person(conn, person_id)
+        if person is None:
+            raise NotFound("no such person")
+        if who.role is not Role.subject and not domain.staff_may_read(who.role, State(person["lifecycle_state"])):
+            await deny(runtime_of(request).pool, who, "rectification.request", person_id=person_id)
+        rect_id = await storage.insert_rectification(conn, person_id, who.user, data, reason)
+        await write_audit(conn, who, "rectification.request", person_id=person_id, target=f"rectification:{rect_id}",
+                          details={"fields": sorted(data)})
+    return {"id": rect_id, "person_id": person_id, "status": "pending"}
+
+
+@router.post("/persons/{person_id}/rectifications", status_code=201)
+async def request_rectification(person_id: uuid.UUID, body: RectificationIn, request: Request,
+                                who: Principal = Depends(staff)) -> dict:
+    return await _record(request, who, person_id, body.changes, body.reason)
+
+
+@router.post("/me/rectifications", status_code=201)
+async def request_own_rectification(body: SelfRectificationIn, request: Request,
+                                    who: Principal = Depends(subject)) -> dict:
+    return await _record(request, who, who.person_id, body.changes, body.reason)
+
+
+@router.get("/rectifications")
+async def pending(request: Request, _who: Principal = Depends(staff)) -> dict:
+    """Pending requests: ids only, the content is read per request (and audited)."""
+    return {"pending": await storage.pending_rectifications(runtime_of(request).pool)}
+
+
+@router.get("/rectifications/{rect_id}")
+async def read_rectification(rect_id: uuid.UUID, request: Request, who: Principal = Depends(staff)) -> dict:
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        rect = await storage.get_rectification(conn, rect_id)
+        if rect is None:
+            raise NotFound("no such rectification request")
+        person = await storage.get_person(conn, rect["person_id"])
+        if person is not None and not domain.staff_may_read(who.role, State(person["lifecycle_state"])):
+            await deny(runtime_of(request).pool, who, "rectification.read", person_id=rect["person_id"])
+        await write_audit(conn, who, "rectification.read", person_id=rect["person_id"],
+                          target=f"rectification:{rect_id}")
+    return rect
+
+
+@router.post("/rectifications/{rect_id}/decision")
+async def decide(rect_id: uuid.UUID, body: DecisionIn, request: Request, who: Principal = Depends(staff)) -> dict:
+    """Approve (apply and publish) or reject, always with a reason (R14)."""
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        rect = await storage.get_rectification(conn, rect_id, for_update=True)
+        if rect is None:
+            raise NotFound("no such rectification request")
+        if rect["status"] != "pending":
+            raise Conflict("the request has already been decided")
+        person = await storage.get_person(conn, rect["person_id"], for_update=True)
+        if person is None:
+            raise NotFound("no such person")
+        if not domain.staff_may_read(who.role, State(person["lifecycle_state"])):
+            await deny(runtime_of(request).pool, who, "rectification.decide", person_id=person["id"])
+        changed: list[str] = []
+        if body.approve:
+            changes = PersonFields.model_validate(rect["changes"]).changes()
+            await service.check_organisation(conn, changes.get("organisation_id"))
+            source = "self_service" if rect["requested_by"].startswith("person:") else "staff"
+
+            changed = await service.change_person(conn, service.outbox_publisher(conn), person, changes,
+                                                  source=source, cause="rectification", rectification_id=rect_id)
+        status = "approved" if body.approve else "rejected"
+        await storage.decide_rectification(conn, rect_id, status, who.user, body.reason)
+        await write_audit(conn, who, f"rectification.{status}", person_id=person["id"],
+                          target=f"rectification:{rect_id}", details={"fields": changed})
+    return {"id": rect_id, "status": status, "changed_fields": changed}
