@@ -39,9 +39,12 @@ def build_envelope(
     if spec is None:
         raise KeyError(f"{type(payload).__name__} is not the payload of any catalogued topic")
     data = json.loads(payload.model_dump_json())
-    key = str(data[spec.key])
+    event_id = event_id or uuid.uuid4()
+    # An event without its key entity (an opt-out naming only contact points) is keyed by its
+    # own id: spread over partitions, and no personal value in the key.
+    key = str(data[spec.key]) if data.get(spec.key) is not None else str(event_id)
     envelope = Envelope(
-        id=event_id or uuid.uuid4(),
+        id=event_id,
         type=spec.name,
         source=source,
         time=utcnow(),

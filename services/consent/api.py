@@ -1,6 +1,237 @@
-"""HTTP routes of the consent service."""
+"""HTTP routes of the consent service: checks (single and batch), permissions and bans per
+person, self-service preferences, staff opt-outs, and the marketing register (R8, R9, R13)."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.consent import storage
+from services.consent.checks import check_batch, check_one
+from services.consent.domain import Decision, Status, may_lift_ban, normalise_email, normalise_phone
+from services.consent.handlers import hasher_for, register_ban
+from services.consent.storage import Evidence
+from shared.auth import Principal, Role, deny, write_audit
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.events import Channel, ConsentGranted, ConsentWithdrawn, OptoutRegistered, Purpose
+from shared.http import require, runtime_of
+from shared.outbox import add_event
+
+router = APIRouter(tags=["consent"])
+STAFF = (Role.register_owner, Role.register_user)
+CHECKERS = (Role.register_owner, Role.register_user, Role.marketing, Role.service)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckRequest(Body):
+    purpose: Purpose
+    channel: Channel
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
+    person_id: uuid.UUID | None = None
+
+
+class BatchCheckRequest(Body):
+    purpose: Purpose
+    channel: Channel
+    emails: list[str] = Field(default_factory=list)
+    phones: list[str] = Field(default_factory=list)
+    person_ids: list[uuid.UUID] = Field(default_factory=list)
+
+
+class ConsentChange(Body):
+    purpose: Purpose
+    channel: Channel
+    decision: Decision
+    method: str = Field(min_length=1, max_length=100)
+    source: str = Field(default="staff", min_length=1, max_length=200)
+    notice_version: str | None = Field(default=None, min_length=1, max_length=50)
+
+
+class OptoutRequest(Body):
+    person_id: uuid.UUID | None = None
+    emails: list[str] = Field(default_factory=list, max_length=100)
+    phones: list[str] = Field(default_factory=list, max_length=100)
+    purposes: list[Purpose] = Field(min_length=1)
+    channels: list[Channel] = Field(default_factory=lambda: list(Channel), min_length=1)
+    method: str = Field(min_length=1, max_length=100)
+    source: str = Field(default="staff", min_length=1, max_length=200)
+    notice_version: str | None = Field(default=None, max_length=50)
+
+
+# ---- checks ------------------------------------------------------------------------------
+
+@router.post("/checks", summary="May we market to this email, phone or person for a purpose and channel?")
+async def check(body: CheckRequest, request: Request, principal: Principal = Depends(require(*CHECKERS))
+                ) -> dict[str, Any]:
+    given = [name for name in ("email", "phone", "person_id") if getattr(body, name) is not None]
+    if len(given) != 1:
+        raise InvalidInput("exactly one of email, phone, person_id is required",
+                           fields={name: "exactly one of email, phone, person_id" for name in given or ["body"]})
+    runtime = runtime_of(request)
+    outcome = await check_one(runtime.pool, hasher_for(runtime.settings), body.purpose, body.channel,
+                              email=body.email, phone=body.phone, person_id=body.person_id)
+    if outcome is None:
+        raise InvalidInput(f"{given[0]} is not a valid {given[0]}", fields={given[0]: "not a valid contact point"})
+    await write_audit(runtime.pool, principal, "consent.check", person_id=body.person_id, target=given[0],
+                      details={"purpose": body.purpose.value, "channel": body.channel.value})
+    return {"purpose": body.purpose, "channel": body.channel, "allowed": outcome.allowed,
+            "reason": outcome.reason.value}
+
+
+@router.post("/checks/batch", summary="Check a campaign list (up to 100,000 contact points or persons)")
+async def check_many(body: BatchCheckRequest, request: Request,
+                     principal: Principal = Depends(require(*CHECKERS))) -> JSONResponse:
+    runtime = runtime_of(request)
+    total = len(body.emails) + len(body.phones) + len(body.person_ids)
+    limit = runtime.settings.consent_batch_max
+    if total > limit:
+        raise InvalidInput(f"a batch check takes at most {limit} entries",
+                           fields={"emails": f"emails, phones and person_ids together at most {limit}"})
+    result = await check_batch(runtime.pool, hasher_for(runtime.settings), body.purpose, body.channel,
+                               emails=body.emails, phones=body.phones, person_ids=body.person_ids)
+    await write_audit(runtime.pool, principal, "consent.check_batch", target="batch",
+                      details={"purpose": body.purpose.value, "channel": body.channel.value, "checked": total,
+                               "denied": result["denied"]})
+    return JSONResponse({"purpose": body.purpose.value, "channel": body.channel.value, **result})
+
+
+# ---- a person's permissions and bans -----------------------------------------------------
+
+async def _person_view(request: Request, principal: Principal, person_id: uuid.UUID) -> dict[str, Any]:
+    pool = runtime_of(request).pool
+    if await storage.is_erased(pool, person_id):
+        raise NotFound("no consent data for this person")
+    async with pool.acquire() as conn:
+        states = await storage.states_of(conn, person_id)
+        history = await storage.history_of(conn, person_id)
+        await write_audit(conn, principal, "consent.read", person_id=person_id)
+    return {"person_id": str(person_id), "consents": states, "history": history}
+
+
+async def _own_or_staff(request: Request, principal: Principal, person_id: uuid.UUID, action: str) -> None:
+    """A subject sees and changes only their own preferences (R11)."""
+    if principal.role is Role.subject and principal.person_id != person_id:
+        await deny(runtime_of(request).pool, principal, action, person_id=person_id)
+
+
+@router.get("/persons/{person_id}/consents", summary="A person's permissions, bans and their history")
+async def person_consents(person_id: uuid.UUID, request: Request,
+                          principal: Principal = Depends(require(*STAFF, Role.subject))) -> dict[str, Any]:
+    await _own_or_staff(request, principal, person_id, "consent.read")
+    return await _person_view(request, principal, person_id)
+
+
+@router.post("/persons/{person_id}/consents", summary="Grant, ban or withdraw one purpose and channel")
+async def change_person_consent(person_id: uuid.UUID, body: ConsentChange, request: Request,
+                                principal: Principal = Depends(require(*STAFF, Role.subject))) -> dict[str, Any]:
+    await _own_or_staff(request, principal, person_id, "consent.change")
+    return await _change(request, principal, person_id, body)
+
+
+@router.get("/me/consents", summary="Self-service: my own permissions and bans")
+async def my_consents(request: Request, principal: Principal = Depends(require(Role.subject))) -> dict[str, Any]:
+    assert principal.person_id is not None  # a subject token always names its person
+    return await _person_view(request, principal, principal.person_id)
+
+
+@router.post("/me/consents", summary="Self-service: grant, ban or withdraw one purpose and channel")
+async def change_my_consent(body: ConsentChange, request: Request,
+                            principal: Principal = Depends(require(Role.subject))) -> dict[str, Any]:
+    assert principal.person_id is not None
+    return await _change(request, principal, principal.person_id, body)
+
+
+async def _change(request: Request, principal: Principal, person_id: uuid.UUID, body: ConsentChange
+                  ) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    is_self = principal.role is Role.subject and principal.person_id == person_id
+    evidence = Evidence(source="self_service" if is_self else body.source, method=body.method,
+                        actor=principal.user, notice_version=body.notice_version)
+    purpose, channel = body.purpose.value, body.channel.value
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        if await storage.is_erased(conn, person_id):
+            raise NotFound("no consent data for this person")
+
+        async def publish(payload: Any) -> None:
+            await add_event(conn, payload, source=runtime.name)
+
+        if body.decision is Decision.ban:
+            changes = await register_ban(conn, hasher_for(runtime.settings), person_id=person_id, emails=[],
+                                         phones=[], purposes=[purpose], channels=[channel], evidence=evidence,
+                                         publish=publish)
+            if changes:
+                await publish(OptoutRegistered(person_id=person_id, purposes=[body.purpose], channels=[body.channel],
+                                               source=evidence.source, method=evidence.method, actor=evidence.actor,
+                                               notice_version=evidence.notice_version))
+        elif body.decision is Decision.grant:
+            current = await storage.status_of(conn, person_id, purpose, channel)
+            lifts_ban = current == Status.banned
+            if lifts_ban and not may_lift_ban(role=principal.role, actor_is_person=is_self, method=body.method,
+                                              notice_version=body.notice_version):
+                raise Conflict("a ban can be lifted only by the person themselves, with method and notice_version",
+                               fields={"decision": "a ban wins over a permission not given by the person"})
+            if current != Status.granted:
+                await storage.record_grant(conn, person_id, purpose, channel, evidence, lifts_ban=lifts_ban)
+                await publish(ConsentGranted(person_id=person_id, purpose=body.purpose, channel=body.channel,
+                                             source=evidence.source, method=evidence.method, actor=evidence.actor))
+        else:
+            if await storage.record_withdrawal(conn, person_id, purpose, channel, evidence):
+                await publish(ConsentWithdrawn(person_id=person_id, purpose=body.purpose, channel=body.channel,
+                                               source=evidence.source, method=evidence.method, actor=evidence.actor))
+        status = await storage.status_of(conn, person_id, purpose, channel)
+        await write_audit(conn, principal, "consent.change", person_id=person_id,
+                          details={"purpose": purpose, "channel": channel, "decision": body.decision.value})
+    return {"person_id": str(person_id), "purpose": purpose, "channel": channel, "status": status or "unknown"}
+
+
+# ---- opt-outs by contact point (staff, web forms) -------------------------------------------
+
+@router.post("/optouts", status_code=201, summary="Register a marketing ban by person and/or contact points")
+async def register_optout(body: OptoutRequest, request: Request,
+                          principal: Principal = Depends(require(*STAFF, Role.service))) -> dict[str, Any]:
+    if body.person_id is None and not body.emails and not body.phones:
+        raise InvalidInput("person_id, emails or phones is required",
+                           fields={"person_id": "required unless emails or phones are given"})
+    runtime = runtime_of(request)
+    hasher = hasher_for(runtime.settings)
+    bad = {f"emails.{i}": "not a valid email" for i, d in enumerate(hasher.emails(body.emails)) if d is None}
+    bad |= {f"phones.{i}": "not a valid phone number" for i, d in enumerate(hasher.phones(body.phones)) if d is None}
+    if bad:
+        raise InvalidInput("invalid contact points: " + ", ".join(bad), fields=bad)
+    emails = [normalise_email(e) or "" for e in body.emails]  # the forms contacts publishes
+    phones = [normalise_phone(p) or "" for p in body.phones]
+    evidence = Evidence(source=body.source, method=body.method, actor=principal.user,
+                        notice_version=body.notice_version)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        async def publish(payload: Any) -> None:
+            await add_event(conn, payload, source=runtime.name)
+
+        changes = await register_ban(conn, hasher, person_id=body.person_id, emails=emails, phones=phones,
+                                     purposes=[p.value for p in body.purposes],
+                                     channels=[c.value for c in body.channels], evidence=evidence, publish=publish)
+        await publish(OptoutRegistered(person_id=body.person_id, emails=emails, phones=phones,
+                                       purposes=body.purposes, channels=body.channels, source=body.source,
+                                       method=body.method, actor=principal.user, notice_version=body.notice_version))
+        await write_audit(conn, principal, "consent.optout", person_id=body.person_id,
+                          details={"purposes": [p.value for p in body.purposes], "new_bans": len(changes)})
+    return {"person_id": str(body.person_id) if body.person_id else None, "new_bans": len(changes)}
+
+
+# ---- the marketing register (R7, R9) -------------------------------------------------------
+
+@router.get("/marketing-register", summary="Persons in the marketing register with their permissions and bans")
+async def marketing_register(request: Request, after: uuid.UUID | None = None,
+                             limit: int = Query(default=1000, ge=1, le=10_000),
+                             principal: Principal = Depends(require(Role.register_owner, Role.marketing))
+                             ) -> dict[str, Any]:
+    pool = runtime_of(request).pool
+    persons = await storage.marketing_register_page(pool, after, limit)
+    await write_audit(pool, principal, "consent.marketing_register_read", details={"count": len(persons)})
+    return {"persons": persons, "next_after": str(persons[-1]["person_id"]) if len(persons) == limit else None}

@@ -1,16 +1,166 @@
-"""Event handlers of the consent service: one function per consumed topic."""
+"""Event handlers and commands of the consent service: parse → domain → store → outbox.
+
+Each consumed event is one short transaction (the consumer's), so a ban published on
+`optout-registered` is effective for checks as soon as it commits (R13: everywhere at once).
+"""
 from __future__ import annotations
 
+import uuid
+from collections import defaultdict
+from functools import lru_cache, partial
+from typing import Any, Awaitable, Callable, Sequence
+
+import asyncpg
+
+from services.consent import storage
+from services.consent.domain import ContactPointHasher, Status, derive_suppression_key
+from services.consent.settings import ConsentSettings
+from services.consent.storage import Change, Evidence
 from shared.consumer import EventContext
+from shared.envelope import utcnow
+from shared.errors import Rejected
+from shared.events import (
+    AccessReportPart, AccessRequested, Channel, ConsentWithdrawn, ContactErased, ContactRegistered,
+    ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed, OptoutRegistered, Payload, Purpose,
+)
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
+SERVICE = "consent"
+SUPPRESSION_SOURCE = "suppression-list"
+Publish = Callable[[Payload], Awaitable[object]]
 
 
-async def on_optout_registered(ctx: EventContext) -> None:
-    log.info("event_received", topic=ctx.topic, event_id=str(ctx.envelope.id))
+@lru_cache(maxsize=4)
+def _hasher(key: bytes) -> ContactPointHasher:
+    return ContactPointHasher(key)
+
+
+def hasher_for(settings: ConsentSettings) -> ContactPointHasher:
+    """One hasher per key, its HMAC state computed once (batch checks hash 100,000 points)."""
+    return _hasher(derive_suppression_key(settings.consent_suppression_key, settings.rekisteri_token_secret))
+
+
+# ---- commands shared by the API and the event handlers ---------------------------------
+
+async def register_ban(conn: asyncpg.Connection, hasher: ContactPointHasher, *, person_id: uuid.UUID | None,
+                       emails: Sequence[str], phones: Sequence[str], purposes: Sequence[str],
+                       channels: Sequence[str], evidence: Evidence, publish: Publish) -> list[Change]:
+    """Record a ban (R13) and keep the contact points needed to honour it (R8). A ban always
+    wins: it overrides a permission, which is then reported withdrawn."""
+    points = hasher.contact_points(list(emails), list(phones))
+    persons: set[uuid.UUID] = set()
+    if person_id is not None and points and await storage.is_erased(conn, person_id):
+        person_id = None  # erased (R7): only the suppression list may learn from this ban
+    if person_id is not None:
+        persons.add(person_id)
+        await storage.link_contact_points(conn, person_id, points)
+    if points:
+        persons.update(await storage.persons_with(conn, [d for d, _ in points]))
+    triples = [(p, pu, ch) for p in sorted(persons) for pu in purposes for ch in channels]
+    changes = await storage.record_bans(conn, triples, evidence)
+    await storage.suppress_digests(conn, points, purposes, channels, evidence.source)
+    for change in changes:
+        if change.previous == Status.granted:
+            await publish(ConsentWithdrawn(person_id=change.person_id, purpose=Purpose(change.purpose),
+                                           channel=Channel(change.channel), source=evidence.source,
+                                           method=evidence.method, actor=evidence.actor))
+    return changes
+
+
+async def match_suppression_list(conn: asyncpg.Connection, hasher: ContactPointHasher, person_id: uuid.UUID,
+                                 emails: Sequence[str], phones: Sequence[str], publish: Publish) -> list[Change]:
+    """A (re-)registered person whose address is suppressed gets the bans back under the new
+    id, announced as `optout-registered`: a B2B re-import never resurrects marketing (R4, R8)."""
+    if await storage.is_erased(conn, person_id):
+        return []  # a late event about an erased person must not bring its data back (R7)
+    points = hasher.contact_points(list(emails), list(phones))
+    await storage.link_contact_points(conn, person_id, points)
+    await storage.suppress_points_of(conn, [person_id], SUPPRESSION_SOURCE)  # new addresses of a banned person
+    pairs = await storage.suppressed_pairs_of(conn, person_id)
+    evidence = Evidence(source=SUPPRESSION_SOURCE, method="suppression_list_match", actor=SERVICE)
+    changes = await storage.record_bans(conn, [(person_id, pu, ch) for pu, ch in pairs], evidence)
+    by_purpose: dict[str, list[str]] = defaultdict(list)
+    for change in changes:
+        by_purpose[change.purpose].append(change.channel)
+    for purpose, channels in sorted(by_purpose.items()):
+        await publish(OptoutRegistered(person_id=person_id, purposes=[Purpose(purpose)],
+                                       channels=[Channel(c) for c in sorted(channels)], source=SUPPRESSION_SOURCE,
+                                       method="suppression_list_match", actor=SERVICE))
+    if changes:
+        log.info("suppression_list_matched", person_id=str(person_id), bans=len(changes))
+    return changes
+
+
+# ---- consumed events ---------------------------------------------------------------------
+
+async def on_optout_registered(ctx: EventContext[OptoutRegistered], hasher: ContactPointHasher) -> None:
+    """A ban from a web form, marketing tool or staff system (R8, R13)."""
+    if ctx.envelope.source == SERVICE:
+        return  # our own announcement: applied in the transaction that published it
+    p = ctx.payload
+    if p.person_id is None and not p.emails and not p.phones:
+        raise Rejected("invalid data: person_id, emails or phones is required")
+    evidence = Evidence(source=p.source, method=p.method, actor=p.actor, notice_version=p.notice_version)
+    changes = await register_ban(ctx.conn, hasher, person_id=p.person_id, emails=p.emails, phones=p.phones,
+                                 purposes=[x.value for x in p.purposes], channels=[c.value for c in p.channels],
+                                 evidence=evidence, publish=ctx.publish)
+    log.info("optout_applied", event_id=str(ctx.envelope.id),
+             person_id=str(p.person_id) if p.person_id else None, new_bans=len(changes))
+
+
+async def on_contact_registered(ctx: EventContext[ContactRegistered], hasher: ContactPointHasher) -> None:
+    p = ctx.payload
+    await match_suppression_list(ctx.conn, hasher, p.person_id, p.emails, p.phones, ctx.publish)
+
+
+async def on_contact_updated(ctx: EventContext[ContactUpdated], hasher: ContactPointHasher) -> None:
+    p = ctx.payload
+    await match_suppression_list(ctx.conn, hasher, p.person_id, p.emails, p.phones, ctx.publish)
+
+
+async def on_contact_erased(ctx: EventContext[ContactErased]) -> None:
+    """Erase all but the suppression list (R7, R8), and confirm to retention."""
+    p = ctx.payload
+    await storage.erase_person(ctx.conn, p.person_id)
+    await ctx.publish(DispositionConfirmed(command_id=p.command_id, person_id=p.person_id, service=SERVICE,
+                                           action="erase", confirmed_at=utcnow()))
+    log.info("person_erased", person_id=str(p.person_id))
+
+
+async def on_contact_transferred_to_marketing(ctx: EventContext[ContactTransferredToMarketing]) -> None:
+    """The person moves to the marketing register (R7, R9); permissions and bans stay."""
+    p = ctx.payload
+    await storage.add_to_marketing_register(ctx.conn, p.person_id)
+    await ctx.publish(DispositionConfirmed(command_id=p.command_id, person_id=p.person_id, service=SERVICE,
+                                           action="transfer_to_marketing", confirmed_at=utcnow()))
+
+
+async def on_access_requested(ctx: EventContext[AccessRequested], hasher: ContactPointHasher) -> None:
+    """R12: consent's slice of the person's access report: permissions, bans, their history,
+    and which of the given contact points are on the suppression list."""
+    p = ctx.payload
+    items: list[dict[str, Any]] = []
+    if p.person_id is not None:
+        items += [{"type": "consent_state", **row} for row in await storage.states_of(ctx.conn, p.person_id)]
+        items += [{"type": "consent_history", **row} for row in await storage.history_of(ctx.conn, p.person_id)]
+    for kind, values, digests in (("email", p.emails, hasher.emails(p.emails)),
+                                  ("phone", p.phones, hasher.phones(p.phones))):
+        for value, digest in zip(values, digests):
+            if digest is not None:
+                items += [{"type": "suppression_record", "kind": kind, "contact_point": value, **row}
+                          for row in await storage.suppressions_of(ctx.conn, digest)]
+    await ctx.publish(AccessReportPart(request_id=p.request_id, service=SERVICE, person_id=p.person_id,
+                                       items=items))
 
 
 def register(runtime: ServiceRuntime) -> None:
-    runtime.subscribe("optout-registered", on_optout_registered)
+    hasher = hasher_for(runtime.settings)  # type: ignore[arg-type]
+    runtime.subscribe("optout-registered", partial(on_optout_registered, hasher=hasher))
+    runtime.subscribe("contact-registered", partial(on_contact_registered, hasher=hasher))
+    runtime.subscribe("contact-updated", partial(on_contact_updated, hasher=hasher))
+    runtime.subscribe("contact-erased", on_contact_erased)
+    runtime.subscribe("contact-transferred-to-marketing", on_contact_transferred_to_marketing)
+    runtime.subscribe("access-requested", partial(on_access_requested, hasher=hasher))
+

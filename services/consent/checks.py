@@ -1,0 +1,74 @@
+"""Allow/deny checks (R8, R13): one target, or a campaign list of up to 100,000, answered
+with a few set-based queries whatever the list's size (hashes computed in memory)."""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Sequence
+
+import asyncpg
+
+from services.consent import storage
+from services.consent.domain import INVALID, CheckOutcome, ContactPointHasher, decide, normalise_email, normalise_phone
+from shared.events import Channel, Purpose
+
+
+def _outcomes(hits: list[tuple[int, str]]) -> dict[int, CheckOutcome]:
+    """Positions (0-based) with any hit, decided; the rest are the default `no_ban`."""
+    flags: dict[int, set[str]] = {}
+    for ordinal, hit in hits:
+        flags.setdefault(ordinal - 1, set()).add(hit)
+    return {i: decide(erased="erased" in f, banned="banned" in f, suppressed="suppressed" in f,
+                      granted="granted" in f) for i, f in flags.items()}
+
+
+async def check_one(pool: asyncpg.Pool, hasher: ContactPointHasher, purpose: Purpose, channel: Channel, *,
+                    email: str | None = None, phone: str | None = None, person_id: uuid.UUID | None = None
+                    ) -> CheckOutcome | None:
+    """One target's outcome; None when the email or phone is not valid."""
+    if person_id is not None:
+        hits = await storage.check_persons(pool, [person_id], purpose.value, channel.value)
+    else:
+        if email is not None:
+            value = normalise_email(email)
+            digest = hasher.email(value) if value else None
+        else:
+            value = normalise_phone(phone or "")
+            digest = hasher.phone(value) if value else None
+        if digest is None:
+            return None
+        hits = await storage.check_digests(pool, [digest], purpose.value, channel.value)
+    return _outcomes(hits).get(0, decide())
+
+
+def _render(outcomes: Sequence[CheckOutcome]) -> list[dict[str, Any]]:
+    shared: dict[CheckOutcome, dict[str, Any]] = {}
+    return [shared.setdefault(o, {"allowed": o.allowed, "reason": o.reason.value}) for o in outcomes]
+
+
+async def _contact_points(pool: asyncpg.Pool, digests: list[bytes | None], purpose: str, channel: str
+                          ) -> list[CheckOutcome]:
+    valid_positions = [i for i, d in enumerate(digests) if d is not None]
+    valid = [d for d in digests if d is not None]
+    hits = await storage.check_digests(pool, valid, purpose, channel)
+    decided = _outcomes(hits)
+    default = decide()
+    out = [INVALID] * len(digests)
+    for k, i in enumerate(valid_positions):
+        out[i] = decided.get(k, default)
+    return out
+
+
+async def check_batch(pool: asyncpg.Pool, hasher: ContactPointHasher, purpose: Purpose, channel: Channel, *,
+                      emails: list[str], phones: list[str], person_ids: list[uuid.UUID]) -> dict[str, Any]:
+    """Outcomes in the order given, per list, and how many were denied."""
+    p, c = purpose.value, channel.value
+    email_out = await _contact_points(pool, hasher.emails(emails), p, c) if emails else []
+    phone_out = await _contact_points(pool, hasher.phones(phones), p, c) if phones else []
+    person_out: list[CheckOutcome] = []
+    if person_ids:
+        decided = _outcomes(await storage.check_persons(pool, person_ids, p, c))
+        default = decide()
+        person_out = [decided.get(i, default) for i in range(len(person_ids))]
+    denied = sum(1 for o in (*email_out, *phone_out, *person_out) if not o.allowed)
+    return {"emails": _render(email_out), "phones": _render(phone_out), "person_ids": _render(person_out),
+            "checked": len(emails) + len(phones) + len(person_ids), "denied": denied}

@@ -1,0 +1,286 @@
+"""SQL of the consent service (asyncpg, parameters always bound). Contact points appear
+here only as keyed hashes (`digest`), never as values (R8)."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Who recorded a permission or ban, how, from where, under which notice text (R13)."""
+
+    source: str
+    method: str
+    actor: str
+    notice_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    person_id: uuid.UUID
+    purpose: str
+    channel: str
+    previous: str | None
+
+
+_BAN = """
+WITH target AS (
+    SELECT DISTINCT p, pu, ch FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(p, pu, ch)
+    WHERE NOT EXISTS (SELECT 1 FROM erased_person e WHERE e.person_id = t.p)
+), sup AS (
+    INSERT INTO suppression_record (digest, purpose, channel, kind, source)
+    SELECT cp.digest, t.pu, t.ch, cp.kind, $4 FROM target t JOIN contact_point cp ON cp.person_id = t.p
+    ON CONFLICT DO NOTHING
+), prev AS (
+    SELECT t.p, t.pu, t.ch, s.status FROM target t
+    LEFT JOIN consent_state s ON s.person_id = t.p AND s.purpose = t.pu AND s.channel = t.ch
+), up AS (
+    INSERT INTO consent_state (person_id, purpose, channel, status, source, method, actor, notice_version)
+    SELECT p, pu, ch, 'banned', $4, $5, $6, $7 FROM target
+    ON CONFLICT (person_id, purpose, channel) DO UPDATE
+        SET status = 'banned', source = EXCLUDED.source, method = EXCLUDED.method, actor = EXCLUDED.actor,
+            notice_version = EXCLUDED.notice_version, recorded_at = now()
+        WHERE consent_state.status <> 'banned'
+    RETURNING person_id, purpose, channel
+), hist AS (
+    INSERT INTO consent_history (person_id, purpose, channel, change, source, method, actor, notice_version)
+    SELECT person_id, purpose, channel, 'banned', $4, $5, $6, $7 FROM up
+)
+SELECT up.person_id, up.purpose, up.channel, prev.status AS previous
+FROM up JOIN prev ON prev.p = up.person_id AND prev.pu = up.purpose AND prev.ch = up.channel
+"""
+
+
+async def record_bans(conn: asyncpg.Connection, triples: Sequence[tuple[uuid.UUID, str, str]],
+                      evidence: Evidence) -> list[Change]:
+    """Ban each (person, purpose, channel) and suppress the persons' known contact points for it
+    (R8), in one statement (the ban's latency); returns the bans that are new. Erased persons
+    are skipped (R7)."""
+    if not triples:
+        return []
+    persons, purposes, channels = zip(*triples)
+    rows = await conn.fetch(_BAN, list(persons), list(purposes), list(channels), evidence.source,
+                            evidence.method, evidence.actor, evidence.notice_version)
+    return [Change(r["person_id"], r["purpose"], r["channel"], r["previous"]) for r in rows]
+
+
+async def suppress_points_of(conn: asyncpg.Connection, person_ids: Sequence[uuid.UUID], source: str) -> None:
+    """Keep, on the suppression list, every known contact point of every ban of these persons (R8)."""
+    await conn.execute(
+        "INSERT INTO suppression_record (digest, purpose, channel, kind, source)"
+        " SELECT cp.digest, s.purpose, s.channel, cp.kind, $2 FROM contact_point cp"
+        " JOIN consent_state s ON s.person_id = cp.person_id AND s.status = 'banned'"
+        " WHERE cp.person_id = ANY($1::uuid[])"
+        " ON CONFLICT DO NOTHING",
+        list(person_ids), source,
+    )
+
+
+async def suppress_digests(conn: asyncpg.Connection, points: Sequence[tuple[bytes, str]],
+                           purposes: Sequence[str], channels: Sequence[str], source: str) -> None:
+    if not points:
+        return
+    digests, kinds = zip(*points)
+    await conn.execute(
+        "INSERT INTO suppression_record (digest, purpose, channel, kind, source)"
+        " SELECT d.digest, pu, ch, d.kind, $5"
+        " FROM unnest($1::bytea[], $2::text[]) AS d(digest, kind), unnest($3::text[]) pu, unnest($4::text[]) ch"
+        " ON CONFLICT DO NOTHING",
+        list(digests), list(kinds), list(purposes), list(channels), source,
+    )
+
+
+async def persons_with(conn: asyncpg.Connection, digests: Sequence[bytes]) -> list[uuid.UUID]:
+    rows = await conn.fetch("SELECT DISTINCT person_id FROM contact_point WHERE digest = ANY($1::bytea[])",
+                            list(digests))
+    return [r["person_id"] for r in rows]
+
+
+async def link_contact_points(conn: asyncpg.Connection, person_id: uuid.UUID,
+                              points: Sequence[tuple[bytes, str]]) -> None:
+    """Remember which hashed contact points belong to the person (additive: an old address
+    stays linked, so its ban is still honoured)."""
+    if not points:
+        return
+    digests, kinds = zip(*points)
+    await conn.execute(
+        "INSERT INTO contact_point (digest, person_id, kind)"
+        " SELECT d, $1, k FROM unnest($2::bytea[], $3::text[]) AS t(d, k) ON CONFLICT DO NOTHING",
+        person_id, list(digests), list(kinds),
+    )
+
+
+async def suppressed_pairs_of(conn: asyncpg.Connection, person_id: uuid.UUID) -> list[tuple[str, str]]:
+    """(purpose, channel) pairs suppressed for any contact point of the person."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT r.purpose, r.channel FROM contact_point cp"
+        " JOIN suppression_record r ON r.digest = cp.digest WHERE cp.person_id = $1",
+        person_id,
+    )
+    return [(r["purpose"], r["channel"]) for r in rows]
+
+
+async def status_of(conn: asyncpg.Connection, person_id: uuid.UUID, purpose: str, channel: str) -> str | None:
+    return await conn.fetchval(
+        "SELECT status FROM consent_state WHERE person_id = $1 AND purpose = $2 AND channel = $3 FOR UPDATE",
+        person_id, purpose, channel,
+    )
+
+
+async def record_grant(conn: asyncpg.Connection, person_id: uuid.UUID, purpose: str, channel: str,
+                       evidence: Evidence, *, lifts_ban: bool) -> None:
+    await conn.execute(
+        "INSERT INTO consent_state (person_id, purpose, channel, status, source, method, actor, notice_version)"
+        " VALUES ($1, $2, $3, 'granted', $4, $5, $6, $7)"
+        " ON CONFLICT (person_id, purpose, channel) DO UPDATE SET status = 'granted', source = EXCLUDED.source,"
+        " method = EXCLUDED.method, actor = EXCLUDED.actor, notice_version = EXCLUDED.notice_version,"
+        " recorded_at = now()",
+        person_id, purpose, channel, evidence.source, evidence.method, evidence.actor, evidence.notice_version,
+    )
+    await _history(conn, person_id, purpose, channel, "ban_lifted" if lifts_ban else "granted", evidence)
+    if lifts_ban:
+        # The person's own addresses leave the suppression list for this purpose and channel,
+        # unless another person holding the same address still bans it.
+        await conn.execute(
+            "DELETE FROM suppression_record r USING contact_point cp"
+            " WHERE cp.person_id = $1 AND r.digest = cp.digest AND r.purpose = $2 AND r.channel = $3"
+            " AND NOT EXISTS (SELECT 1 FROM contact_point o JOIN consent_state s ON s.person_id = o.person_id"
+            "   AND s.purpose = $2 AND s.channel = $3 AND s.status = 'banned'"
+            "   WHERE o.digest = cp.digest AND o.person_id <> $1)",
+            person_id, purpose, channel,
+        )
+
+
+async def record_withdrawal(conn: asyncpg.Connection, person_id: uuid.UUID, purpose: str, channel: str,
+                            evidence: Evidence) -> bool:
+    """Withdraw a permission (back to unknown); False when there was none."""
+    status = await conn.execute(
+        "DELETE FROM consent_state WHERE person_id = $1 AND purpose = $2 AND channel = $3 AND status = 'granted'",
+        person_id, purpose, channel,
+    )
+    if status.endswith(" 0"):
+        return False
+    await _history(conn, person_id, purpose, channel, "withdrawn", evidence)
+    return True
+
+
+async def _history(conn: asyncpg.Connection, person_id: uuid.UUID, purpose: str, channel: str, change: str,
+                   evidence: Evidence) -> None:
+    await conn.execute(
+        "INSERT INTO consent_history (person_id, purpose, channel, change, source, method, actor, notice_version)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        person_id, purpose, channel, change, evidence.source, evidence.method, evidence.actor,
+        evidence.notice_version,
+    )
+
+
+async def states_of(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT purpose, channel, status, source, method, actor, notice_version, recorded_at"
+        " FROM consent_state WHERE person_id = $1 ORDER BY purpose, channel", person_id)
+    return [dict(r) for r in rows]
+
+
+async def history_of(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT purpose, channel, change, source, method, actor, notice_version, recorded_at"
+        " FROM consent_history WHERE person_id = $1 ORDER BY id", person_id)
+    return [dict(r) for r in rows]
+
+
+async def suppressions_of(conn: asyncpg.Connection, digest: bytes) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT purpose, channel, source, recorded_at FROM suppression_record"
+                            " WHERE digest = $1 ORDER BY purpose, channel", digest)
+    return [dict(r) for r in rows]
+
+
+async def is_erased(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM erased_person WHERE person_id = $1", person_id))
+
+
+async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID) -> None:
+    """Everything about the person goes except the suppression list, which holds no id (R7, R8)."""
+    await conn.execute("SET LOCAL consent.erasing = 'on'")
+    await conn.execute("DELETE FROM consent_history WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM consent_state WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM contact_point WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM marketing_register WHERE person_id = $1", person_id)
+    await conn.execute("INSERT INTO erased_person (person_id) VALUES ($1) ON CONFLICT DO NOTHING", person_id)
+
+
+async def add_to_marketing_register(conn: asyncpg.Connection, person_id: uuid.UUID) -> None:
+    await conn.execute("INSERT INTO marketing_register (person_id) VALUES ($1) ON CONFLICT DO NOTHING", person_id)
+
+
+async def marketing_register_page(pool: asyncpg.Pool, after: uuid.UUID | None, limit: int) -> list[dict[str, Any]]:
+    """Persons in the marketing register with their current permissions and bans."""
+    rows = await pool.fetch(
+        "SELECT m.person_id, m.transferred_at,"
+        " coalesce(json_agg(json_build_object('purpose', s.purpose, 'channel', s.channel, 'status', s.status)"
+        "   ORDER BY s.purpose, s.channel) FILTER (WHERE s.person_id IS NOT NULL), '[]') AS consents"
+        " FROM marketing_register m LEFT JOIN consent_state s ON s.person_id = m.person_id"
+        " WHERE $1::uuid IS NULL OR m.person_id > $1"
+        " GROUP BY m.person_id, m.transferred_at ORDER BY m.person_id LIMIT $2",
+        after, limit,
+    )
+    return [dict(r) for r in rows]
+
+
+# ---- checks: a few set-based queries whatever the size of the list -------------------
+
+LARGE_LIST = 1000
+
+async def check_digests(conn: asyncpg.Connection | asyncpg.Pool, digests: list[bytes], purpose: str,
+                        channel: str) -> list[tuple[int, str]]:
+    """(1-based position, hit) for positions that are suppressed or whose person has a state."""
+    if not digests:
+        return []
+    rows = await _fetch_list_query(
+        conn,
+        "WITH t AS MATERIALIZED (SELECT d, ord FROM unnest($1::bytea[]) WITH ORDINALITY AS u(d, ord))"
+        " SELECT t.ord, 'suppressed' AS hit FROM t"
+        " JOIN suppression_record r ON r.digest = t.d AND r.purpose = $2 AND r.channel = $3"
+        " UNION ALL"
+        " SELECT t.ord, s.status FROM t JOIN contact_point cp ON cp.digest = t.d"
+        " JOIN consent_state s ON s.person_id = cp.person_id AND s.purpose = $2 AND s.channel = $3",
+        digests, purpose, channel,
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def _fetch_list_query(conn: asyncpg.Connection | asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """A campaign list of up to 100,000 entries in one query: keep it in memory (no temp files)
+    and in this process (starting parallel workers costs more than the join on a busy host).
+    A short list (a single check) is one plain round trip."""
+    if len(args[0]) <= LARGE_LIST:
+        return await conn.fetch(sql, *args)
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as c:
+            return await _fetch_list_query(c, sql, *args)
+    async with conn.transaction():
+        await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL max_parallel_workers_per_gather = 0")
+        return await conn.fetch(sql, *args)
+
+
+async def check_persons(conn: asyncpg.Connection | asyncpg.Pool, person_ids: list[uuid.UUID], purpose: str,
+                        channel: str) -> list[tuple[int, str]]:
+    """(1-based position, hit) for erased persons, persons with a state, suppressed persons."""
+    if not person_ids:
+        return []
+    rows = await _fetch_list_query(
+        conn,
+        "WITH t AS MATERIALIZED (SELECT p, ord FROM unnest($1::uuid[]) WITH ORDINALITY AS u(p, ord))"
+        " SELECT t.ord, 'erased' AS hit FROM t JOIN erased_person e ON e.person_id = t.p"
+        " UNION ALL"
+        " SELECT t.ord, s.status FROM t"
+        " JOIN consent_state s ON s.person_id = t.p AND s.purpose = $2 AND s.channel = $3"
+        " UNION ALL"
+        " SELECT DISTINCT t.ord, 'suppressed' FROM t JOIN contact_point cp ON cp.person_id = t.p"
+        " JOIN suppression_record r ON r.digest = cp.digest AND r.purpose = $2 AND r.channel = $3",
+        person_ids, purpose, channel,
+    )
+    return [(r[0], r[1]) for r in rows]
