@@ -3,6 +3,9 @@ in-process against them, each test session in a fresh database."""
 from __future__ import annotations
 
 import importlib
+import shutil
+import tempfile
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -15,11 +18,15 @@ from tests.infra import Infra, create_database, start_infra
 
 
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Infra:
+def infra() -> Infra:
+    # A directory of our own, not pytest's tmp_path: pytest prunes old base temp dirs, and a
+    # concurrent pytest run could remove the PostgreSQL data directory from under us.
     configure_logging("tests", "INFO")
-    started = start_infra(tmp_path_factory.mktemp("stack"))
+    workdir = Path(tempfile.mkdtemp(prefix="rekisteri-test-"))
+    started = start_infra(workdir)
     yield started
     started.close()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
