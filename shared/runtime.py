@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 from faststream import AckPolicy
@@ -25,6 +26,31 @@ from shared.topics import topic as topic_spec
 log = get_logger(__name__)
 INCARNATION_TOPIC = "rekisteri-broker-incarnation"
 BackgroundJob = Callable[["ServiceRuntime"], Awaitable[None]]
+
+
+async def _undecoded_batch(msg: KafkaMessage) -> object:
+    """The batch handler parses `raw_message` itself; FastStream's default decoder would
+    json-decode every body of the batch first, for nothing (a third of the bulk path's CPU)."""
+    return msg.body
+
+
+@asynccontextmanager
+async def _acknowledge(msg: KafkaMessage) -> AsyncIterator[None]:
+    """Commit the offset after the handler's database commit; on failure, redeliver.
+
+    A commit that fails (the group rebalanced, the broker restarted) is only logged: the
+    message comes again and the inbox makes it a no-op. The consumer never stops for it.
+    """
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):
+            await msg.nack()  # seek back: the message is delivered again
+        raise
+    try:
+        await msg.ack()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("offset_commit_failed_will_redeliver", error=type(exc).__name__)
 
 
 class ServiceRuntime:
@@ -53,7 +79,7 @@ class ServiceRuntime:
     def _subscriber_options(self, group_id: str, fetch_max_wait_ms: int) -> dict[str, object]:
         return dict(
             group_id=group_id,
-            ack_policy=AckPolicy.NACK_ON_ERROR,  # offset committed only after the handler's commit
+            ack_policy=AckPolicy.MANUAL,  # offset committed by `_acknowledge`, after the handler's commit
             auto_offset_reset="earliest",  # no committed offset (new group, forgetful broker): from the start
             fetch_max_wait_ms=fetch_max_wait_ms,
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
@@ -84,12 +110,14 @@ class ServiceRuntime:
         spec = topic_spec(topic_name)
 
         @self.broker.subscriber(topic_name, batch=True, max_records=max_records, title=f"{self.name}:{topic_name}",
+                                decoder=_undecoded_batch,
                                 **self._subscriber_options(f"{self.name}.{topic_name}",
                                                            spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms))
         async def on_batch(msg: KafkaMessage) -> None:
-            await consumer.handle_batch(
-                [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in msg.raw_message]
-            )
+            async with _acknowledge(msg):
+                await consumer.handle_batch(
+                    [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in msg.raw_message]
+                )
 
         return consumer
 
@@ -106,10 +134,11 @@ class ServiceRuntime:
         async def on_message(msg: KafkaMessage) -> None:
             raw = msg.raw_message
             incoming = Incoming(raw.value or b"", raw.key, raw.partition, raw.offset)
-            if raw.topic == INCARNATION_TOPIC:
-                await self._on_incarnation(incoming)
-            else:
-                await single[raw.topic].handle(incoming)
+            async with _acknowledge(msg):
+                if raw.topic == INCARNATION_TOPIC:
+                    await self._on_incarnation(incoming)
+                else:
+                    await single[raw.topic].handle(incoming)
 
     async def _on_incarnation(self, incoming: Incoming) -> None:
         """Replay the outbox when the embedded broker comes back empty (SPEC §8)."""
