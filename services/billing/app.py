@@ -16,5 +16,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def build_app(settings: BillingSettings | None = None) -> FastAPI:
     runtime = ServiceRuntime("billing", settings or BillingSettings(), MIGRATIONS)
-    handlers.register(runtime)
-    return create_http_app(runtime, [api.router], description=__doc__ or "")
+    billing = handlers.register(runtime)
+    app = create_http_app(runtime, [api.router], description=__doc__ or "")
+    app.state.billing = billing
+    return app

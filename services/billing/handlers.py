@@ -1,16 +1,207 @@
-"""Event handlers of the billing service: one function per consumed topic."""
+"""Event and command handlers of the billing service (P3, SPEC §6).
+
+Usage is applied in exactly one place, `apply_usage`, the batch handler of
+`usage-recorded`: the platform's inbox dedupes by the envelope's (source, id) in the same
+transaction, so the Kafka path and the HTTP batch path bill each event once.
+"""
 from __future__ import annotations
 
-from shared.consumer import EventContext
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from services.billing import domain, storage
+from shared.consumer import EventContext, Parsed
+from shared.envelope import utcnow
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.events import AccessReportPart, AccessRequested, ContactErased, DispositionConfirmed, InvoiceIssued
 from shared.logging import get_logger
+from shared.outbox import add_event
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
+INVOICE_NAMESPACE = uuid.UUID("6f1d3c52-8f0e-4d7a-9a57-0b1f3c2e9d41")
 
 
-async def on_usage_recorded(ctx: EventContext) -> None:
-    log.info("event_received", topic=ctx.topic, event_id=str(ctx.envelope.id))
+class Catalog:
+    """Meters and known customers cached for validation; reloaded on a miss (at most
+    twice a second) so a plan saved through another replica is seen soon."""
+
+    def __init__(self) -> None:
+        self.meters: dict[str, domain.Meter] = {}
+        self.customers: set[uuid.UUID] = set()
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def reload(self, pool: asyncpg.Pool) -> None:
+        """Read meters and customers again; serialised, so the last reload sees the latest commit."""
+        async with self._lock:
+            await self._load(pool)
+
+    async def reload_if_stale(self, pool: asyncpg.Pool) -> bool:
+        async with self._lock:
+            if time.monotonic() - self._loaded_at < 0.5:
+                return False
+            await self._load(pool)
+            return True
+
+    async def _load(self, pool: asyncpg.Pool) -> None:
+        self.meters = await storage.load_meters(pool)
+        self.customers = await storage.load_customers(pool)
+        self._loaded_at = time.monotonic()
 
 
-def register(runtime: ServiceRuntime) -> None:
-    runtime.subscribe("usage-recorded", on_usage_recorded)
+class Billing:
+    """The billing handlers bound to one runtime and its catalogue."""
+
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+        self.catalog = Catalog()
+        self.max_future = timedelta(seconds=runtime.settings.billing_max_future_s)  # type: ignore[attr-defined]
+
+    # -- usage-recorded -------------------------------------------------------------------
+    async def validate_usage(self, parsed: Parsed) -> str | None:
+        """Checks beyond the payload model; a reason dead-letters the event (SPEC §4)."""
+        usage = parsed.payload
+        meter = self.catalog.meters.get(usage.meter)  # type: ignore[attr-defined]
+        known = usage.customer_id in self.catalog.customers  # type: ignore[attr-defined]
+        if (meter is None or not known) and await self.catalog.reload_if_stale(self.runtime.pool):
+            meter = self.catalog.meters.get(usage.meter)  # type: ignore[attr-defined]
+            known = usage.customer_id in self.catalog.customers  # type: ignore[attr-defined]
+        return domain.validate_usage(known, meter, usage.quantity, usage.time,  # type: ignore[attr-defined]
+                                     usage.dimensions, datetime.now(UTC), self.max_future)  # type: ignore[attr-defined]
+
+    async def apply_usage(self, conn: asyncpg.Connection, parsed: list[Parsed]) -> None:
+        """Fold a batch of fresh usage into aggregates (P3). Usage of a closed period goes to
+        the next open invoice as an adjustment (SPEC §6)."""
+        usage = [p.payload for p in parsed]
+        periods = [domain.period_of(u.time) for u in usage]  # type: ignore[attr-defined]
+        targets = await storage.lock_invoice_periods(conn, set(periods))
+        await storage.apply_folded_usage(conn, domain.fold_usage(usage, self.catalog.meters, periods, targets))
+
+    # -- contact-erased ---------------------------------------------------------------------
+    async def on_contact_erased(self, ctx: EventContext[ContactErased]) -> None:
+        """R7: pseudonymise the person's references in usage; amounts and invoices stay."""
+        count = await storage.pseudonymise_person(ctx.conn, ctx.payload.person_id)
+        await ctx.publish(DispositionConfirmed(command_id=ctx.payload.command_id, person_id=ctx.payload.person_id,
+                                               service="billing", action="erase", confirmed_at=utcnow()))
+        log.info("person_pseudonymised", person_id=str(ctx.payload.person_id), rows=count)
+
+    # -- access-requested -------------------------------------------------------------------
+    async def on_access_requested(self, ctx: EventContext[AccessRequested]) -> None:
+        """R12: billing's slice of an access report: the person's recorded usage (P3)."""
+        rows = await storage.person_usage(ctx.conn, ctx.payload.person_id) if ctx.payload.person_id else []
+        items = [{"purpose": "usage_billing", "customer_id": str(r["customer_id"]), "meter": r["meter"],
+                  "period": r["period"], "events": r["event_count"],
+                  "quantity": domain.quantity_text(r["quantity_sum"])} for r in rows]
+        await ctx.publish(AccessReportPart(request_id=ctx.payload.request_id, service="billing",
+                                           person_id=ctx.payload.person_id, items=items))
+
+    # -- closing a period -----------------------------------------------------------------------
+    async def close_period(self, period: str) -> dict[str, Any]:
+        """Issue one invoice per customer for `period` and close it (SPEC §6). Idempotent:
+        the period row lock serialises closes, the unique index backs it up."""
+        if not domain.period_has_ended(period, datetime.now(UTC)):
+            raise Conflict("period: cannot close a period that has not ended", fields={"period": "not ended"})
+        issued = 0
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            if await storage.lock_period_for_close(conn, period) == "closed":
+                return {"period": period, "status": "closed", "issued": 0}
+            meters = await storage.load_meters(conn)
+            plans = await storage.all_plans(conn)
+            rows, uniques = await storage.usage_for_invoice(conn, period)
+            usage: dict[uuid.UUID, dict[tuple[str, str], domain.MeterUsage]] = defaultdict(dict)
+            for r in rows:
+                key = (r["meter"], r["period"])
+                item = usage[r["customer_id"]].get(key)
+                if item is None:
+                    item = usage[r["customer_id"]][key] = domain.MeterUsage(meters[r["meter"]], r["period"], [])
+                item.rows.append(r)
+            for u in uniques:
+                item = usage[u["customer_id"]].get((u["meter"], u["period"]))
+                if item is not None:
+                    item.unique_values.append((u["value"], u["invoice_period"]))
+            vat_percent = domain.vat_rate_on(self.runtime.settings.billing_vat_rates,  # type: ignore[attr-defined]
+                                             domain.period_last_day(period))
+            issued_at = utcnow()
+            for customer_id in sorted(set(plans) | set(usage), key=str):
+                plan = plans.get(customer_id) or domain.PricePlan()
+                lines = domain.invoice_lines(plan, list(usage.get(customer_id, {}).values()), period)
+                net, vat, gross = domain.invoice_totals(lines, vat_percent)
+                invoice = dict(invoice_id=uuid.uuid5(INVOICE_NAMESPACE, f"{customer_id}:{period}"),
+                               customer_id=customer_id, period=period, kind="invoice", net=net,
+                               vat_rate=vat_percent, vat=vat, gross=gross, lines=lines, issued_at=issued_at)
+                if await storage.insert_invoice(conn, invoice):
+                    issued += 1
+                    await self._publish_invoice(conn, invoice)
+            await storage.mark_closed(conn, period)
+        log.info("period_closed", period=period, issued=issued)
+        return {"period": period, "status": "closed", "issued": issued}
+
+    async def _publish_invoice(self, conn: asyncpg.Connection, invoice: dict[str, Any]) -> None:
+        await add_event(conn, InvoiceIssued(
+            invoice_id=invoice["invoice_id"], customer_id=invoice["customer_id"], period=invoice["period"],
+            kind=invoice["kind"], net=invoice["net"], vat=invoice["vat"], gross=invoice["gross"],
+            issued_at=invoice["issued_at"]), source=self.runtime.name)
+
+    async def issue_credit_note(self, invoice_id: uuid.UUID, reason: str, net: Decimal | None) -> dict[str, Any]:
+        """Correct an immutable invoice with a credit note (SPEC §6); never credits more than it billed."""
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            original = await storage.get_invoice(conn, invoice_id, lock=True)
+            if original is None or original["kind"] != "invoice":
+                raise NotFound("invoice not found")
+            remaining = original["net"] - await storage.credited_net(conn, invoice_id)
+            amount = remaining if net is None else domain.round_money(net)
+            if amount <= 0 or amount > remaining:
+                raise Conflict("net: exceeds what is left to credit on the invoice", fields={"net": "exceeds remaining"})
+            vat = domain.round_money(amount * original["vat_rate"] / 100)
+            note = dict(invoice_id=uuid.uuid4(), customer_id=original["customer_id"], period=original["period"],
+                        kind="credit_note", credits=invoice_id, reason=reason, net=-amount,
+                        vat_rate=original["vat_rate"], vat=-vat, gross=-(amount + vat),
+                        lines=[{"kind": "credit", "description": reason, "amount": str(-amount)}], issued_at=utcnow())
+            await storage.insert_invoice(conn, note)
+            await self._publish_invoice(conn, note)
+        return note
+
+    # -- scheduled close ---------------------------------------------------------------------------
+    async def scheduled_close(self, runtime: ServiceRuntime) -> None:
+        """Close last month once it has ended and the grace for late events has passed."""
+        settings = runtime.settings
+        while not runtime.stopping.is_set():
+            grace = timedelta(hours=settings.billing_close_grace_hours)  # type: ignore[attr-defined]
+            due = domain.period_due_for_close(datetime.now(UTC), grace)
+            if due is not None and await storage.period_status(runtime.pool, due) != "closed":
+                await self.close_period(due)
+            try:
+                await asyncio.wait_for(runtime.stopping.wait(),
+                                       timeout=settings.billing_close_check_interval_s)  # type: ignore[attr-defined]
+            except asyncio.TimeoutError:
+                pass
+
+
+def validate_period(period: str) -> str:
+    if len(period) != 7 or period[4] != "-" or not (period[:4] + period[5:]).isdigit() or not 1 <= int(period[5:]) <= 12:
+        raise InvalidInput("period: must be YYYY-MM", fields={"period": "must be YYYY-MM"})
+    return period
+
+
+async def _load_catalog(runtime: ServiceRuntime, billing: Billing) -> None:
+    await billing.catalog.reload(runtime.pool)
+
+
+def register(runtime: ServiceRuntime) -> Billing:
+    billing = Billing(runtime)
+    runtime.subscribe_batch("usage-recorded", billing.apply_usage, validate=billing.validate_usage,
+                            max_records=runtime.settings.billing_batch_max_records)  # type: ignore[attr-defined]
+    runtime.subscribe("contact-erased", billing.on_contact_erased)
+    runtime.subscribe("access-requested", billing.on_access_requested)
+    runtime.add_job("load-catalog", lambda rt: _load_catalog(rt, billing))
+    if runtime.settings.billing_auto_close:  # type: ignore[attr-defined]
+        runtime.add_job("scheduled-close", billing.scheduled_close)
+    return billing

@@ -1,0 +1,203 @@
+"""SQL of the billing service (asyncpg, parameters always bound)."""
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from services.billing import domain
+
+# ---- meters and plans ---------------------------------------------------------------
+
+
+def _meter(row: asyncpg.Record) -> domain.Meter:
+    return domain.Meter(row["name"], domain.Aggregation(row["aggregation"]), tuple(row["dimensions"]),
+                        row["unique_dimension"], row["unit"])
+
+
+async def load_meters(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, domain.Meter]:
+    return {r["name"]: _meter(r) for r in await conn.fetch("SELECT * FROM meters")}
+
+
+async def save_meter(conn: asyncpg.Connection | asyncpg.Pool, meter: domain.Meter) -> None:
+    await conn.execute(
+        "INSERT INTO meters (name, aggregation, dimensions, unique_dimension, unit) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (name) DO UPDATE SET aggregation = EXCLUDED.aggregation, dimensions = EXCLUDED.dimensions,"
+        " unique_dimension = EXCLUDED.unique_dimension, unit = EXCLUDED.unit, updated_at = now()",
+        meter.name, meter.aggregation.value, list(meter.dimensions), meter.unique_dimension, meter.unit,
+    )
+
+
+async def load_customers(conn: asyncpg.Connection | asyncpg.Pool) -> set[uuid.UUID]:
+    return {r["customer_id"] for r in await conn.fetch("SELECT customer_id FROM price_plans")}
+
+
+async def save_plan(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID, plan: domain.PricePlan) -> None:
+    await conn.execute(
+        "INSERT INTO price_plans (customer_id, plan) VALUES ($1, $2)"
+        " ON CONFLICT (customer_id) DO UPDATE SET plan = EXCLUDED.plan, updated_at = now()",
+        customer_id, plan.model_dump(mode="json"),
+    )
+
+
+async def load_plan(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID) -> domain.PricePlan | None:
+    plan = await conn.fetchval("SELECT plan FROM price_plans WHERE customer_id = $1", customer_id)
+    return domain.PricePlan.model_validate(plan) if plan is not None else None
+
+
+# ---- periods ------------------------------------------------------------------------------
+
+async def lock_invoice_periods(conn: asyncpg.Connection, usage_periods: set[str]) -> dict[str, str]:
+    """Map each usage period to the period whose invoice bills it, holding a share lock on
+    those periods so a concurrent close waits for this transaction (and vice versa)."""
+    wanted = sorted(usage_periods)
+    await conn.execute("INSERT INTO billing_periods (period) SELECT unnest($1::text[]) ORDER BY 1"
+                       " ON CONFLICT DO NOTHING", wanted)
+    rows = await conn.fetch("SELECT period, status FROM billing_periods WHERE period = ANY($1::text[])"
+                            " ORDER BY period FOR SHARE", wanted)
+    targets = {r["period"]: r["period"] for r in rows if r["status"] == "open"}
+    for period in (r["period"] for r in rows if r["status"] == "closed"):
+        while True:  # a close may land between finding the next open period and locking it
+            closed = {r["period"] for r in await conn.fetch(
+                "SELECT period FROM billing_periods WHERE status = 'closed' AND period >= $1", period)}
+            target = domain.invoice_target(period, closed)
+            await conn.execute("INSERT INTO billing_periods (period) VALUES ($1) ON CONFLICT DO NOTHING", target)
+            status = await conn.fetchval("SELECT status FROM billing_periods WHERE period = $1 FOR SHARE", target)
+            if status == "open":
+                targets[period] = target
+                break
+    return targets
+
+
+async def lock_period_for_close(conn: asyncpg.Connection, period: str) -> str:
+    await conn.execute("INSERT INTO billing_periods (period) VALUES ($1) ON CONFLICT DO NOTHING", period)
+    return await conn.fetchval("SELECT status FROM billing_periods WHERE period = $1 FOR UPDATE", period)
+
+
+async def mark_closed(conn: asyncpg.Connection, period: str) -> None:
+    await conn.execute("UPDATE billing_periods SET status = 'closed', closed_at = now() WHERE period = $1", period)
+
+
+async def period_status(conn: asyncpg.Connection | asyncpg.Pool, period: str) -> str | None:
+    return await conn.fetchval("SELECT status FROM billing_periods WHERE period = $1", period)
+
+
+# ---- usage ------------------------------------------------------------------------------------
+
+async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsage) -> None:
+    """Upsert a batch's aggregates in one statement per table, in key order, so concurrent
+    batches (Kafka and HTTP accepts) lock rows in the same order and cannot deadlock."""
+    keys = sorted(folded.aggregates)
+    if keys:
+        aggs = [folded.aggregates[k] for k in keys]
+        await conn.execute(
+            "INSERT INTO usage_aggregates AS a (customer_id, meter, period, invoice_period, dimensions,"
+            " quantity_sum, event_count, quantity_max, latest_quantity, latest_at)"
+            " SELECT c, m, p, i, d, s, n, x, lq, la FROM unnest($1::uuid[], $2::text[], $3::text[],"
+            " $4::text[], $5::text[], $6::numeric[], $7::bigint[], $8::numeric[], $9::numeric[], $10::timestamptz[])"
+            " AS t(c, m, p, i, d, s, n, x, lq, la)"
+            " ON CONFLICT (customer_id, meter, period, invoice_period, dimensions) DO UPDATE SET"
+            " quantity_sum = a.quantity_sum + EXCLUDED.quantity_sum,"
+            " event_count = a.event_count + EXCLUDED.event_count,"
+            " quantity_max = GREATEST(a.quantity_max, EXCLUDED.quantity_max),"
+            " latest_quantity = CASE WHEN EXCLUDED.latest_at > a.latest_at OR (EXCLUDED.latest_at = a.latest_at"
+            "   AND EXCLUDED.latest_quantity > a.latest_quantity) THEN EXCLUDED.latest_quantity ELSE a.latest_quantity END,"
+            " latest_at = GREATEST(a.latest_at, EXCLUDED.latest_at)",
+            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys],
+            [k[4] for k in keys], [a.quantity_sum for a in aggs], [a.event_count for a in aggs],
+            [a.quantity_max for a in aggs], [a.latest_quantity for a in aggs], [a.latest_at for a in aggs],
+        )
+    if folded.persons:
+        pkeys = sorted(folded.persons)
+        await conn.execute(
+            "INSERT INTO usage_persons AS u (customer_id, person_id, meter, period, event_count, quantity_sum)"
+            " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::numeric[])"
+            " ON CONFLICT (customer_id, person_id, meter, period) DO UPDATE SET"
+            " event_count = u.event_count + EXCLUDED.event_count, quantity_sum = u.quantity_sum + EXCLUDED.quantity_sum",
+            [k[0] for k in pkeys], [k[1] for k in pkeys], [k[2] for k in pkeys], [k[3] for k in pkeys],
+            [folded.persons[k][0] for k in pkeys], [folded.persons[k][1] for k in pkeys],
+        )
+    if folded.unique_values:
+        ukeys = sorted(folded.unique_values)
+        await conn.execute(
+            "INSERT INTO usage_unique_values (customer_id, meter, period, dimensions, value, invoice_period)"
+            " SELECT c, m, p, d, v, i FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
+            " $6::text[]) AS t(c, m, p, d, v, i) ON CONFLICT DO NOTHING",
+            [k[0] for k in ukeys], [k[1] for k in ukeys], [k[2] for k in ukeys], [k[3] for k in ukeys],
+            [k[4] for k in ukeys], [folded.unique_values[k] for k in ukeys],
+        )
+
+
+_BILLED_SCOPE = ("(customer_id, meter, period) IN (SELECT customer_id, meter, period FROM {table}"
+                 " WHERE invoice_period = $1) AND invoice_period <= $1")
+
+
+async def usage_for_invoice(conn: asyncpg.Connection, period: str) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """Aggregates and distinct values of every (customer, meter, usage period) that the
+    invoice of `period` bills, with what earlier invoices billed of them."""
+    rows = await conn.fetch(
+        "SELECT * FROM usage_aggregates WHERE " + _BILLED_SCOPE.format(table="usage_aggregates"), period)
+    uniques = await conn.fetch(
+        "SELECT customer_id, meter, period, value, invoice_period FROM usage_unique_values WHERE "
+        + _BILLED_SCOPE.format(table="usage_unique_values"), period)
+    return rows, uniques
+
+
+async def all_plans(conn: asyncpg.Connection) -> dict[uuid.UUID, domain.PricePlan]:
+    return {r["customer_id"]: domain.PricePlan.model_validate(r["plan"])
+            for r in await conn.fetch("SELECT customer_id, plan FROM price_plans")}
+
+
+async def usage_report_rows(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID, period: str
+                            ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    rows = await conn.fetch("SELECT * FROM usage_aggregates WHERE customer_id = $1 AND period = $2", customer_id, period)
+    uniques = await conn.fetch("SELECT meter, dimensions, value FROM usage_unique_values"
+                               " WHERE customer_id = $1 AND period = $2", customer_id, period)
+    return rows, uniques
+
+
+async def person_usage(conn: asyncpg.Connection, person_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT customer_id, meter, period, event_count, quantity_sum FROM usage_persons"
+                            " WHERE person_id = $1 ORDER BY period, customer_id, meter", person_id)
+
+
+async def pseudonymise_person(conn: asyncpg.Connection, person_id: uuid.UUID) -> int:
+    """Replace a person's id in usage with a random pseudonym; quantities stay (R7, SPEC §6)."""
+    status = await conn.execute(
+        "UPDATE usage_persons SET person_id = $2, pseudonymised = true WHERE person_id = $1",
+        person_id, uuid.uuid4())
+    return int(status.split()[-1])
+
+
+# ---- invoices ------------------------------------------------------------------------------------
+
+async def insert_invoice(conn: asyncpg.Connection, invoice: dict[str, Any]) -> bool:
+    """Insert unless the customer already has an invoice for the period; True if inserted."""
+    inserted = await conn.fetchval(
+        "INSERT INTO invoices (invoice_id, customer_id, period, kind, credits, reason, net, vat_rate, vat, gross,"
+        " lines, issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " ON CONFLICT DO NOTHING RETURNING invoice_id",
+        invoice["invoice_id"], invoice["customer_id"], invoice["period"], invoice["kind"], invoice.get("credits"),
+        invoice.get("reason"), invoice["net"], invoice["vat_rate"], invoice["vat"], invoice["gross"],
+        invoice["lines"], invoice["issued_at"],
+    )
+    return inserted is not None
+
+
+async def get_invoice(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: uuid.UUID, *, lock: bool = False
+                      ) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM invoices WHERE invoice_id = $1" + (" FOR UPDATE" if lock else ""),
+                               invoice_id)
+
+
+async def credited_net(conn: asyncpg.Connection, invoice_id: uuid.UUID) -> Decimal:
+    return await conn.fetchval("SELECT coalesce(sum(-net), 0) FROM invoices WHERE credits = $1", invoice_id)
+
+
+async def list_invoices(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID | None,
+                        period: str | None) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM invoices WHERE ($1::uuid IS NULL OR customer_id = $1) AND ($2::text IS NULL OR period = $2)"
+        " ORDER BY period, customer_id, issued_at LIMIT 1000", customer_id, period)
