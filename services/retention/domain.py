@@ -1,0 +1,161 @@
+"""Retention's rules as functions of values (no I/O): the policy, the deadlines a person's
+relationships and assignments give (R5–R7), the disposition decision (R7, R8), holds, and
+which services must confirm a command."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Iterable, Literal, Protocol
+
+MAX_DISPOSITION_DAYS = 365  # R7: "at the latest one year after the end of the last assignment"
+
+Action = Literal["passivate", "dispose"]
+Disposition = Literal["erase", "transfer_to_marketing"]
+# States in which a person's timers may still run; after a disposition nothing is timed again.
+TIMED_STATES = frozenset({"active", "ended", "passive"})
+
+EXPECTED_CONFIRMATIONS: dict[str, tuple[str, ...]] = {
+    "passivate": ("contacts",),
+    "erase": ("contacts", "consent", "billing", "retention"),
+    "transfer_to_marketing": ("contacts", "consent"),
+}
+
+
+class PolicyError(ValueError):
+    """A retention policy that the privacy notice does not allow."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    grace_days: int
+    disposition_days: int
+
+    @classmethod
+    def validated(cls, grace_days: int, disposition_days: int) -> "Policy":
+        if grace_days < 0:
+            raise PolicyError("RETENTION_GRACE_DAYS must be 0 or more")
+        if disposition_days < 0:
+            raise PolicyError("RETENTION_DISPOSITION_DAYS must be 0 or more")
+        if disposition_days > MAX_DISPOSITION_DAYS:
+            raise PolicyError(
+                f"RETENTION_DISPOSITION_DAYS is {disposition_days}: the final disposition may come at most "
+                f"{MAX_DISPOSITION_DAYS} days after the last assignment or relationship ended (R7)")
+        if grace_days > disposition_days:
+            raise PolicyError("RETENTION_GRACE_DAYS may not exceed RETENTION_DISPOSITION_DAYS (passivation precedes disposition)")
+        return cls(grace_days, disposition_days)
+
+    @property
+    def version(self) -> str:
+        """Recorded in evidence: which policy a deadline was computed under."""
+        return f"grace={self.grace_days}d;disposition={self.disposition_days}d"
+
+
+# ---- time -----------------------------------------------------------------------------
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FrozenClock:
+    """A clock that moves only when told: tests jump a year without sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = (start or datetime.now(UTC)).astimezone(UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, **delta: float) -> datetime:
+        self._now += timedelta(**delta)
+        return self._now
+
+    def set(self, moment: datetime) -> None:
+        self._now = moment.astimezone(UTC)
+
+
+# ---- deadlines ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Span:
+    """A relationship or an assignment: open while `ended_at` is None."""
+
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PlannedDeadline:
+    action: Action
+    due_at: datetime
+    anchor_at: datetime
+    basis: str
+
+
+def plan_deadlines(state: str, relationships: Iterable[Span], assignments: Iterable[Span],
+                   policy: Policy) -> list[PlannedDeadline]:
+    """The timers a person should have now.
+
+    An open relationship keeps the data (R5); an open assignment keeps the person active for
+    it (R6). Once everything has ended, both deadlines count from the latest end: the last
+    assignment's end, or the relationship's when it ended later (R5 still held it until then).
+    """
+    if state not in TIMED_STATES:
+        return []
+    rels, asgs = list(relationships), list(assignments)
+    if not rels and not asgs:
+        return []
+    if any(s.ended_at is None for s in [*rels, *asgs]):
+        return []
+    last_rel = max((s.ended_at for s in rels if s.ended_at), default=None)
+    last_asg = max((s.ended_at for s in asgs if s.ended_at), default=None)
+    anchor, basis = _anchor(last_rel, last_asg)
+    planned = []
+    if state != "passive":
+        planned.append(PlannedDeadline("passivate", anchor + timedelta(days=policy.grace_days), anchor,
+                                       f"{basis}+grace:{policy.grace_days}d"))
+    planned.append(PlannedDeadline("dispose", anchor + timedelta(days=policy.disposition_days), anchor,
+                                   f"{basis}+disposition:{policy.disposition_days}d"))
+    return planned
+
+
+def _anchor(last_rel: datetime | None, last_asg: datetime | None) -> tuple[datetime, str]:
+    if last_asg is not None and (last_rel is None or last_asg >= last_rel):
+        return last_asg, "last_assignment_ended"
+    assert last_rel is not None
+    return last_rel, "relationship_ended"
+
+
+# ---- disposition ----------------------------------------------------------------------
+
+def disposition_for(granted_purposes: Iterable[str], banned_purposes: Iterable[str]) -> Disposition:
+    """R7: transfer to the marketing register only with a permission and no ban (R8)."""
+    granted, banned = set(granted_purposes), set(banned_purposes)
+    return "transfer_to_marketing" if granted and not banned else "erase"
+
+
+@dataclass(frozen=True)
+class Hold:
+    expires_at: datetime
+    released_at: datetime | None = None
+
+
+def active_hold_until(holds: Iterable[Hold], now: datetime) -> datetime | None:
+    """When the latest hold in force expires, or None if nothing holds the disposition now."""
+    ends = [h.expires_at for h in holds if h.released_at is None and h.expires_at > now]
+    return max(ends, default=None)
+
+
+def expected_confirmations(action: str) -> tuple[str, ...]:
+    return EXPECTED_CONFIRMATIONS[action]
+
+
+def is_complete(action: str, confirmed_services: Iterable[str]) -> bool:
+    return set(expected_confirmations(action)) <= set(confirmed_services)
+
+
+def is_overdue(last_commanded_at: datetime, completed: bool, now: datetime, timeout_s: float) -> bool:
+    return not completed and now - last_commanded_at > timedelta(seconds=timeout_s)
