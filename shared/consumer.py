@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from functools import lru_cache
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
 import asyncpg
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from shared.envelope import Envelope
 from shared.errors import Rejected
@@ -102,23 +103,54 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# Largest event accepted (Kafka's default message size). Events carry ids and a few contact
+# points; anything bigger is a broken producer, dead-lettered rather than applied.
+MAX_EVENT_BYTES = 1024 * 1024
+# A dead letter's original bytes go to `<topic>-dlq` only up to this size (under the producer's
+# 1 MB request limit): a bigger one would stall the outbox relay for good. The full original
+# stays in the `dead_letters` table, with its digest in the header.
+MAX_DEAD_LETTER_RELAY_BYTES = 512 * 1024
+
+
 def parse(spec: Topic, incoming: Incoming) -> Parsed:
     """Envelope and payload, or `Rejected` with a reason fit for a dead-letter header."""
     if not incoming.value:
         raise Rejected("invalid envelope: empty message")
-    try:
-        envelope = Envelope.from_bytes(incoming.value)
+    if len(incoming.value) > MAX_EVENT_BYTES:
+        raise Rejected(f"message too large: {len(incoming.value)} bytes (the limit is {MAX_EVENT_BYTES})")
+    try:  # the common case in one validation pass: envelope and payload together
+        envelope = _typed_envelope(spec.payload).model_validate_json(incoming.value)
     except ValidationError as exc:
-        raise Rejected(f"invalid envelope: {describe_validation_error(exc)}") from None
+        _raise_precise_rejection(spec, incoming.value)
+        raise Rejected(f"invalid event: {describe_validation_error(exc)}") from None
+    _check_type_and_version(spec, envelope)
+    return Parsed(incoming, envelope, envelope.data)
+
+
+@lru_cache(maxsize=None)
+def _typed_envelope(payload: type[Payload]) -> type[Envelope]:
+    """The envelope with `data` typed as `payload`, so one JSON parse validates both."""
+    return create_model(f"{payload.__name__}Envelope", __base__=Envelope, data=(payload, ...))
+
+
+def _check_type_and_version(spec: Topic, envelope: Envelope) -> None:
     if envelope.type != spec.name:
         raise Rejected(f"invalid envelope: type {envelope.type[:100]!r} does not belong on topic {spec.name}")
     if envelope.schema_version != spec.schema_version:
         raise Rejected(f"unsupported schema_version {envelope.schema_version} (topic {spec.name} has {spec.schema_version})")
+
+
+def _raise_precise_rejection(spec: Topic, raw: bytes) -> None:
+    """Say whether the envelope or its data is wrong, naming the fields."""
     try:
-        payload = spec.payload.model_validate(envelope.data)
+        envelope = Envelope.from_bytes(raw)
+    except ValidationError as exc:
+        raise Rejected(f"invalid envelope: {describe_validation_error(exc)}") from None
+    _check_type_and_version(spec, envelope)
+    try:
+        spec.payload.model_validate(envelope.data)
     except ValidationError as exc:
         raise Rejected(f"invalid data: {describe_validation_error(exc)}") from None
-    return Parsed(incoming, envelope, payload)
 
 
 def error_reason(exc: BaseException) -> str:
@@ -200,9 +232,12 @@ class InboxConsumer:
         return status.endswith(" 1")
 
     # -- batches (bulk topics, HTTP accepts) --------------------------------------
-    async def handle_batch(self, batch: Sequence[Incoming]) -> BatchOutcome:
+    async def handle_batch(self, batch: Sequence[Incoming], *, wait_for_database: bool = True) -> BatchOutcome:
         """Apply a batch in one transaction: invalid messages are dead-lettered (and reported),
-        duplicates skipped, the rest handed to the batch handler. Nothing is half-written."""
+        duplicates skipped, the rest handed to the batch handler. Nothing is half-written.
+
+        A consumer waits out a database outage; an HTTP caller (`wait_for_database=False`) gets
+        the infrastructure error at once, to answer 503 and let the sender retry (SPEC §7)."""
         outcome = BatchOutcome()
         valid: list[Parsed] = []
         for index, incoming in enumerate(batch):
@@ -214,7 +249,7 @@ class InboxConsumer:
                 valid.append(parsed)
             except Rejected as exc:
                 outcome.rejected.append({"index": index, "reason": exc.reason})
-                await self.dead_letter(incoming, exc.reason)
+                await self.dead_letter(incoming, exc.reason, wait_for_database=wait_for_database)
         if not valid:
             return outcome
         attempt = 0
@@ -226,6 +261,8 @@ class InboxConsumer:
                 outcome.duplicates += len(valid) - len(fresh)
                 return outcome
             except INFRASTRUCTURE_ERRORS as exc:
+                if not wait_for_database:
+                    raise
                 log.warning("consumer_waiting_for_database", topic=self.spec.name, error=type(exc).__name__)
                 await asyncio.sleep(min(5.0, 0.2 * attempt))
                 attempt = 1
@@ -285,7 +322,8 @@ class InboxConsumer:
         return fresh
 
     # -- dead letters ---------------------------------------------------------------
-    async def dead_letter(self, incoming: Incoming, reason: str, envelope: Envelope | None = None) -> None:
+    async def dead_letter(self, incoming: Incoming, reason: str, envelope: Envelope | None = None, *,
+                          wait_for_database: bool = True) -> None:
         """Keep the message and its reason, and relay it to the dead-letter topic."""
         digest = hashlib.sha256(incoming.value).hexdigest()
         headers = {
@@ -295,6 +333,11 @@ class InboxConsumer:
             "x-original-partition": str(incoming.partition if incoming.partition is not None else ""),
             "x-original-offset": str(incoming.offset if incoming.offset is not None else ""),
         }
+        relayed = incoming.value
+        if len(relayed) > MAX_DEAD_LETTER_RELAY_BYTES:
+            relayed = relayed[:MAX_DEAD_LETTER_RELAY_BYTES]
+            headers |= {"x-original-truncated": "true", "x-original-bytes": str(len(incoming.value)),
+                        "x-original-sha256": digest}
         while True:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
@@ -309,9 +352,11 @@ class InboxConsumer:
                     )
                     if inserted is not None:
                         await add_raw(conn, self.spec.dead_letter, (incoming.key or b"").decode(errors="replace"),
-                                      incoming.value, headers)
+                                      relayed, headers)
                 break
             except INFRASTRUCTURE_ERRORS as exc:
+                if not wait_for_database:
+                    raise
                 log.warning("dead_letter_waiting_for_database", topic=self.spec.name, error=type(exc).__name__)
                 await asyncio.sleep(1.0)
         if inserted is not None:

@@ -109,7 +109,9 @@ class ServiceRuntime:
         self.consumers[topic_name] = consumer
         spec = topic_spec(topic_name)
 
-        @self.broker.subscriber(topic_name, batch=True, max_records=max_records, title=f"{self.name}:{topic_name}",
+        # Full batches: the broker waits (up to the topic's fetch wait) for 256 KiB before answering.
+        @self.broker.subscriber(topic_name, batch=True, max_records=max_records, fetch_min_bytes=256 * 1024,
+                                batch_timeout_ms=spec.fetch_max_wait_ms or 200, title=f"{self.name}:{topic_name}",
                                 decoder=_undecoded_batch,
                                 **self._subscriber_options(f"{self.name}.{topic_name}",
                                                            spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms))
