@@ -188,17 +188,18 @@ class InboxConsumer:
         finally:
             correlation_id_var.reset(token)
 
-    async def _apply_with_retries(self, parsed: Parsed) -> None:
+    async def _apply_with_retries(self, parsed: Parsed) -> str | None:
+        """Apply one event; None if applied or a duplicate, else the dead-letter reason."""
         max_attempts = self.runtime.settings.consumer_max_attempts
         attempt = 0
         while True:
             attempt += 1
             try:
                 await self._apply_one(parsed)
-                return
+                return None
             except Rejected as exc:
                 await self.dead_letter(parsed.incoming, exc.reason, parsed.envelope)
-                return
+                return exc.reason
             except INFRASTRUCTURE_ERRORS as exc:
                 log.warning("consumer_waiting_for_database", topic=self.spec.name, error=type(exc).__name__)
                 await asyncio.sleep(min(5.0, 0.2 * attempt))
@@ -207,9 +208,9 @@ class InboxConsumer:
                 if attempt >= max_attempts:
                     log.error("event_failed", topic=self.spec.name, event_id=str(parsed.envelope.id),
                               attempts=attempt, error=type(exc).__name__)
-                    await self.dead_letter(parsed.incoming, f"failed after {attempt} attempts: {error_reason(exc)}",
-                                           parsed.envelope)
-                    return
+                    reason = f"failed after {attempt} attempts: {error_reason(exc)}"
+                    await self.dead_letter(parsed.incoming, reason, parsed.envelope)
+                    return reason
                 await asyncio.sleep(0.05 * 2 ** attempt)
 
     async def _apply_one(self, parsed: Parsed) -> bool:
@@ -271,12 +272,29 @@ class InboxConsumer:
                     continue
                 log.warning("batch_failed_isolating", topic=self.spec.name, size=len(valid), error=type(exc).__name__)
                 for parsed in valid:
-                    sub = await self._apply_isolated(parsed)
+                    sub = await (self._apply_isolated_event(parsed) if self.handler else self._apply_isolated(parsed))
                     outcome.accepted += sub.accepted
                     outcome.duplicates += sub.duplicates
                     if sub.rejected:
                         outcome.rejected.append({"index": batch.index(parsed.incoming), **sub.rejected[0]})
                 return outcome
+
+    async def _apply_isolated_event(self, parsed: Parsed) -> BatchOutcome:
+        """One event of a failed batch on its own, with the per-event retries."""
+        outcome = BatchOutcome()
+        duplicates_before = self.runtime.metrics.events_duplicate.labels(topic=self.spec.name)._value.get()
+        token = correlation_id_var.set(parsed.envelope.correlation_id or str(parsed.envelope.id))
+        try:
+            reason = await self._apply_with_retries(parsed)
+        finally:
+            correlation_id_var.reset(token)
+        if reason is not None:
+            outcome.rejected.append({"reason": reason})
+        elif self.runtime.metrics.events_duplicate.labels(topic=self.spec.name)._value.get() > duplicates_before:
+            outcome.duplicates = 1
+        else:
+            outcome.accepted = 1
+        return outcome
 
     async def _apply_isolated(self, parsed: Parsed) -> BatchOutcome:
         outcome = BatchOutcome()
@@ -315,7 +333,11 @@ class InboxConsumer:
                 await self.batch_handler(conn, fresh)
             elif self.handler is not None:
                 for p in fresh:  # per-event handlers, one transaction for the whole batch
-                    await self.handler(EventContext(conn, p.envelope, p.payload, self.runtime.name, self.spec.name))
+                    token = correlation_id_var.set(p.envelope.correlation_id or str(p.envelope.id))
+                    try:
+                        await self.handler(EventContext(conn, p.envelope, p.payload, self.runtime.name, self.spec.name))
+                    finally:
+                        correlation_id_var.reset(token)
         self.runtime.metrics.events_consumed.labels(topic=self.spec.name).inc(len(fresh))
         self.runtime.metrics.events_duplicate.labels(topic=self.spec.name).inc(len(valid) - len(fresh))
         self.runtime.metrics.handler_seconds.labels(topic=self.spec.name).observe(time.perf_counter() - started)

@@ -127,20 +127,28 @@ class ServiceRuntime:
         """A background loop (scheduler, reporter) started after the runtime is up."""
         self._jobs.append((name, job))
 
-    def _declare_event_subscriber(self) -> None:
+    def _declare_event_subscriber(self, max_records: int = 500) -> None:
+        """One consumer for all per-event topics. It takes what the broker has ready (a single
+        event at low traffic, up to `max_records` under load) and applies each topic's share
+        in one transaction; a batch that fails is retried event by event, so one bad event
+        is dead-lettered alone."""
         single = {name: c for name, c in self.consumers.items() if c.handler is not None}
         topics = [*single, INCARNATION_TOPIC]
 
-        @self.broker.subscriber(*topics, title=f"{self.name}:events",
+        @self.broker.subscriber(*topics, batch=True, max_records=max_records, decoder=_undecoded_batch,
+                                title=f"{self.name}:events",
                                 **self._subscriber_options(self.name, self.settings.kafka_fetch_max_wait_ms))
-        async def on_message(msg: KafkaMessage) -> None:
-            raw = msg.raw_message
-            incoming = Incoming(raw.value or b"", raw.key, raw.partition, raw.offset)
+        async def on_events(msg: KafkaMessage) -> None:
+            by_topic: dict[str, list[Incoming]] = {}
+            for raw in msg.raw_message:
+                by_topic.setdefault(raw.topic, []).append(Incoming(raw.value or b"", raw.key, raw.partition, raw.offset))
             async with _acknowledge(msg):
-                if raw.topic == INCARNATION_TOPIC:
-                    await self._on_incarnation(incoming)
-                else:
-                    await single[raw.topic].handle(incoming)
+                for topic_name, incoming in by_topic.items():
+                    if topic_name == INCARNATION_TOPIC:
+                        for marker in incoming:
+                            await self._on_incarnation(marker)
+                    else:
+                        await single[topic_name].handle_batch(incoming)
 
     async def _on_incarnation(self, incoming: Incoming) -> None:
         """Replay the outbox when the embedded broker comes back empty (SPEC §8)."""

@@ -72,7 +72,8 @@ async def test_batch_with_invalid_events_accepts_the_valid_and_reports_each_inva
     assert "does not belong on topic" in body["rejected"][2]["reason"]
     for ref in good_refs:
         assert await effects_for(runtime, ref) == 1
-    assert await runtime.pool.fetchval("SELECT count(*) FROM dead_letters") == 3
+    # The three came over HTTP (no partition); older messages on the topic may add their own.
+    assert await runtime.pool.fetchval("SELECT count(*) FROM dead_letters WHERE partition IS NULL") == 3
 
 
 async def test_accept_requires_a_service_token_and_a_known_topic(probe_http):
