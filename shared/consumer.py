@@ -239,6 +239,12 @@ class InboxConsumer:
 
         A consumer waits out a database outage; an HTTP caller (`wait_for_database=False`) gets
         the infrastructure error at once, to answer 503 and let the sender retry (SPEC §7)."""
+        valid, outcome = await self.prepare_batch(batch, wait_for_database=wait_for_database)
+        return await self.apply_prepared(batch, valid, outcome, wait_for_database=wait_for_database)
+
+    async def prepare_batch(self, batch: Sequence[Incoming], *, wait_for_database: bool = True
+                            ) -> tuple[list[Parsed], BatchOutcome]:
+        """Parse and validate (CPU only, but for dead letters): what `apply_prepared` applies."""
         outcome = BatchOutcome()
         valid: list[Parsed] = []
         for index, incoming in enumerate(batch):
@@ -251,6 +257,10 @@ class InboxConsumer:
             except Rejected as exc:
                 outcome.rejected.append({"index": index, "reason": exc.reason})
                 await self.dead_letter(incoming, exc.reason, wait_for_database=wait_for_database)
+        return valid, outcome
+
+    async def apply_prepared(self, batch: Sequence[Incoming], valid: list[Parsed], outcome: BatchOutcome, *,
+                             wait_for_database: bool = True) -> BatchOutcome:
         if not valid:
             return outcome
         attempt = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
 import asyncpg
+from aiokafka import TopicPartition
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
@@ -67,6 +68,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.stopping = asyncio.Event()
         self._declared = False
+        self._inflight: set[asyncio.Task[None]] = set()
         self.started = False
 
     @property
@@ -116,12 +118,45 @@ class ServiceRuntime:
                                 **self._subscriber_options(f"{self.name}.{topic_name}",
                                                            spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms))
         async def on_batch(msg: KafkaMessage) -> None:
-            async with _acknowledge(msg):
-                await consumer.handle_batch(
-                    [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in msg.raw_message]
-                )
+            """Pipelined: this batch is parsed while the previous one's transaction runs; each
+            batch's offsets are committed (explicitly, just its own) after its commit."""
+            records = msg.raw_message
+            batch = [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in records]
+            try:
+                valid, outcome = await consumer.prepare_batch(batch)
+            except BaseException:
+                await self._settle_batches()
+                with suppress(Exception):
+                    await msg.nack()
+                raise
+            await self._settle_batches()
+            offsets: dict[TopicPartition, int] = {}
+            for r in records:
+                tp = TopicPartition(r.topic, r.partition)
+                offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+            task = asyncio.create_task(self._apply_and_commit(consumer, batch, valid, outcome, msg, offsets))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
 
         return consumer
+
+    async def _apply_and_commit(self, consumer: InboxConsumer, batch: list[Incoming], valid: list, outcome: object,
+                                msg: KafkaMessage, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await consumer.apply_prepared(batch, valid, outcome)  # type: ignore[arg-type]
+        except BaseException:
+            with suppress(Exception):
+                await msg.nack()  # not applied: from these offsets again
+            raise
+        try:
+            await msg.consumer.commit(offsets)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - redelivered later; the inbox makes it a no-op
+            log.warning("offset_commit_failed_will_redeliver", error=type(exc).__name__)
+
+    async def _settle_batches(self) -> None:
+        """Wait for the batch transactions in flight (at most one per batch consumer)."""
+        if self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
     def add_job(self, name: str, job: BackgroundJob) -> None:
         """A background loop (scheduler, reporter) started after the runtime is up."""
@@ -215,6 +250,7 @@ class ServiceRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.broker.stop()
+        await self._settle_batches()  # let a batch transaction in flight finish (its offsets redeliver)
         if self.relay is not None:
             await self.relay.stop()
         if self._pool is not None:
