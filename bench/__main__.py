@@ -11,17 +11,29 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
+def printed_figures(stdout: str) -> dict:
+    """Every JSON object a benchmark printed at the start of a line, on one line or indented."""
+    decoder = json.JSONDecoder()
+    figures: dict = {}
+    at = stdout.find("{")
+    while at != -1:
+        if at == 0 or stdout[at - 1] == "\n":
+            try:
+                found, end = decoder.raw_decode(stdout, at)
+                if isinstance(found, dict):
+                    figures.update(found)
+                at = stdout.find("{", end)
+                continue
+            except ValueError:
+                pass
+        at = stdout.find("{", at + 1)
+    return figures
+
+
 def run(module: str) -> dict:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", f"bench.{module}"], capture_output=True, text=True, timeout=1800)
-    figures: dict = {}
-    for line in proc.stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                figures.update(json.loads(line))
-            except ValueError:
-                continue
+    figures = printed_figures(proc.stdout)
     if proc.returncode != 0:
         figures["error"] = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
     figures["wall_s"] = round(time.perf_counter() - started, 1)

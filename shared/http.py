@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.asyncapi import build_asyncapi
 from shared.auth import Role, role_guard
-from shared.consumer import Incoming
+from shared.consumer import INFRASTRUCTURE_ERRORS, Incoming
 from shared.errors import NotFound, RegisterError
 from shared.topics import CATALOGUE, EXTERNAL
 from shared.logging import get_logger
@@ -149,7 +149,12 @@ def event_accept_router(runtime: "ServiceRuntime") -> APIRouter:
                            fields={"topic": "not a topic this service accepts from other systems"})
         incoming = [Incoming(json.dumps(e, separators=(",", ":")).encode())
                     for e in batch.events]
-        outcome = await consumer.handle_batch(incoming)
+        try:
+            outcome = await consumer.handle_batch(incoming, wait_for_database=False)
+        except INFRASTRUCTURE_ERRORS as exc:  # nothing committed: no 202, the sender retries (SPEC §8)
+            log.warning("event_accept_database_unavailable", topic=topic, error=type(exc).__name__)
+            return JSONResponse(error_body("unavailable", "the database is not available; retry the batch"),
+                                status_code=503)  # type: ignore[return-value]
         return AcceptOutcome(accepted=outcome.accepted, duplicates=outcome.duplicates, rejected=outcome.rejected)
 
     return router

@@ -101,6 +101,8 @@ class Stack:
         env = dict(os.environ)
         env["DATABASE_URL"] = self.settings.database_url
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.settings.kafka_bootstrap_servers
+        # The ports `endpoints()` and `wait_ready()` use: a Stack given other ports must run its services there.
+        env.update({f"{name.upper()}_PORT": str(self.settings.port_of(name)) for name in self.service_names})
         # Tansu lets a group form in half the session timeout; 2 s keeps start-up quick here.
         # (Apache Kafka's minimum is 6 s, the settings' default.)
         env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "2000")

@@ -26,7 +26,8 @@ PERSONAL_KEYS = frozenset(
     }
 )
 REDACTED = "[redacted]"
-_EMAIL = re.compile(r"[^\s@\"'<>(),;:\[\]]+@[A-Za-z0-9.\-]+\.[A-Za-z0-9\-]{2,}")
+# The local part may hold any RFC 5322 atext, the apostrophe included (o'brien@...).
+_EMAIL = re.compile(r"[^\s@\"<>(),;:\[\]]+@[A-Za-z0-9.\-]+\.[A-Za-z0-9\-]{2,}")
 # Seven or more digits, optionally led by + and split by spaces, dots or dashes.
 _PHONE = re.compile(r"(?<![\w-])\+?\d[\d \-.()]{5,}\d(?![\w-])")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")

@@ -71,7 +71,10 @@ class Billing:
         usage = parsed.payload
         meter = self.catalog.meters.get(usage.meter)  # type: ignore[attr-defined]
         known = usage.customer_id in self.catalog.customers  # type: ignore[attr-defined]
-        if (meter is None or not known) and await self.catalog.reload_if_stale(self.runtime.pool):
+        if meter is None or not known:
+            # Read again even when no reload was due: waiting for the lock may mean another task
+            # (the start-up load) has just filled the catalogue.
+            await self.catalog.reload_if_stale(self.runtime.pool)
             meter = self.catalog.meters.get(usage.meter)  # type: ignore[attr-defined]
             known = usage.customer_id in self.catalog.customers  # type: ignore[attr-defined]
         return domain.validate_usage(known, meter, usage.quantity, usage.time,  # type: ignore[attr-defined]
@@ -109,6 +112,12 @@ class Billing:
         the period row lock serialises closes, the unique index backs it up."""
         if not domain.period_has_ended(period, datetime.now(UTC)):
             raise Conflict("period: cannot close a period that has not ended", fields={"period": "not ended"})
+        try:
+            vat_percent = domain.vat_rate_on(self.runtime.settings.billing_vat_rates,  # type: ignore[attr-defined]
+                                             domain.period_last_day(period))
+        except ValueError:  # before any configured rate: bad input, not a server error (SPEC §7)
+            raise InvalidInput("period: no VAT rate is configured for this period",
+                               fields={"period": "no VAT rate in force"}) from None
         issued = 0
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             if await storage.lock_period_for_close(conn, period) == "closed":
@@ -127,8 +136,6 @@ class Billing:
                 item = usage[u["customer_id"]].get((u["meter"], u["period"]))
                 if item is not None:
                     item.unique_values.append((u["value"], u["invoice_period"]))
-            vat_percent = domain.vat_rate_on(self.runtime.settings.billing_vat_rates,  # type: ignore[attr-defined]
-                                             domain.period_last_day(period))
             issued_at = utcnow()
             for customer_id in sorted(set(plans) | set(usage), key=str):
                 plan = plans.get(customer_id) or domain.PricePlan()
