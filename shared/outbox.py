@@ -81,6 +81,10 @@ async def add_raw(conn: asyncpg.Connection, topic: str, key: str, raw: bytes, he
     )
 
 
+# Under the producer's 1 MB request limit: a bigger event would fail to publish forever.
+MAX_RELAY_BYTES = 900 * 1024
+
+
 class OutboxRelay:
     """Publishes committed outbox rows to Kafka, in order, at least once."""
 
@@ -194,6 +198,9 @@ class OutboxRelay:
                 correlation_id = envelope.get("correlation_id") or str(envelope.get("id"))
             else:
                 body, correlation_id = row["raw"], None
+            if len(body) > MAX_RELAY_BYTES:
+                await self._set_aside(row["seq"], row["topic"], len(body))
+                continue
             futures.append(
                 await self.broker.publish(
                     body,
@@ -207,6 +214,12 @@ class OutboxRelay:
         await asyncio.gather(*futures)
         for row in rows:
             self.metrics.events_published.labels(topic=row["topic"]).inc()
+
+    async def _set_aside(self, seq: int, topic: str, size: int) -> None:
+        """Never block the events behind one that cannot be published: keep it, with a reason."""
+        reason = f"too large for the broker: {size} bytes (limit {MAX_RELAY_BYTES})"
+        await self.pool.execute("UPDATE outbox SET failed_reason = $2 WHERE seq = $1", seq, reason)
+        log.error("outbox_event_set_aside", schema=self.schema, topic=topic, seq=seq, reason=reason)
 
     async def replay_retained(self) -> int:
         """Re-publish every retained relayed row, in order: the broker lost its log (SPEC §8)."""

@@ -12,7 +12,7 @@ import pytest
 
 from shared.consumer import EventContext
 from shared.events import ContactReactivated, ContactUpserted, DataSource
-from shared.outbox import add_event
+from shared.outbox import add_event, add_raw
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.conftest import service_test_settings
@@ -193,3 +193,16 @@ async def test_no_log_line_carries_a_seeded_email_or_phone(infra, database_url, 
     assert "event_dead_lettered" in text and "person_seen" in text
     assert email not in text
     assert phone not in text and phone.replace(" ", "") not in text
+
+
+async def test_an_event_too_large_for_the_broker_is_set_aside_and_does_not_stall_the_relay(infra, probe):
+    huge, after = uuid.uuid4(), uuid.uuid4()
+    async with probe.pool.acquire() as conn, conn.transaction():
+        await add_raw(conn, "contact-upserted-dlq", "k", b"x" * (1024 * 1024))
+        await conn.execute("UPDATE outbox SET event_id = $1 WHERE seq = (SELECT max(seq) FROM outbox)", huge)
+        await add_event(conn, ContactReactivated(person_id=after), source=probe.name)
+    await read_topic(infra.bootstrap, "contact-reactivated", until=lambda rs: any(
+        e["data"]["person_id"] == str(after) for e in envelopes(rs)))
+    reason = await eventually(lambda: probe.pool.fetchval(
+        "SELECT failed_reason FROM outbox WHERE event_id = $1", huge))
+    assert reason.startswith("too large for the broker")
