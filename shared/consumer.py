@@ -248,6 +248,7 @@ class InboxConsumer:
         outcome = BatchOutcome()
         valid: list[Parsed] = []
         for index, incoming in enumerate(batch):
+            parsed = None
             try:
                 parsed = parse(self.spec, incoming)
                 reason = await self.validate(parsed) if self.validate else None
@@ -256,7 +257,8 @@ class InboxConsumer:
                 valid.append(parsed)
             except Rejected as exc:
                 outcome.rejected.append({"index": index, "reason": exc.reason})
-                await self.dead_letter(incoming, exc.reason, wait_for_database=wait_for_database)
+                await self.dead_letter(incoming, exc.reason, parsed.envelope if parsed else None,
+                                       wait_for_database=wait_for_database)
         return valid, outcome
 
     async def apply_prepared(self, batch: Sequence[Incoming], valid: list[Parsed], outcome: BatchOutcome, *,
