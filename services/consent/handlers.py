@@ -8,19 +8,20 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from functools import lru_cache, partial
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, Sequence
 
 import asyncpg
 
-from services.consent import storage
+from services.consent import access, storage
 from services.consent.domain import ContactPointHasher, Status, derive_suppression_key
 from services.consent.settings import ConsentSettings
 from services.consent.storage import Change, Evidence
+from shared.access import answer_access_requests
 from shared.consumer import EventContext
 from shared.envelope import utcnow
 from shared.errors import Rejected
 from shared.events import (
-    AccessReportPart, AccessRequested, Channel, ConsentWithdrawn, ContactErased, ContactRegistered,
+    Channel, ConsentWithdrawn, ContactErased, ContactRegistered,
     ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed, OptoutRegistered, Payload, Purpose,
 )
 from shared.logging import get_logger
@@ -137,24 +138,6 @@ async def on_contact_transferred_to_marketing(ctx: EventContext[ContactTransferr
                                            action="transfer_to_marketing", confirmed_at=utcnow()))
 
 
-async def on_access_requested(ctx: EventContext[AccessRequested], hasher: ContactPointHasher) -> None:
-    """R12: consent's slice of the person's access report: permissions, bans, their history,
-    and which of the given contact points are on the suppression list."""
-    p = ctx.payload
-    items: list[dict[str, Any]] = []
-    if p.person_id is not None:
-        items += [{"type": "consent_state", **row} for row in await storage.states_of(ctx.conn, p.person_id)]
-        items += [{"type": "consent_history", **row} for row in await storage.history_of(ctx.conn, p.person_id)]
-    for kind, values, digests in (("email", p.emails, hasher.emails(p.emails)),
-                                  ("phone", p.phones, hasher.phones(p.phones))):
-        for value, digest in zip(values, digests):
-            if digest is not None:
-                items += [{"type": "suppression_record", "kind": kind, "contact_point": value, **row}
-                          for row in await storage.suppressions_of(ctx.conn, digest)]
-    await ctx.publish(AccessReportPart(request_id=p.request_id, service=SERVICE, person_id=p.person_id,
-                                       items=items))
-
-
 def register(runtime: ServiceRuntime) -> None:
     hasher = hasher_for(runtime.settings)  # type: ignore[arg-type]
     runtime.subscribe("optout-registered", partial(on_optout_registered, hasher=hasher))
@@ -162,5 +145,5 @@ def register(runtime: ServiceRuntime) -> None:
     runtime.subscribe("contact-updated", partial(on_contact_updated, hasher=hasher))
     runtime.subscribe("contact-erased", on_contact_erased)
     runtime.subscribe("contact-transferred-to-marketing", on_contact_transferred_to_marketing)
-    runtime.subscribe("access-requested", partial(on_access_requested, hasher=hasher))
+    answer_access_requests(runtime, access.slice_for(hasher))  # R12
 

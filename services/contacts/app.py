@@ -5,7 +5,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.contacts import api, handlers
+from services.contacts import access, api, handlers
 from services.contacts.passwords import Passwords
 from services.contacts.settings import ContactsSettings
 from shared.http import create_http_app
@@ -14,13 +14,13 @@ from shared.runtime import ServiceRuntime
 SETTINGS = ContactsSettings
 MIGRATIONS = Path(__file__).parent / "migrations"
 DESCRIPTION = ("Contacts: organisations, business contact persons, accounts, relationships, assignments, "
-               "lifecycle, audit and rectification (R1-R6, R9-R11, R14).")
+               "lifecycle, audit, rectification and access reports (R1-R6, R9-R12, R14).")
 
 
 def build_app(settings: ContactsSettings | None = None) -> FastAPI:
     settings = settings or ContactsSettings()
     runtime = ServiceRuntime("contacts", settings, MIGRATIONS)
     handlers.register(runtime)
-    app = create_http_app(runtime, [api.router], description=DESCRIPTION)
+    app = create_http_app(runtime, [api.router, access.router], description=DESCRIPTION)
     app.state.passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
     return app

@@ -5,7 +5,7 @@ already applied, so a handler skips what contacts itself published (no loop, no 
 """
 from __future__ import annotations
 
-from services.contacts import domain, service, storage
+from services.contacts import access, domain, service, storage
 from shared.consumer import EventContext
 from shared.errors import Rejected
 from shared.events import ContactUpserted
@@ -169,3 +169,4 @@ def register(runtime: ServiceRuntime) -> None:
     runtime.subscribe("passivation-commanded", on_passivation_commanded)
     runtime.subscribe("disposition-commanded", on_disposition_commanded)
     runtime.subscribe("optout-registered", on_optout_registered)
+    runtime.subscribe("access-report-part", access.on_access_report_part)

@@ -12,3 +12,5 @@ class ContactsSettings(ServiceSettings):
     argon2_parallelism: int = 4
     # Most persons a search or an export answers with.
     search_limit: int = 200
+    # R12: after this long without every service's slice, an access request reports them as late.
+    contacts_access_report_timeout_s: float = 30.0

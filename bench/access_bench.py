@@ -1,0 +1,227 @@
+"""Access-report benchmark (issue 7, R12): request → report assembled from all four services.
+
+Starts its own embedded stack (PostgreSQL + Tansu) and the four services in-process, seeds
+persons who have data in every service (contact data, a relationship, a ban in consent,
+usage in billing), then records one access request per person through contacts' HTTP app,
+one after another, and measures until the request is fulfilled (contacts' own slice stored,
+`access-requested` relayed, consent, retention and billing answered on `access-report-part`,
+contacts assembled). Two figures, p50/p99 over the requests after a warm-up:
+- client: from sending POST /access-requests until a tight poll on a separate connection
+  sees the request fulfilled;
+- server: `fulfilled_at - created_at` as PostgreSQL recorded them (no polling error).
+Target: p99 <= 500 ms. Prints one line of JSON.
+
+Run: .venv/bin/python -m bench.access_bench [--requests 200] [--warmup 10]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from shared.auth import Role, mint_token
+from shared.events import UsageRecorded
+from shared.logging import configure_logging
+from shared.outbox import build_envelope
+from tests.infra import _start_embedded, create_database
+
+SERVICES = ("contacts", "consent", "retention", "billing")
+POLL_INTERVAL_S = 0.001
+METER = "bench_calls"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def figures(samples: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(percentile(samples, 0.50), 1), "p99_ms": round(percentile(samples, 0.99), 1),
+            "max_ms": round(max(samples), 1), "mean_ms": round(statistics.fmean(samples), 1)}
+
+
+class Stack:
+    """The four services in-process, each with an httpx client on its app."""
+
+    def __init__(self, bootstrap: str, database_url: str) -> None:
+        self.bootstrap, self.database_url = bootstrap, database_url
+        self.apps: dict[str, Any] = {}
+        self.http: dict[str, httpx.AsyncClient] = {}
+
+    async def start(self) -> None:
+        for name in SERVICES:
+            module = importlib.import_module(f"services.{name}.app")
+            overrides: dict[str, Any] = {"argon2_time_cost": 1, "argon2_memory_kib": 8192,
+                                         "argon2_parallelism": 1} if name == "contacts" else {}
+            if name == "billing":
+                overrides["billing_auto_close"] = False
+            settings = module.SETTINGS(kafka_bootstrap_servers=self.bootstrap, database_url=self.database_url,
+                                       kafka_session_timeout_ms=2000, kafka_heartbeat_interval_ms=300,
+                                       log_level="WARNING", **overrides)
+            app = module.build_app(settings)
+            await app.state.runtime.start()
+            self.apps[name] = app
+            self.http[name] = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}",
+                                                timeout=60)
+
+    def runtime(self, name: str) -> Any:
+        return self.apps[name].state.runtime
+
+    async def stop(self) -> None:
+        for name in reversed(list(self.apps)):
+            await self.http[name].aclose()
+            await self.runtime(name).stop()
+
+
+def headers(stack: Stack, role: Role, **kw: Any) -> dict[str, str]:
+    secret = stack.runtime("contacts").settings.rekisteri_token_secret
+    return {"Authorization": f"Bearer {mint_token(secret, user=kw.pop('user', 'bench'), role=role, **kw)}"}
+
+
+async def seed(stack: Stack, count: int) -> list[str]:
+    """Persons with data in every service, so each slice is real work."""
+    staff, billing = headers(stack, Role.register_user), headers(stack, Role.billing)
+    (await stack.http["billing"].put(f"/billing/meters/{METER}", headers=billing,
+                                     json={"aggregation": "sum", "dimensions": []})).raise_for_status()
+    customer = uuid.uuid4()
+    (await stack.http["billing"].put(f"/billing/customers/{customer}/plan", headers=billing, json={
+        "flat_fee": "0", "components": [{"meter": METER, "model": "per_unit", "unit_price": "0.10"}]})).raise_for_status()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    persons: list[str] = []
+    try:
+        for i in range(count):
+            resp = await stack.http["contacts"].post("/persons", headers=staff, json={
+                "first_name": "Bench", "last_name": f"Person{i}", "emails": [f"bench{i}.{uuid.uuid4().hex[:6]}@example.fi"],
+                "legal_basis": "customer_relationship", "purposes": ["customer_relationship"], "source": "staff"})
+            resp.raise_for_status()
+            pid = resp.json()["person"]["id"]
+            (await stack.http["contacts"].post(f"/persons/{pid}/relationships", headers=staff,
+                                               json={"kind": "customer"})).raise_for_status()
+            (await stack.http["consent"].post(f"/persons/{pid}/consents", headers=staff, json={
+                "purpose": "distance_selling", "channel": "phone", "decision": "ban", "method": "bench"})
+             ).raise_for_status()
+            topic, key, envelope = build_envelope(UsageRecorded(
+                customer_id=customer, person_id=uuid.UUID(pid), meter=METER, quantity=Decimal("1"),
+                time=datetime.now(UTC) - timedelta(days=1)), source="bench-platform")
+            await producer.send(topic, envelope.to_bytes(), key=key.encode())
+            persons.append(pid)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    await settle(stack, persons)
+    return persons
+
+
+async def settle(stack: Stack, persons: list[str], timeout_s: float = 120) -> None:
+    """Wait until every service has taken in the seeded events (relays and consumers idle)."""
+    ids = [uuid.UUID(p) for p in persons]
+    checks = {"retention": "SELECT count(DISTINCT person_id) FROM relationships WHERE person_id = ANY($1::uuid[])",
+              "billing": "SELECT count(DISTINCT person_id) FROM usage_persons WHERE person_id = ANY($1::uuid[])",
+              "contacts": "SELECT count(DISTINCT person_id) FROM marketing_bans WHERE person_id = ANY($1::uuid[])"}
+    deadline = time.monotonic() + timeout_s
+    for name, sql in checks.items():
+        while await stack.runtime(name).pool.fetchval(sql, ids) < len(ids):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not take in the seeded events")
+            await asyncio.sleep(0.1)
+
+
+async def measure(stack: Stack, persons: list[str], warmup: int) -> dict[str, Any]:
+    owner = headers(stack, Role.register_owner, user="bench-owner")
+    client_ms: list[float] = []
+    server_ms: list[float] = []
+    pool = stack.runtime("contacts").pool
+    async with pool.acquire() as conn:
+        for i, pid in enumerate(persons):
+            started = time.perf_counter()
+            resp = await stack.http["contacts"].post("/access-requests", headers=owner, json={
+                "person_id": pid, "verification": "in_person", "verified_by": "bench-owner"})
+            resp.raise_for_status()
+            request_id = uuid.UUID(resp.json()["id"])
+            deadline = started + 30
+            while True:
+                row = await conn.fetchrow("SELECT status, fulfilled_at - created_at AS took FROM access_requests"
+                                          " WHERE id = $1", request_id)
+                if row["status"] == "fulfilled":
+                    break
+                if time.perf_counter() > deadline:
+                    raise RuntimeError("an access report was not assembled within 30 s")
+                await asyncio.sleep(POLL_INTERVAL_S)
+            elapsed = (time.perf_counter() - started) * 1000
+            if i >= warmup:
+                client_ms.append(elapsed)
+                server_ms.append(row["took"].total_seconds() * 1000)
+        items = await conn.fetchval("SELECT avg(jsonb_array_length(items)) FROM access_report_parts")
+        stages = await stage_medians(conn)
+    return {"requests": len(client_ms), "warmup": warmup, "client": figures(client_ms),
+            "server": figures(server_ms), "mean_items_per_part": round(float(items or 0), 1),
+            "stages_p50_ms_after_request": stages}
+
+
+async def stage_medians(conn: Any) -> dict[str, float]:
+    """Where the time goes, per hop (median ms after the request row was written): contacts'
+    relay publishing `access-requested`, each service taking it in and relaying its part, and
+    contacts storing that part. All four schemas live in one database here."""
+    stages = {"contacts.asked_published": "SELECT o.published_at - r.created_at FROM contacts.access_requests r"
+                                          " JOIN contacts.outbox o ON o.topic = 'access-requested' AND o.key = r.id::text"}
+    for svc in SERVICES[1:]:
+        stages[f"{svc}.received"] = (
+            f"SELECT i.received_at - r.created_at FROM contacts.access_requests r JOIN contacts.outbox o"
+            f" ON o.topic = 'access-requested' AND o.key = r.id::text"
+            f" JOIN {svc}.inbox i ON i.event_id = o.event_id::text")
+        stages[f"{svc}.part_published"] = (
+            f"SELECT o.published_at - r.created_at FROM contacts.access_requests r"
+            f" JOIN {svc}.outbox o ON o.topic = 'access-report-part' AND o.key = r.id::text")
+        stages[f"contacts.part_from_{svc}_stored"] = (
+            f"SELECT p.received_at - r.created_at FROM contacts.access_requests r"
+            f" JOIN contacts.access_report_parts p ON p.request_id = r.id AND p.service = '{svc}'")
+    out = {}
+    for name, sql in stages.items():
+        values = sorted(r[0].total_seconds() * 1000 for r in await conn.fetch(sql) if r[0] is not None)
+        out[name] = round(values[len(values) // 2], 1) if values else None
+    return out
+
+
+async def run(args: argparse.Namespace, infra: Any) -> dict[str, Any]:
+    stack = Stack(infra.bootstrap, await create_database(infra))
+    await stack.start()
+    try:
+        persons = await seed(stack, args.requests + args.warmup)
+        result = await measure(stack, persons, args.warmup)
+    finally:
+        await stack.stop()
+    return {"benchmark": "access_report", **result, "target_p99_ms": 500,
+            "meets_target": result["client"]["p99_ms"] <= 500}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=10)
+    args = parser.parse_args()
+    configure_logging("bench", "WARNING")
+    with tempfile.TemporaryDirectory(prefix="access-bench-") as tmp:
+        Path(tmp).chmod(0o755)  # the embedded PostgreSQL runs as its own user when we are root
+        infra = _start_embedded(Path(tmp))
+        try:
+            result = asyncio.run(run(args, infra))
+        finally:
+            infra.close()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

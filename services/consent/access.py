@@ -1,0 +1,63 @@
+"""Consent's slice of an access report (R12): the person's permissions and bans with their
+evidence and full history, membership of the marketing register,
+and, found by the asked contact points' keyed hashes alone, the suppression records that
+outlive erasure (R8). A consent record's purpose is the marketing purpose it is about (R13).
+
+Wired with `shared.access.answer_access_requests`; the queries below only read.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from services.consent import storage
+from services.consent.domain import ContactPointHasher
+from shared.access import AccessSlice, access_item
+from shared.events import AccessRequested
+
+async def _in_marketing_register(conn: asyncpg.Connection, person_id: uuid.UUID) -> Any:
+    return await conn.fetchval("SELECT transferred_at FROM marketing_register WHERE person_id = $1", person_id)
+
+
+def _asked_points(hasher: ContactPointHasher, request: AccessRequested) -> list[tuple[str, str, bytes]]:
+    """(kind, value, digest) of every valid contact point in the request."""
+    points = [("email", v, d) for v, d in zip(request.emails, hasher.emails(request.emails)) if d is not None]
+    return points + [("phone", v, d) for v, d in zip(request.phones, hasher.phones(request.phones)) if d is not None]
+
+
+async def person_items(conn: asyncpg.Connection, person_id: uuid.UUID) -> list[dict[str, Any]]:
+    items = [access_item("consent_state", f"{r['purpose']}/{r['channel']}", r["status"], source=r["source"],
+                         purpose=r["purpose"], recorded_at=r["recorded_at"], type="consent_state",
+                         channel=r["channel"], method=r["method"], actor=r["actor"],
+                         notice_version=r["notice_version"])
+             for r in await storage.states_of(conn, person_id)]
+    items += [access_item("consent_history", f"{r['purpose']}/{r['channel']}", r["change"], source=r["source"],
+                          purpose=r["purpose"], recorded_at=r["recorded_at"], type="consent_history",
+                          channel=r["channel"], method=r["method"], actor=r["actor"],
+                          notice_version=r["notice_version"])
+              for r in await storage.history_of(conn, person_id)]
+    transferred_at = await _in_marketing_register(conn, person_id)
+    if transferred_at is not None:
+        items.append(access_item("marketing_register", "member", True, source="register",
+                                 purpose="customer_relationship", recorded_at=transferred_at,
+                                 type="marketing_register"))
+    return items
+
+
+def slice_for(hasher: ContactPointHasher) -> AccessSlice:
+    """The slice function for `answer_access_requests`, bound to the service's hash key."""
+
+    async def consent_slice(conn: asyncpg.Connection, request: AccessRequested) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        if request.person_id is not None:
+            items += await person_items(conn, request.person_id)
+        for kind, value, digest in _asked_points(hasher, request):
+            items += [access_item("suppression_record", kind, value, source=r["source"], purpose=r["purpose"],
+                                  recorded_at=r["recorded_at"], type="suppression_record", channel=r["channel"],
+                                  stored_as="keyed hash (HMAC-SHA256)")
+                      for r in await storage.suppressions_of(conn, digest)]
+        return items
+
+    return consent_slice

@@ -1,0 +1,247 @@
+"""Right of access (R12): staff record a verified request (signed letter, in person) or a
+self-service user asks for their own; contacts publishes `access-requested`, keeps its own
+slice, collects every other service's `access-report-part`, and serves one report (JSON, HTML
+in Finnish or English). One request within twelve months is free; a further one waits for
+the register owner's decision. Every read of a report is audit-logged (R10).
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+from pydantic import StringConstraints
+
+from services.contacts import access_report, domain, storage
+from services.contacts.report_html import render_html
+from services.contacts.schemas import Body, Emails, Phones
+from shared.auth import Principal, Role, write_audit
+from shared.consumer import EventContext
+from shared.envelope import utcnow
+from shared.errors import Conflict, InvalidInput, NotFound, Rejected
+from shared.events import AccessReportPart, AccessRequested
+from shared.http import require, runtime_of
+from shared.logging import get_logger
+from shared.outbox import add_event
+from shared.topics import topic
+
+log = get_logger(__name__)
+router = APIRouter(tags=["access requests"])
+owner = require(Role.register_owner)
+owner_or_subject = require(Role.register_owner, Role.subject)
+subject = require(Role.subject)
+# Every service that answers `access-requested` (the catalogue's consumers): the report waits for them.
+ANSWERING = tuple(sorted(topic("access-requested").consumers))
+Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Notes = Annotated[str, StringConstraints(max_length=1000)]
+
+
+class AccessRequestIn(Body):
+    """A request received in writing (signed) or in person; `notes` say how the identity was
+    checked (document type, not its number: no personal values)."""
+
+    person_id: uuid.UUID | None = None
+    emails: Emails = []
+    phones: Phones = []
+    verification: Literal["signed_letter", "in_person"]
+    verified_by: Short
+    notes: Notes | None = None
+
+
+class AccessDecisionIn(Body):
+    decision: Literal["charge", "waive", "refuse"]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+# ---- recording a request ------------------------------------------------------------------
+
+async def _subject_of(conn: asyncpg.Connection, person_id: uuid.UUID | None, emails: list[str],
+                      phones: list[str]) -> tuple[uuid.UUID | None, dict[str, Any] | None]:
+    """Whom the request is about: the named person (live or erased), or the one live person
+    holding the contact points; contact points of nobody still reach consent's suppression list."""
+    if person_id is not None:
+        person = await storage.get_person(conn, person_id)
+        if person is None and not await storage.is_erased(conn, person_id):
+            raise NotFound("no such person", fields={"person_id": "no such person"})
+        return person_id, person
+    found = await storage.persons_with_contact_points(conn, emails, phones)
+    if len(found) > 1:
+        raise Conflict("several persons hold these contact points: name the person",
+                       fields={"person_id": "required: the contact points match several persons"})
+    if not found:
+        return None, None
+    return found[0], await storage.get_person(conn, found[0])
+
+
+async def own_slice(conn: asyncpg.Connection, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """Everything contacts holds about the person (R12), read in the request's transaction."""
+    items: list[dict[str, Any]] = []
+    if request["person_id"] is not None:
+        everything = await storage.person_everything(conn, request["person_id"])
+        if everything is not None:
+            items += access_report.person_items(everything)
+    points = [*request["emails"], *request["phones"]]
+    purposes = {p: await storage.suppressed_purposes(conn, [domain.contact_point_digest(p)]) for p in points}
+    items += access_report.suppression_items(points, purposes)
+    earlier = await storage.earlier_access_requests(conn, request["person_id"], request["contact_digests"])
+    items += access_report.earlier_request_items([r for r in earlier if r["id"] != request["id"]])
+    return items
+
+
+async def ask_services(conn: asyncpg.Connection, request: dict[str, Any]) -> None:
+    """Store contacts' own slice and ask every other service for theirs (through the outbox)."""
+    await storage.store_report_part(conn, request["id"], access_report.SERVICE, await own_slice(conn, request))
+    await add_event(conn, AccessRequested(request_id=request["id"], person_id=request["person_id"],
+                                          emails=request["emails"], phones=request["phones"]),
+                    source=access_report.SERVICE)
+
+
+async def record_request(conn: asyncpg.Connection, who: Principal, *, person_id: uuid.UUID | None, emails: list[str],
+                         phones: list[str], channel: str, verified_by: str, notes: str | None) -> dict[str, Any]:
+    person_id, person = await _subject_of(conn, person_id, emails, phones)
+    if person is not None:  # consent finds suppression records by every contact point the person has
+        emails = domain.unique([*emails, *person["emails"]])
+        phones = domain.unique([*phones, *person["phones"]])
+    digests = [domain.contact_point_digest(v) for v in [*emails, *phones]]
+    earlier = await storage.earlier_access_requests(conn, person_id, digests)
+    chargeable = access_report.is_chargeable([r["created_at"] for r in earlier], utcnow())
+    request = await storage.insert_access_request(conn, {
+        "id": uuid.uuid4(), "person_id": person_id, "emails": emails, "phones": phones, "contact_digests": digests,
+        "channel": channel, "verified_by": verified_by, "verification_notes": notes, "requested_by": who.user,
+        "chargeable": chargeable, "status": "awaiting_decision" if chargeable else "collecting",
+        "expected_services": [access_report.SERVICE, *ANSWERING]})
+    if not chargeable:
+        await ask_services(conn, request)
+    await write_audit(conn, who, "access_request.create", person_id=person_id, target=f"access_request:{request['id']}",
+                      details={"channel": channel, "chargeable": chargeable})
+    log.info("access_requested", request_id=str(request["id"]), person_id=str(person_id) if person_id else None,
+             chargeable=chargeable)
+    return request
+
+
+async def describe(conn: asyncpg.Connection, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """The request's state: which services answered, which are missing, whether they are late."""
+    answered = await storage.answered_services(conn, request["id"])
+    keys = ("id", "person_id", "channel", "verified_by", "chargeable", "status", "decision", "decision_reason",
+            "decided_by", "decided_at", "created_at", "asked_at", "fulfilled_at")
+    return {**{k: request[k] for k in keys}, "expected": request["expected_services"],
+            **access_report.progress(request["expected_services"], answered, request["asked_at"], utcnow(),
+                                     timeout_s)}
+
+
+@router.post("/access-requests", status_code=201)
+async def create_access_request(body: AccessRequestIn, request: Request, who: Principal = Depends(owner)) -> dict:
+    """R12: the register owner records a signed or in-person request and how identity was verified."""
+    if body.person_id is None and not body.emails and not body.phones:
+        raise InvalidInput("person_id, emails or phones is required",
+                           fields={"person_id": "name the person, or give emails or phones"})
+    runtime = runtime_of(request)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        req = await record_request(conn, who, person_id=body.person_id, emails=body.emails, phones=body.phones,
+                                   channel=body.verification, verified_by=body.verified_by, notes=body.notes)
+        return await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
+
+
+@router.post("/me/access-requests", status_code=201)
+async def create_own_access_request(request: Request, who: Principal = Depends(subject)) -> dict:
+    """R12: an authenticated self-service user asks for their own data (R11 credentials verify them)."""
+    runtime = runtime_of(request)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        if await storage.get_person(conn, who.person_id) is None:
+            raise NotFound("no such person")
+        req = await record_request(conn, who, person_id=who.person_id, emails=[], phones=[], channel="self_service",
+                                   verified_by=who.user, notes=None)
+        return await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
+
+
+@router.get("/access-requests")
+async def list_access_requests(request: Request, _who: Principal = Depends(owner),
+                               status: Literal["awaiting_decision", "collecting", "fulfilled", "refused"] =
+                               "awaiting_decision") -> dict:
+    """The register owner's queue (ids only): chargeable requests waiting for a decision by default."""
+    return {"access_requests": await storage.access_requests_by_status(runtime_of(request).pool, status, 200)}
+
+
+async def readable_request(conn: asyncpg.Connection, who: Principal, request_id: uuid.UUID, *,
+                           for_update: bool = False) -> dict[str, Any]:
+    """The owner sees every request; a person only their own (404 otherwise: not visible)."""
+    req = await storage.get_access_request(conn, request_id, for_update=for_update)
+    if req is None or (who.role is Role.subject and req["person_id"] != who.person_id):
+        raise NotFound("no such access request")
+    return req
+
+
+@router.get("/access-requests/{request_id}")
+async def read_access_request(request_id: uuid.UUID, request: Request,
+                              who: Principal = Depends(owner_or_subject)) -> dict:
+    runtime = runtime_of(request)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        req = await readable_request(conn, who, request_id)
+        await write_audit(conn, who, "access_request.read", person_id=req["person_id"],
+                          target=f"access_request:{request_id}")
+        return await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
+
+
+@router.post("/access-requests/{request_id}/decision")
+async def decide_access_request(request_id: uuid.UUID, body: AccessDecisionIn, request: Request,
+                                who: Principal = Depends(owner)) -> dict:
+    """R12: a chargeable request is answered once the owner charges or waives the fee, or refused."""
+    runtime = runtime_of(request)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        req = await readable_request(conn, who, request_id, for_update=True)
+        if req["status"] != "awaiting_decision":
+            raise Conflict("the request is not waiting for a decision", fields={"status": req["status"]})
+        status = "refused" if body.decision == "refuse" else "collecting"
+        await storage.decide_access_request(conn, request_id, body.decision, body.reason, who.user, status)
+        req = await storage.get_access_request(conn, request_id)
+        if status == "collecting":
+            await ask_services(conn, req)
+        await write_audit(conn, who, f"access_request.{body.decision}", person_id=req["person_id"],
+                          target=f"access_request:{request_id}")
+        return await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
+
+
+@router.get("/access-requests/{request_id}/report", response_model=None)
+async def read_report(request_id: uuid.UUID, request: Request, who: Principal = Depends(owner_or_subject),
+                      format: Literal["json", "html"] = Query("json"),
+                      lang: Literal["fi", "en"] = Query("fi")) -> dict | HTMLResponse:
+    """The assembled report; 409 naming the missing services while it waits. Every read is audited."""
+    runtime = runtime_of(request)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        req = await readable_request(conn, who, request_id)
+        if req["status"] != "fulfilled":
+            state = await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
+            raise Conflict(f"the report is not assembled: status {req['status']}",
+                           fields={"status": req["status"], "missing": ",".join(state["missing"]),
+                                   "late": ",".join(state["late_services"])})
+        report = access_report.assemble(req, await storage.report_parts(conn, request_id))
+        await write_audit(conn, who, "access_report.read", person_id=req["person_id"],
+                          target=f"access_request:{request_id}", details={"format": format, "lang": lang})
+    if format == "html":
+        return HTMLResponse(render_html(report, lang))
+    return report
+
+
+# ---- the other services' answers ------------------------------------------------------------
+
+async def on_access_report_part(ctx: EventContext[AccessReportPart]) -> None:
+    """Store one service's slice; the last one marks the request fulfilled (R12)."""
+    p = ctx.payload
+    req = await storage.get_access_request(ctx.conn, p.request_id, for_update=True)
+    if req is None:
+        raise Rejected("request_id: no such access request")
+    if p.service not in req["expected_services"] or p.service == access_report.SERVICE:
+        raise Rejected("service: not asked to answer this access request")
+    items = p.items
+    if req["person_id"] is not None:
+        erased_at = await storage.erased_at(ctx.conn, req["person_id"])
+        if erased_at is not None and erased_at > req["created_at"]:
+            items = []  # R7: an answer arriving after the person was erased keeps nothing of them
+    if not await storage.store_report_part(ctx.conn, p.request_id, p.service, items):
+        return
+    answered = await storage.answered_services(ctx.conn, p.request_id)
+    if req["status"] == "collecting" and access_report.is_complete(req["expected_services"], answered):
+        await storage.mark_access_fulfilled(ctx.conn, p.request_id)
+        log.info("access_report_assembled", request_id=str(p.request_id))
