@@ -124,6 +124,9 @@ async def on_contact_updated(ctx: EventContext[ContactUpdated], hasher: ContactP
 async def on_contact_erased(ctx: EventContext[ContactErased]) -> None:
     """Erase all but the suppression list (R7, R8), and confirm to retention."""
     p = ctx.payload
+    # A ban and the contact points it needs may have committed in either order (an API ban racing
+    # a registration); at erasure both are known, so the suppression list gets every point (R8).
+    await storage.suppress_points_of(ctx.conn, [p.person_id], "erasure")
     await storage.erase_person(ctx.conn, p.person_id)
     await ctx.publish(DispositionConfirmed(command_id=p.command_id, person_id=p.person_id, service=SERVICE,
                                            action="erase", confirmed_at=utcnow()))

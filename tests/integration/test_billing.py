@@ -213,16 +213,18 @@ async def test_access_report_then_erasure_pseudonymises_person_and_confirms(infr
         request = uuid.uuid4()
         await platform.publish(AccessRequested(request_id=request, person_id=person), source="contacts")
         parts = await read_topic(infra.bootstrap, "access-report-part", until=lambda rs: any(
-            e["data"]["request_id"] == str(request) for e in envelopes(rs)))
-        part = next(e["data"] for e in envelopes(parts) if e["data"]["request_id"] == str(request))
+            e["data"]["request_id"] == str(request) and e["data"]["service"] == "billing" for e in envelopes(rs)))
+        part = next(e["data"] for e in envelopes(parts)
+                    if e["data"]["request_id"] == str(request) and e["data"]["service"] == "billing")
         assert part["service"] == "billing" and part["items"] == [{
             "purpose": "usage_billing", "customer_id": str(customer), "meter": "bt_calls", "period": "2025-09",
             "events": 1, "quantity": "7"}]
         command = uuid.uuid4()
         await platform.publish(ContactErased(person_id=person, command_id=command), source="contacts")
     records = await read_topic(infra.bootstrap, "disposition-confirmed", until=lambda rs: any(
-        e["data"]["command_id"] == str(command) for e in envelopes(rs)))
-    confirmed = [e["data"] for e in envelopes(records) if e["data"]["command_id"] == str(command)]
+        e["data"]["command_id"] == str(command) and e["source"] == "billing" for e in envelopes(rs)))
+    confirmed = [e["data"] for e in envelopes(records)
+                 if e["data"]["command_id"] == str(command) and e["source"] == "billing"]
     assert confirmed[0]["service"] == "billing" and confirmed[0]["action"] == "erase"
     pool = billing.runtime.pool
     assert await pool.fetchval("SELECT count(*) FROM usage_persons WHERE person_id = $1", person) == 0

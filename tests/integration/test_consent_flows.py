@@ -70,8 +70,9 @@ async def test_r8_ban_survives_erasure_and_a_b2b_reimport_is_still_denied(infra,
                                    email.encode()) == 0
 
         confirmations = await read_topic(infra.bootstrap, "disposition-confirmed", until=lambda rs: any(
-            e["data"]["command_id"] == str(command_id) for e in envelopes(rs)))
-        mine = [e["data"] for e in envelopes(confirmations) if e["data"]["command_id"] == str(command_id)]
+            e["data"]["command_id"] == str(command_id) and e["source"] == "consent" for e in envelopes(rs)))
+        mine = [e["data"] for e in envelopes(confirmations)
+                if e["data"]["command_id"] == str(command_id) and e["source"] == "consent"]
         assert mine[0]["service"] == "consent" and mine[0]["action"] == "erase"
 
         # Months later: a B2B register import brings the same email under a new person id (R4).
@@ -135,9 +136,9 @@ async def test_malformed_optout_is_dead_lettered_and_the_next_is_applied(infra, 
         "SELECT reason FROM dead_letters WHERE consumer = 'consent.optout-registered'"
         " AND original = ANY($1::bytea[])", [raw, bad_data.to_bytes()]))
     assert len(reasons) == 2 and any("purposes" in r["reason"] for r in reasons)
-    dlq = await read_topic(infra.bootstrap, "optout-registered-dlq",
-                           until=lambda rs: any(r["value"] == raw for r in rs))
-    assert [r for r in dlq if r["value"] == raw][0]["headers"]["x-consumer"] == "consent.optout-registered"
+    def consents(records):  # contacts and retention dead-letter the same message on their own
+        return [r for r in records if r["value"] == raw and r["headers"]["x-consumer"] == "consent.optout-registered"]
+    assert consents(await read_topic(infra.bootstrap, "optout-registered-dlq", until=lambda rs: bool(consents(rs))))
 
 
 async def test_r9_transfer_to_marketing_register_keeps_bans_and_confirms(infra, consent):
@@ -153,9 +154,9 @@ async def test_r9_transfer_to_marketing_register_keeps_bans_and_confirms(infra, 
     entry = (await eventually(listed))[0]
     assert entry["consents"] == [{"purpose": "distance_selling", "channel": "phone", "status": "banned"}]
     records = await read_topic(infra.bootstrap, "disposition-confirmed", until=lambda rs: any(
-        e["data"]["command_id"] == str(command_id) for e in envelopes(rs)))
+        e["data"]["command_id"] == str(command_id) and e["source"] == "consent" for e in envelopes(rs)))
     assert [e["data"]["action"] for e in envelopes(records)
-            if e["data"]["command_id"] == str(command_id)] == ["transfer_to_marketing"]
+            if e["data"]["command_id"] == str(command_id) and e["source"] == "consent"] == ["transfer_to_marketing"]
 
 
 async def test_r12_access_request_gets_consents_history_and_suppression(infra, consent):
@@ -169,8 +170,9 @@ async def test_r12_access_request_gets_consents_history_and_suppression(infra, c
         await other.publish(AccessRequested(request_id=request_id, person_id=person, emails=[email]),
                             source="contacts")
     records = await read_topic(infra.bootstrap, "access-report-part", until=lambda rs: any(
-        e["data"]["request_id"] == str(request_id) for e in envelopes(rs)))
-    part = [e["data"] for e in envelopes(records) if e["data"]["request_id"] == str(request_id)][0]
+        e["data"]["request_id"] == str(request_id) and e["data"]["service"] == "consent" for e in envelopes(rs)))
+    part = [e["data"] for e in envelopes(records)
+            if e["data"]["request_id"] == str(request_id) and e["data"]["service"] == "consent"][0]
     assert part["service"] == "consent"
     kinds = sorted(i["type"] for i in part["items"])
     assert kinds == ["consent_history", "consent_state", "suppression_record"]

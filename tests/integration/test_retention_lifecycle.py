@@ -272,7 +272,8 @@ async def test_r12_access_request_answered_with_retentions_slice(infra, retentio
         await contacts.publish(AccessRequested(request_id=request_id, person_id=person_id), source="contacts")
 
     def mine(records):
-        return [e for e in envelopes(records) if e["data"]["request_id"] == str(request_id)]
+        return [e for e in envelopes(records)
+                if e["data"]["request_id"] == str(request_id) and e["data"]["service"] == "retention"]
     [part] = mine(await read_topic(infra.bootstrap, "access-report-part", until=lambda rs: bool(mine(rs))))
     assert part["data"]["service"] == "retention"
     fields = {i["field"] for i in part["data"]["items"]}
