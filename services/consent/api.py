@@ -116,9 +116,13 @@ async def _person_view(request: Request, principal: Principal, person_id: uuid.U
 
 
 async def _own_or_staff(request: Request, principal: Principal, person_id: uuid.UUID, action: str) -> None:
-    """A subject sees and changes only their own preferences (R11)."""
+    """A subject sees and changes only their own preferences (R11); a passivated person's are
+    the register owner's only (R6)."""
+    pool = runtime_of(request).pool
     if principal.role is Role.subject and principal.person_id != person_id:
-        await deny(runtime_of(request).pool, principal, action, person_id=person_id)
+        await deny(pool, principal, action, person_id=person_id)
+    if principal.role is Role.register_user and await storage.is_passive(pool, person_id):
+        await deny(pool, principal, action, person_id=person_id)
 
 
 @router.get("/persons/{person_id}/consents", summary="A person's permissions, bans and their history")

@@ -21,7 +21,7 @@ from shared.consumer import EventContext
 from shared.envelope import utcnow
 from shared.errors import Rejected
 from shared.events import (
-    Channel, ConsentWithdrawn, ContactErased, ContactRegistered,
+    Channel, ConsentWithdrawn, ContactErased, ContactPassivated, ContactReactivated, ContactRegistered,
     ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed, OptoutRegistered, Payload, Purpose,
 )
 from shared.logging import get_logger
@@ -141,6 +141,15 @@ async def on_contact_transferred_to_marketing(ctx: EventContext[ContactTransferr
                                            action="transfer_to_marketing", confirmed_at=utcnow()))
 
 
+async def on_contact_passivated(ctx: EventContext[ContactPassivated]) -> None:
+    """R6: from now on only the register owner reads this person's consents."""
+    await storage.set_passive(ctx.conn, ctx.payload.person_id, True)
+
+
+async def on_contact_reactivated(ctx: EventContext[ContactReactivated]) -> None:
+    await storage.set_passive(ctx.conn, ctx.payload.person_id, False)
+
+
 def register(runtime: ServiceRuntime) -> None:
     hasher = hasher_for(runtime.settings)  # type: ignore[arg-type]
     runtime.subscribe("optout-registered", partial(on_optout_registered, hasher=hasher))
@@ -148,5 +157,7 @@ def register(runtime: ServiceRuntime) -> None:
     runtime.subscribe("contact-updated", partial(on_contact_updated, hasher=hasher))
     runtime.subscribe("contact-erased", on_contact_erased)
     runtime.subscribe("contact-transferred-to-marketing", on_contact_transferred_to_marketing)
+    runtime.subscribe("contact-passivated", on_contact_passivated)
+    runtime.subscribe("contact-reactivated", on_contact_reactivated)
     answer_access_requests(runtime, access.slice_for(hasher))  # R12
 

@@ -209,6 +209,7 @@ async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID) -> None:
     await conn.execute("DELETE FROM consent_state WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM contact_point WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM marketing_register WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM passive_person WHERE person_id = $1", person_id)
     await conn.execute("INSERT INTO erased_person (person_id) VALUES ($1) ON CONFLICT DO NOTHING", person_id)
 
 
@@ -284,3 +285,15 @@ async def check_persons(conn: asyncpg.Connection | asyncpg.Pool, person_ids: lis
         person_ids, purpose, channel,
     )
     return [(r[0], r[1]) for r in rows]
+
+
+async def set_passive(conn: asyncpg.Connection, person_id: uuid.UUID, passive: bool) -> None:
+    """Follow contacts' lifecycle: passivated persons are the register owner's only (R6)."""
+    if passive:
+        await conn.execute("INSERT INTO passive_person (person_id) VALUES ($1) ON CONFLICT DO NOTHING", person_id)
+    else:
+        await conn.execute("DELETE FROM passive_person WHERE person_id = $1", person_id)
+
+
+async def is_passive(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM passive_person WHERE person_id = $1", person_id))

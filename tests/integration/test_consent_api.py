@@ -195,3 +195,32 @@ async def test_r8_large_batch_check_finds_the_suppressed_among_thousands(consent
     assert [i for i, e in enumerate(out["emails"]) if not e["allowed"]] == [1234]
     assert [i for i, e in enumerate(out["person_ids"]) if not e["allowed"]] == [777]
     assert out["denied"] == 2 and out["checked"] == 4500
+
+
+async def test_r6_a_passivated_persons_consents_are_the_register_owners_only(infra, consent):
+    from shared.events import ContactPassivated, ContactReactivated
+
+    person = uuid.uuid4()
+    assert (await consent.http.post(f"/persons/{person}/consents", json=change("distance_selling", "grant"),
+                                    headers=auth("register_user"))).status_code == 200
+    async with ExternalSystem(infra.bootstrap) as contacts:
+        await contacts.publish(ContactPassivated(person_id=person), source="contacts")
+
+        async def user_is_refused() -> bool:
+            response = await consent.http.get(f"/persons/{person}/consents", headers=auth("register_user"))
+            return response.status_code == 403
+
+        await eventually(user_is_refused)
+        owner = await consent.http.get(f"/persons/{person}/consents", headers=auth("register_owner"))
+        assert owner.status_code == 200 and owner.json()["consents"]
+        denied = await consent.runtime.pool.fetchval(
+            "SELECT count(*) FROM audit_log WHERE person_id = $1 AND outcome = 'denied' AND role = 'register_user'",
+            person)
+        assert denied >= 1
+        await contacts.publish(ContactReactivated(person_id=person), source="contacts")
+
+        async def user_reads_again() -> bool:
+            response = await consent.http.get(f"/persons/{person}/consents", headers=auth("register_user"))
+            return response.status_code == 200
+
+        await eventually(user_reads_again)
