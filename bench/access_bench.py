@@ -18,14 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import json
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,9 +30,9 @@ from aiokafka import AIOKafkaProducer
 
 from shared.auth import Role, mint_token
 from shared.events import UsageRecorded
-from shared.logging import configure_logging
 from shared.outbox import build_envelope
-from tests.infra import _start_embedded, create_database
+from bench.common import run_on_embedded_stack
+from tests.infra import create_database
 
 SERVICES = ("contacts", "consent", "retention", "billing")
 POLL_INTERVAL_S = 0.001
@@ -212,15 +209,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
-    configure_logging("bench", "WARNING")
-    with tempfile.TemporaryDirectory(prefix="access-bench-") as tmp:
-        Path(tmp).chmod(0o755)  # the embedded PostgreSQL runs as its own user when we are root
-        infra = _start_embedded(Path(tmp))
-        try:
-            result = asyncio.run(run(args, infra))
-        finally:
-            infra.close()
-    print(json.dumps(result))
+    run_on_embedded_stack("access", lambda infra: run(args, infra))
 
 
 if __name__ == "__main__":

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -30,9 +27,9 @@ from services.billing import domain, storage
 from services.billing.app import MIGRATIONS, SETTINGS, build_app
 from shared.db import create_pool, migrate
 from shared.events import UsageRecorded
-from shared.logging import configure_logging
 from shared.outbox import build_envelope
-from tests.infra import _start_embedded, create_database
+from bench.common import run_on_embedded_stack
+from tests.infra import create_database
 
 METERS = [domain.Meter("cpu_seconds", domain.Aggregation.sum, ("region",)),
           domain.Meter("storage_gb", domain.Aggregation.max),
@@ -175,14 +172,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--duplicates", type=float, default=0.02)
     args = parser.parse_args()
-    configure_logging("bench", "WARNING")
-    with tempfile.TemporaryDirectory(prefix="billing-bench-", dir="/tmp") as tmp:
-        Path(tmp).chmod(0o755)
-        infra = _start_embedded(Path(tmp))
-        try:
-            print(json.dumps(asyncio.run(run(infra, args))))
-        finally:
-            infra.close()
+    run_on_embedded_stack("billing", lambda infra: run(infra, args))
 
 
 if __name__ == "__main__":

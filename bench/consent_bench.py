@@ -17,10 +17,8 @@ import argparse
 import asyncio
 import json
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -31,9 +29,9 @@ from services.consent.checks import check_batch
 from services.consent.handlers import hasher_for
 from shared.auth import Role, mint_token
 from shared.events import Channel, OptoutRegistered, Purpose
-from shared.logging import configure_logging
 from shared.outbox import build_envelope
-from tests.infra import _start_embedded, create_database
+from bench.common import run_on_embedded_stack
+from tests.infra import create_database
 
 PURPOSE, CHANNEL = Purpose.direct_advertising, Channel.email
 # Between polls: tight (sub-millisecond) yet leaving the 2-core host's CPU to the consumer.
@@ -142,15 +140,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    configure_logging("bench", "WARNING")
-    with tempfile.TemporaryDirectory(prefix="consent-bench-") as tmp:
-        Path(tmp).chmod(0o755)  # the embedded PostgreSQL runs as its own user when we are root
-        infra = _start_embedded(Path(tmp))
-        try:
-            result = asyncio.run(run(args, infra))
-        finally:
-            infra.close()
-    print(json.dumps(result, indent=2))
+    run_on_embedded_stack("consent", lambda infra: run(args, infra), indent=2)
 
 
 if __name__ == "__main__":

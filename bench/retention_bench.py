@@ -18,17 +18,15 @@ import json
 import multiprocessing
 import os
 import resource
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.retention.app import SETTINGS, build_app
-from shared.logging import configure_logging
-from tests.infra import _start_embedded, create_database
+from bench.common import run_on_embedded_stack
+from tests.infra import create_database
 
 SEED_CHUNK = 20_000
 
@@ -185,15 +183,10 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
     args = parser.parse_args()
-    configure_logging("bench", "WARNING")
-    with tempfile.TemporaryDirectory(prefix="retention-bench-") as tmp:
-        infra = _start_embedded(Path(tmp))
-        try:
-            database_url = asyncio.run(create_database(infra))
-            result = asyncio.run(run(infra.bootstrap, database_url, args.persons, args.timeout))
-        finally:
-            infra.close()
-    print(json.dumps(result, indent=2))
+    async def measure(infra):  # noqa: ANN001, ANN202
+        return await run(infra.bootstrap, await create_database(infra), args.persons, args.timeout)
+
+    run_on_embedded_stack("retention", measure, indent=2)
 
 
 if __name__ == "__main__":

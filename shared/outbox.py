@@ -13,7 +13,6 @@ import asyncio
 import json
 import uuid
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 from faststream.kafka import KafkaBroker

@@ -16,7 +16,6 @@ from faststream.kafka.annotations import KafkaMessage
 from shared.consumer import BatchHandler, BatchValidator, Handler, InboxConsumer, Incoming, parse
 from shared.db import create_pool, migrate
 from shared.errors import Rejected
-from shared.events import BrokerIncarnation
 from shared.kafka import create_broker
 from shared.logging import get_logger
 from shared.metrics import Metrics

@@ -8,7 +8,6 @@ the outbox: with several replicas, a timer is commanded by exactly one of them.
 """
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from shared.consumer import EventContext
-from shared.events import ContactReactivated
 from shared.http import create_http_app
 from shared.launcher import Stack
 from shared.runtime import ServiceRuntime

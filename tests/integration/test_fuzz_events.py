@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared import events as ev
