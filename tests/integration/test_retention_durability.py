@@ -30,6 +30,9 @@ async def seed_due(pool, count: int, ended_at: datetime) -> list[uuid.UUID]:
 async def test_two_scheduler_replicas_never_dispose_twice(start_service, database_url):
     # fresh: a retention left running by another test may have its own scheduler claim these first
     svc = await start_service("retention", fresh=True, **RETENTION_SETTINGS)
+    for task in svc.runtime._tasks:  # only the two replicas below may claim: stop the background pass
+        if task.get_name().endswith("-scheduler"):
+            task.cancel()
     now = datetime.now(UTC)
     ids = await seed_due(svc.runtime.pool, 300, now - timedelta(days=400))
     other_pool = await create_pool(database_url, "retention", max_size=4)
