@@ -7,14 +7,18 @@ outboxes, which are replayed when the broker comes back empty.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 
 from shared.consumer import EventContext
+from shared.events import UsageRecorded
 from shared.http import create_http_app
 from shared.launcher import Stack
 from shared.runtime import ServiceRuntime
@@ -127,3 +131,75 @@ async def test_broker_recycled_past_a_memory_cap_mid_stream(own_stack, sender_an
         stop.set()
         await supervisor
     assert own_stack.broker.rss_bytes() // (1024 * 1024) <= baseline_mb + 1  # the new broker is back under the cap
+
+
+async def test_sigkill_mid_stream_across_the_four_services(infra, own_stack):
+    """Issue 11: contacts → consent / retention, and usage → billing, across a broker SIGKILL.
+    Inputs go through the durable HTTP accepts; what the services tell each other is replayed
+    from their outboxes; every effect is present exactly once afterwards."""
+    database_url = await create_database(infra)
+    bootstrap = own_stack.settings.kafka_bootstrap_servers
+    apps, clients = {}, {}
+    for name in ("contacts", "consent", "retention", "billing"):
+        module = importlib.import_module(f"services.{name}.app")
+        settings = module.SETTINGS(**service_test_settings(infra, database_url, kafka_bootstrap_servers=bootstrap,
+                                                           billing_auto_close=False))
+        apps[name] = module.build_app(settings)
+        await apps[name].state.runtime.start()
+        clients[name] = httpx.AsyncClient(transport=httpx.ASGITransport(app=apps[name]), base_url=f"http://{name}")
+    pools = {name: app.state.runtime.pool for name, app in apps.items()}
+    try:
+        billing = clients["billing"]
+        assert (await billing.put("/billing/meters/bt_calls", json={"aggregation": "sum", "dimensions": ["region"]},
+                                  headers=auth("billing"))).status_code == 200
+        customer = uuid.uuid4()
+        assert (await billing.put(f"/billing/customers/{customer}/plan", json={"flat_fee": "0", "components": []},
+                                  headers=auth("billing"))).status_code == 200
+        refs = [f"b2b-{uuid.uuid4()}" for _ in range(120)]
+        people = [json.loads(envelope_for(upsert(ref, email=f"p{i}@example.fi"))[2].model_dump_json())
+                  for i, ref in enumerate(refs)]
+        now = datetime.now(UTC)
+        usage = [json.loads(envelope_for(UsageRecorded(customer_id=customer, meter="bt_calls", quantity=Decimal("1.25"),
+                                                        time=now, dimensions={"region": "fi"}), source="cloud")[2]
+                            .model_dump_json()) for _ in range(1000)]
+
+        async def send(people_part: list, usage_part: list, *, retry: bool = False) -> None:
+            for topic, client, events in (("contact-upserted", clients["contacts"], people_part),
+                                          ("usage-recorded", billing, usage_part)):
+                response = await client.post(f"/events/{topic}", json={"events": events}, headers=auth("service"))
+                expected = {"accepted": 0, "duplicates": len(events)} if retry else {"accepted": len(events),
+                                                                                      "duplicates": 0}
+                assert response.status_code == 202, response.text
+                assert {k: response.json()[k] for k in expected} == expected
+
+        await send(people[:60], usage[:500])
+        own_stack.broker.kill()  # SIGKILL mid-stream: every topic and committed offset is gone
+        await own_stack.start_broker()
+        await send(people[60:], usage[500:])
+        await send(people[:10], usage[:100], retry=True)  # a sender's retry after the crash: no effect
+
+        person_ids = await eventually(lambda: _all_registered(pools["contacts"], refs), timeout=60)
+
+        async def consent_and_retention_know_everyone() -> bool:
+            consent = await pools["consent"].fetchval(
+                "SELECT count(DISTINCT person_id) FROM contact_point WHERE person_id = ANY($1::uuid[])", person_ids)
+            retention = await pools["retention"].fetchval(
+                "SELECT count(*) FROM persons WHERE person_id = ANY($1::uuid[])", person_ids)
+            return consent == len(refs) and retention == len(refs)
+
+        await eventually(consent_and_retention_know_everyone, timeout=90, interval=0.25)
+        totals = await pools["billing"].fetchrow(
+            "SELECT sum(quantity_sum) AS quantity, sum(event_count) AS events FROM usage_aggregates"
+            " WHERE customer_id = $1", customer)
+        assert totals["events"] == 1000 and totals["quantity"] == Decimal("1250.00")
+        assert await pools["contacts"].fetchval(
+            "SELECT count(*) FROM persons WHERE external_ref = ANY($1::text[])", refs) == len(refs)
+    finally:
+        for name in reversed(list(apps)):
+            await clients[name].aclose()
+            await apps[name].state.runtime.stop()
+
+
+async def _all_registered(pool, refs: list[str]) -> list[uuid.UUID] | None:
+    rows = await pool.fetch("SELECT id FROM persons WHERE external_ref = ANY($1::text[])", refs)
+    return [r["id"] for r in rows] if len(rows) == len(refs) else None
