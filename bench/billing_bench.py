@@ -13,6 +13,7 @@ Run: .venv/bin/python -m bench.billing_bench [--events 200000] [--customers 1000
 from __future__ import annotations
 
 import argparse
+import json
 import asyncio
 import os
 import random
@@ -137,10 +138,33 @@ async def billing_ingestion(bootstrap: str, database_url: str, customers: list[u
             "billing_inbox_rows": inbox,
             "billing_duplicates_skipped": int(skipped),  # redelivered copies + any re-read after a rebalance
             "billing_events_applied": applied,
+            **await http_accept(app, customers),
         }
     finally:
         await runtime.stop()
         await pool.close()
+
+
+async def http_accept(app, customers: list[uuid.UUID], count: int = 50_000, batch: int = 1_000) -> dict:  # noqa: ANN001
+    """The durable path (SPEC §8): the same envelopes as `POST /events/usage-recorded` batches of
+    1,000, each answered 202 after its PostgreSQL commit (in-process ASGI: no network hop)."""
+    import httpx
+
+    from shared.auth import mint_token
+
+    token = mint_token(app.state.runtime.settings.rekisteri_token_secret, user="bench", role="service")
+    events = [json.loads(value) for _key, value in make_events(count, customers, 0)]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://billing",
+                                 timeout=60) as client:
+        started = time.perf_counter()
+        accepted = 0
+        for at in range(0, count, batch):
+            response = await client.post("/events/usage-recorded", json={"events": events[at:at + batch]},
+                                         headers={"Authorization": f"Bearer {token}"})
+            response.raise_for_status()
+            accepted += response.json()["accepted"]
+        elapsed = time.perf_counter() - started
+    return {"billing_http_batch_1000_events_per_s": round(accepted / elapsed), "billing_http_accepted": accepted}
 
 
 async def run(infra, args) -> dict:
