@@ -86,17 +86,17 @@ async def publish_incarnation(bootstrap_servers: str, *, previous_drained: bool 
 
     from aiokafka import AIOKafkaProducer
 
-    from shared.envelope import Envelope, utcnow
+    from shared.envelope import utcnow
     from shared.events import BrokerIncarnation
+    from shared.outbox import build_envelope
 
     incarnation = uuid.uuid4()
     payload = BrokerIncarnation(incarnation=incarnation, started_at=utcnow(), previous_drained=previous_drained)
-    envelope = Envelope(id=uuid.uuid4(), time=utcnow(), type="rekisteri-broker-incarnation", source="launcher", subject=str(incarnation),
-                        data=payload.model_dump(mode="json"))
+    topic, key, envelope = build_envelope(payload, source="launcher")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait("rekisteri-broker-incarnation", envelope.to_bytes(), key=str(incarnation).encode())
+        await producer.send_and_wait(topic, envelope.to_bytes(), key=key.encode())
     finally:
         await producer.stop()
     return str(incarnation)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, TextIO
@@ -20,7 +19,8 @@ from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from shared.consumer import describe_validation_error
-from shared.envelope import Envelope, utcnow
+from shared.envelope import Envelope
+from shared.outbox import build_envelope, message_key
 from shared.settings import PlatformSettings
 from shared.topics import CATALOGUE
 
@@ -223,12 +223,11 @@ def build_publication(topic_name: str, document: Any, *, source: str) -> tuple[s
         payload = spec.payload.model_validate(data)
     except ValidationError as exc:
         raise OperationError(f"invalid data for {spec.name}: {describe_validation_error(exc)}") from None
-    canonical = json.loads(payload.model_dump_json())
-    key = str(canonical[spec.key])
     if envelope is None:
-        envelope = Envelope(id=uuid.uuid4(), type=spec.name, source=source, time=utcnow(), subject=key,
-                            schema_version=spec.schema_version, data=canonical)
-    elif envelope.subject != key:
+        _topic, key, envelope = build_envelope(payload, source=source)
+        return key, envelope
+    key = message_key(spec, json.loads(payload.model_dump_json()), envelope.id)
+    if envelope.subject != key:
         raise OperationError(f"invalid envelope: subject must equal data.{spec.key} on {spec.name}")
     return key, envelope
 

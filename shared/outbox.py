@@ -14,6 +14,8 @@ import json
 import uuid
 from datetime import timedelta
 
+from typing import Any
+
 import asyncpg
 from faststream.kafka import KafkaBroker
 
@@ -21,9 +23,17 @@ from shared.envelope import Envelope, utcnow
 from shared.events import Payload
 from shared.logging import correlation_id_var, get_logger
 from shared.metrics import Metrics
-from shared.topics import EVENT_TYPES
+from shared.topics import EVENT_TYPES, Topic
 
 log = get_logger(__name__)
+
+
+def message_key(spec: Topic, data: dict[str, Any], event_id: uuid.UUID) -> str:
+    """The Kafka key: the entity whose order matters (SPEC §4). An event without it (an
+    opt-out naming only contact points) is keyed by its own id: spread over partitions, and
+    no personal value in the key."""
+    value = data.get(spec.key)
+    return str(value) if value is not None else str(event_id)
 
 
 def build_envelope(
@@ -39,9 +49,7 @@ def build_envelope(
         raise KeyError(f"{type(payload).__name__} is not the payload of any catalogued topic")
     data = json.loads(payload.model_dump_json())
     event_id = event_id or uuid.uuid4()
-    # An event without its key entity (an opt-out naming only contact points) is keyed by its
-    # own id: spread over partitions, and no personal value in the key.
-    key = str(data[spec.key]) if data.get(spec.key) is not None else str(event_id)
+    key = message_key(spec, data, event_id)
     envelope = Envelope(
         id=event_id,
         type=spec.name,

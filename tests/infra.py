@@ -33,8 +33,7 @@ class Infra:
             raise RuntimeError("only the embedded broker can be restarted by the tests")
         self.broker.kill()
         self.broker.start()
-        await ensure_topics(self.bootstrap)
-        await publish_incarnation(self.bootstrap)
+        await publish_incarnation_after_topics(self.bootstrap)
 
     def close(self) -> None:
         if self.broker:
@@ -92,6 +91,7 @@ def _start_embedded(workdir: Path) -> Infra:
 
 
 async def publish_incarnation_after_topics(bootstrap: str) -> None:
+    """The topic set first (auto-creation would pick wrong partitions), then the marker."""
     await ensure_topics(bootstrap)
     await publish_incarnation(bootstrap)
 
