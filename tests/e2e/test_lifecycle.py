@@ -114,6 +114,11 @@ async def test_lifecycle_b2b_import_to_erasure_and_the_ban_outlives_it(register)
         await platform.publish(UsageRecorded(customer_id=customer, person_id=person["id"], meter=METER,
                                              quantity=Decimal("12.5"), time=t0 - timedelta(days=60)),
                                source="cloud-e2e")
+
+    async def usage_billed() -> bool:  # billing's own consumer group joins on its own schedule
+        return await billing.runtime.pool.fetchval(
+            "SELECT count(*) FROM usage_persons WHERE person_id = $1", person["id"]) > 0
+    await eventually(usage_billed)
     for assignment_id, ended_at in assignments:
         done = await contacts.http.post(f"/assignments/{assignment_id}/end", headers=USER,
                                         json={"ended_at": ended_at.isoformat()})
