@@ -79,6 +79,10 @@ class Parsed:
     incoming: Incoming
     envelope: Envelope
     payload: Payload
+    inbox_key: tuple[str, str] = field(init=False)  # (source, id): the dedupe key, made once
+
+    def __post_init__(self) -> None:
+        self.inbox_key = (self.envelope.source, str(self.envelope.id))
 
 
 @dataclass
@@ -88,8 +92,22 @@ class BatchOutcome:
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class PreparedBatch:
+    """A batch parsed, validated and prepared before its transaction (`prepare_batch`)."""
+
+    incoming: Sequence[Incoming]
+    valid: list[Parsed]
+    outcome: BatchOutcome
+    work: Any = None  # the bulk handler's `prepare` of `valid`
+
+
 Handler = Callable[[EventContext[Any]], Awaitable[None]]
-BatchHandler = Callable[[asyncpg.Connection, list[Parsed]], Awaitable[None]]
+# A bulk topic's handler comes in two steps: `prepare` is pure work on the parsed events, done
+# before the transaction (while the previous batch's runs); `apply` writes what it made, in the
+# transaction. `apply` always gets `prepare` of exactly the events that were new to the inbox.
+BatchPrepare = Callable[[list[Parsed]], Any]
+BatchHandler = Callable[[asyncpg.Connection, Any], Awaitable[None]]
 # Checks beyond the payload model (unknown meter, time in the future): a reason rejects the event.
 BatchValidator = Callable[[Parsed], Awaitable[str | None]]
 
@@ -110,6 +128,9 @@ MAX_EVENT_BYTES = 1024 * 1024
 # 1 MB request limit): a bigger one would stall the outbox relay for good. The full original
 # stays in the `dead_letters` table, with its digest in the header.
 MAX_DEAD_LETTER_RELAY_BYTES = 512 * 1024
+# Parsing a batch is CPU work with no await in it; it hands the event loop over every so many
+# events, so the transaction of the batch before (waiting on PostgreSQL) is not held up by it.
+YIELD_EVERY = 50
 
 
 def parse(spec: Topic, incoming: Incoming) -> Parsed:
@@ -162,12 +183,14 @@ class InboxConsumer:
     HTTP batch accepts alike, so both paths share one dedupe key (SPEC §8)."""
 
     def __init__(self, runtime: "ServiceRuntime", topic_name: str, *, handler: Handler | None = None,
-                 batch_handler: BatchHandler | None = None, validate: BatchValidator | None = None) -> None:
+                 batch_handler: BatchHandler | None = None, prepare: BatchPrepare | None = None,
+                 validate: BatchValidator | None = None) -> None:
         self.runtime = runtime
         self.validate = validate
         self.spec = topic_spec(topic_name)
         self.handler = handler
         self.batch_handler = batch_handler
+        self.prepare: BatchPrepare = prepare or list
         self.consumer_name = f"{runtime.name}.{topic_name}"
 
     @property
@@ -239,15 +262,16 @@ class InboxConsumer:
 
         A consumer waits out a database outage; an HTTP caller (`wait_for_database=False`) gets
         the infrastructure error at once, to answer 503 and let the sender retry (SPEC §7)."""
-        valid, outcome = await self.prepare_batch(batch, wait_for_database=wait_for_database)
-        return await self.apply_prepared(batch, valid, outcome, wait_for_database=wait_for_database)
+        prepared = await self.prepare_batch(batch, wait_for_database=wait_for_database)
+        return await self.apply_prepared(prepared, wait_for_database=wait_for_database)
 
-    async def prepare_batch(self, batch: Sequence[Incoming], *, wait_for_database: bool = True
-                            ) -> tuple[list[Parsed], BatchOutcome]:
-        """Parse and validate (CPU only, but for dead letters): what `apply_prepared` applies."""
+    async def prepare_batch(self, batch: Sequence[Incoming], *, wait_for_database: bool = True) -> PreparedBatch:
+        """Parse, validate and prepare (CPU only, but for dead letters): what `apply_prepared` applies."""
         outcome = BatchOutcome()
         valid: list[Parsed] = []
         for index, incoming in enumerate(batch):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let the previous batch's transaction send its next statement
             parsed = None
             try:
                 parsed = parse(self.spec, incoming)
@@ -259,17 +283,27 @@ class InboxConsumer:
                 outcome.rejected.append({"index": index, "reason": exc.reason})
                 await self.dead_letter(incoming, exc.reason, parsed.envelope if parsed else None,
                                        wait_for_database=wait_for_database)
-        return valid, outcome
+        return PreparedBatch(batch, valid, outcome, self._prepare_ahead(valid))
 
-    async def apply_prepared(self, batch: Sequence[Incoming], valid: list[Parsed], outcome: BatchOutcome, *,
-                             wait_for_database: bool = True) -> BatchOutcome:
+    def _prepare_ahead(self, valid: list[Parsed]) -> Any:
+        """The bulk handler's `prepare`, ahead of the transaction. If it fails, it is left
+        to run again in the transaction, where a failure isolates the poison event."""
+        if not valid or self.batch_handler is None:
+            return None
+        try:
+            return self.prepare(valid)
+        except Exception:  # noqa: BLE001 - retried (and isolated) inside `_apply_batch`
+            return None
+
+    async def apply_prepared(self, prepared: PreparedBatch, *, wait_for_database: bool = True) -> BatchOutcome:
+        batch, valid, outcome = prepared.incoming, prepared.valid, prepared.outcome
         if not valid:
             return outcome
         attempt = 0
         while True:
             attempt += 1
             try:
-                fresh = await self._apply_batch(valid)
+                fresh = await self._apply_batch(valid, prepared.work)
                 outcome.accepted += len(fresh)
                 outcome.duplicates += len(valid) - len(fresh)
                 return outcome
@@ -324,25 +358,29 @@ class InboxConsumer:
             await self.dead_letter(parsed.incoming, reason, parsed.envelope)
         return outcome
 
-    async def _apply_batch(self, valid: list[Parsed]) -> list[Parsed]:
-        """Record the batch in the inbox and apply what is new, all in one transaction."""
+    async def _apply_batch(self, valid: list[Parsed], work: Any = None) -> list[Parsed]:
+        """Record the batch in the inbox and apply what is new, all in one transaction.
+        `work` is the bulk handler's `prepare` of `valid`, made again if some were not new."""
         started = time.perf_counter()
+        sources, event_ids = [p.inbox_key[0] for p in valid], [p.inbox_key[1] for p in valid]
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "INSERT INTO inbox (source, event_id, topic)"
                 " SELECT s, e, $3 FROM unnest($1::text[], $2::text[]) AS t(s, e)"
                 " ON CONFLICT DO NOTHING RETURNING source, event_id",
-                [p.envelope.source for p in valid], [str(p.envelope.id) for p in valid], self.spec.name,
+                sources, event_ids, self.spec.name,
             )
-            new_keys = {(r["source"], r["event_id"]) for r in rows}
-            fresh: list[Parsed] = []
-            for p in valid:  # keep the first of duplicates within the batch, in order
-                key = (p.envelope.source, str(p.envelope.id))
-                if key in new_keys:
-                    new_keys.discard(key)
-                    fresh.append(p)
+            if len(rows) == len(valid):  # all new (and no key twice in the batch)
+                fresh = valid
+            else:
+                new_keys = {(r["source"], r["event_id"]) for r in rows}
+                fresh = []
+                for p in valid:  # keep the first of duplicates within the batch, in order
+                    if p.inbox_key in new_keys:
+                        new_keys.discard(p.inbox_key)
+                        fresh.append(p)
             if fresh and self.batch_handler is not None:
-                await self.batch_handler(conn, fresh)
+                await self.batch_handler(conn, work if fresh is valid and work is not None else self.prepare(fresh))
             elif self.handler is not None:
                 for p in fresh:  # per-event handlers, one transaction for the whole batch
                     token = correlation_id_var.set(p.envelope.correlation_id or str(p.envelope.id))

@@ -3,6 +3,7 @@ background jobs, started and stopped together (graceful shutdown, SPEC §7)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -13,7 +14,8 @@ from aiokafka import TopicPartition
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.consumer import BatchHandler, BatchValidator, Handler, InboxConsumer, Incoming, parse
+from shared.consumer import (BatchHandler, BatchPrepare, BatchValidator, Handler, InboxConsumer, Incoming,
+                             PreparedBatch, parse)
 from shared.db import create_pool, migrate
 from shared.errors import Rejected
 from shared.kafka import create_broker
@@ -51,6 +53,16 @@ async def _acknowledge(msg: KafkaMessage) -> AsyncIterator[None]:
         await msg.ack()
     except Exception as exc:  # noqa: BLE001
         log.warning("offset_commit_failed_will_redeliver", error=type(exc).__name__)
+
+
+def tune_garbage_collector() -> None:
+    """Collect the youngest generation every 50,000 allocations rather than 700.
+
+    A consumer allocates a few short-lived objects per event; with CPython's default
+    thresholds the collector ran every few dozen events and took half the time of parsing
+    (measured: 15 us/event to 6.8 us/event validating usage-recorded). The objects die young
+    and are freed by reference counting, so collecting less often costs little memory."""
+    gc.set_threshold(50_000, 20, 100)
 
 
 class ServiceRuntime:
@@ -99,14 +111,15 @@ class ServiceRuntime:
         self.consumers[topic_name] = consumer
         return consumer
 
-    def subscribe_batch(self, topic_name: str, handler: BatchHandler, *, max_records: int = 2000,
-                        validate: BatchValidator | None = None) -> InboxConsumer:
+    def subscribe_batch(self, topic_name: str, handler: BatchHandler, *, prepare: BatchPrepare | None = None,
+                        max_records: int = 2000, validate: BatchValidator | None = None) -> InboxConsumer:
         """Apply events of a bulk topic in batches, one transaction per batch (own consumer).
 
-        `validate` runs before the transaction; an event it gives a reason for is dead-lettered
-        (and reported to an HTTP batch caller), never recorded in the inbox, so a replay retries it.
+        `validate` and `prepare` run before the transaction. An event `validate` gives a reason
+        for is dead-lettered (and reported to an HTTP batch caller), never recorded in the inbox,
+        so a replay retries it; `handler` gets what `prepare` made of the new events.
         """
-        consumer = InboxConsumer(self, topic_name, batch_handler=handler, validate=validate)
+        consumer = InboxConsumer(self, topic_name, batch_handler=handler, prepare=prepare, validate=validate)
         self.consumers[topic_name] = consumer
         spec = topic_spec(topic_name)
 
@@ -122,7 +135,7 @@ class ServiceRuntime:
             records = msg.raw_message
             batch = [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in records]
             try:
-                valid, outcome = await consumer.prepare_batch(batch)
+                prepared = await consumer.prepare_batch(batch)
             except BaseException:
                 await self._settle_batches()
                 with suppress(Exception):
@@ -133,16 +146,16 @@ class ServiceRuntime:
             for r in records:
                 tp = TopicPartition(r.topic, r.partition)
                 offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-            task = asyncio.create_task(self._apply_and_commit(consumer, batch, valid, outcome, msg, offsets))
+            task = asyncio.create_task(self._apply_and_commit(consumer, prepared, msg, offsets))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
         return consumer
 
-    async def _apply_and_commit(self, consumer: InboxConsumer, batch: list[Incoming], valid: list, outcome: object,
-                                msg: KafkaMessage, offsets: dict[TopicPartition, int]) -> None:
+    async def _apply_and_commit(self, consumer: InboxConsumer, prepared: PreparedBatch, msg: KafkaMessage,
+                                offsets: dict[TopicPartition, int]) -> None:
         try:
-            await consumer.apply_prepared(batch, valid, outcome)  # type: ignore[arg-type]
+            await consumer.apply_prepared(prepared)
         except BaseException:
             with suppress(Exception):
                 await msg.nack()  # not applied: from these offsets again
@@ -214,6 +227,7 @@ class ServiceRuntime:
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        tune_garbage_collector()
         self._pool = await create_pool(s.database_url, s.schema, min_size=s.db_pool_min, max_size=s.db_pool_max)
         await migrate(self._pool, s.schema, self.migrations_dir)
         self.relay = OutboxRelay(

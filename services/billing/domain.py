@@ -174,24 +174,29 @@ class UsageEvent:
 
 @dataclass
 class FoldedUsage:
-    """A batch of usage folded into rows to upsert, one per key."""
+    """A batch of usage folded into one row per key, each table's rows in key order (the
+    order the upserts lock them in, so concurrent batches cannot deadlock). Folded before
+    the transaction: which period's invoice bills a usage period is known only inside it."""
 
-    aggregates: dict[tuple, Aggregate] = field(default_factory=dict)  # (customer, meter, period, invoice_period, dims)
+    aggregates: dict[tuple, Aggregate] = field(default_factory=dict)  # (customer, meter, period, dims)
     persons: dict[tuple, list] = field(default_factory=dict)  # (customer, person, meter, period) -> [count, sum]
-    unique_values: dict[tuple, str] = field(default_factory=dict)  # (customer, meter, period, dims, value) -> inv. period
+    unique_values: list[tuple] = field(default_factory=list)  # (customer, meter, period, dims, value)
+
+    @property
+    def periods(self) -> set[str]:
+        return {key[2] for key in self.aggregates}
 
 
-def fold_usage(events: Iterable[Any], meters: Mapping[str, Meter], periods: Sequence[str],
-               targets: Mapping[str, str]) -> FoldedUsage:
-    """Aggregate usage events (with their usage periods, in order) into rows to upsert;
-    `targets` maps a usage period to the period whose invoice bills it."""
-    folded = FoldedUsage()
-    aggregates, persons, uniques = folded.aggregates, folded.persons, folded.unique_values
-    for event, period in zip(events, periods):
+def fold_usage(events: Iterable[Any], meters: Mapping[str, Meter]) -> FoldedUsage:
+    """Aggregate usage events into rows to upsert (pure: no I/O, no clock)."""
+    aggregates: dict[tuple, Aggregate] = {}
+    persons: dict[tuple, list] = {}
+    uniques: set[tuple] = set()
+    for event in events:
         meter = meters[event.meter]
         dims = dimension_key(meter, event.dimensions)
-        invoice_period = targets[period]
-        key = (event.customer_id, meter.name, period, invoice_period, dims)
+        period = period_of(event.time)
+        key = (event.customer_id, meter.name, period, dims)
         agg = aggregates.get(key)
         if agg is None:
             agg = aggregates[key] = Aggregate()
@@ -205,9 +210,12 @@ def fold_usage(events: Iterable[Any], meters: Mapping[str, Meter], periods: Sequ
                 slot[0] += 1
                 slot[1] += event.quantity
         if meter.aggregation is Aggregation.unique_count:
-            ukey = (event.customer_id, meter.name, period, dims, event.dimensions[meter.unique_dimension])
-            uniques.setdefault(ukey, invoice_period)
-    return folded
+            uniques.add((event.customer_id, meter.name, period, dims, event.dimensions[meter.unique_dimension]))
+    # UUIDs compare by their integer; sorting on it keeps the comparisons in C.
+    return FoldedUsage(
+        aggregates=dict(sorted(aggregates.items(), key=lambda item: (item[0][0].int, *item[0][1:]))),
+        persons=dict(sorted(persons.items(), key=lambda item: (item[0][0].int, item[0][1].int, *item[0][2:]))),
+        unique_values=sorted(uniques, key=lambda k: (k[0].int, *k[1:])))
 
 
 def meter_quantity(aggregation: Aggregation, rows: Sequence[Mapping[str, Any]], unique_values: Iterable[str] = ()

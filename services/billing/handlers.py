@@ -80,13 +80,15 @@ class Billing:
         return domain.validate_usage(known, meter, usage.quantity, usage.time,  # type: ignore[attr-defined]
                                      usage.dimensions, datetime.now(UTC), self.max_future)  # type: ignore[attr-defined]
 
-    async def apply_usage(self, conn: asyncpg.Connection, parsed: list[Parsed]) -> None:
-        """Fold a batch of fresh usage into aggregates (P3). Usage of a closed period goes to
-        the next open invoice as an adjustment (SPEC §6)."""
-        usage = [p.payload for p in parsed]
-        periods = [domain.period_of(u.time) for u in usage]  # type: ignore[attr-defined]
-        targets = await storage.lock_invoice_periods(conn, set(periods))
-        await storage.apply_folded_usage(conn, domain.fold_usage(usage, self.catalog.meters, periods, targets))
+    def fold_usage(self, parsed: list[Parsed]) -> domain.FoldedUsage:
+        """Fold a batch of usage into rows (P3): pure, done before the transaction."""
+        return domain.fold_usage([p.payload for p in parsed], self.catalog.meters)
+
+    async def apply_usage(self, conn: asyncpg.Connection, folded: domain.FoldedUsage) -> None:
+        """Write folded usage. Usage of a closed period goes to the next open invoice as an
+        adjustment (SPEC §6): the period locks decide which, in this transaction."""
+        targets = await storage.lock_invoice_periods(conn, folded.periods)
+        await storage.apply_folded_usage(conn, folded, targets)
 
     # -- contact-erased ---------------------------------------------------------------------
     async def on_contact_erased(self, ctx: EventContext[ContactErased]) -> None:
@@ -204,7 +206,8 @@ async def _load_catalog(runtime: ServiceRuntime, billing: Billing) -> None:
 
 def register(runtime: ServiceRuntime) -> Billing:
     billing = Billing(runtime)
-    runtime.subscribe_batch("usage-recorded", billing.apply_usage, validate=billing.validate_usage,
+    runtime.subscribe_batch("usage-recorded", billing.apply_usage, prepare=billing.fold_usage,
+                            validate=billing.validate_usage,
                             max_records=runtime.settings.billing_batch_max_records)  # type: ignore[attr-defined]
     runtime.subscribe("contact-erased", billing.on_contact_erased)
     runtime.subscribe("access-requested", billing.on_access_requested)

@@ -49,14 +49,18 @@ async def load_plan(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.U
 
 # ---- periods ------------------------------------------------------------------------------
 
+_LOCK_PERIODS = "SELECT period, status FROM billing_periods WHERE period = ANY($1::text[]) ORDER BY period FOR SHARE"
+
+
 async def lock_invoice_periods(conn: asyncpg.Connection, usage_periods: set[str]) -> dict[str, str]:
     """Map each usage period to the period whose invoice bills it, holding a share lock on
     those periods so a concurrent close waits for this transaction (and vice versa)."""
     wanted = sorted(usage_periods)
-    await conn.execute("INSERT INTO billing_periods (period) SELECT unnest($1::text[]) ORDER BY 1"
-                       " ON CONFLICT DO NOTHING", wanted)
-    rows = await conn.fetch("SELECT period, status FROM billing_periods WHERE period = ANY($1::text[])"
-                            " ORDER BY period FOR SHARE", wanted)
+    rows = await conn.fetch(_LOCK_PERIODS, wanted)
+    if len(rows) < len(wanted):  # a period's first usage: add it, then lock them all
+        await conn.execute("INSERT INTO billing_periods (period) SELECT unnest($1::text[]) ORDER BY 1"
+                           " ON CONFLICT DO NOTHING", wanted)
+        rows = await conn.fetch(_LOCK_PERIODS, wanted)
     targets = {r["period"]: r["period"] for r in rows if r["status"] == "open"}
     for period in (r["period"] for r in rows if r["status"] == "closed"):
         while True:  # a close may land between finding the next open period and locking it
@@ -86,12 +90,12 @@ async def period_status(conn: asyncpg.Connection | asyncpg.Pool, period: str) ->
 
 # ---- usage ------------------------------------------------------------------------------------
 
-async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsage) -> None:
-    """Upsert a batch's aggregates in one statement per table, in key order, so concurrent
-    batches (Kafka and HTTP accepts) lock rows in the same order and cannot deadlock."""
-    keys = sorted(folded.aggregates)
-    if keys:
-        aggs = [folded.aggregates[k] for k in keys]
+async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsage, targets: dict[str, str]) -> None:
+    """Upsert a batch's aggregates in one statement per table, in the fold's key order, so
+    concurrent batches (Kafka and HTTP accepts) lock rows in the same order and cannot
+    deadlock. `targets` maps each usage period to the period whose invoice bills it."""
+    if folded.aggregates:
+        keys, aggs = list(folded.aggregates), list(folded.aggregates.values())
         await conn.execute(
             "INSERT INTO usage_aggregates AS a (customer_id, meter, period, invoice_period, dimensions,"
             " quantity_sum, event_count, quantity_max, latest_quantity, latest_at)"
@@ -105,28 +109,28 @@ async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsag
             " latest_quantity = CASE WHEN EXCLUDED.latest_at > a.latest_at OR (EXCLUDED.latest_at = a.latest_at"
             "   AND EXCLUDED.latest_quantity > a.latest_quantity) THEN EXCLUDED.latest_quantity ELSE a.latest_quantity END,"
             " latest_at = GREATEST(a.latest_at, EXCLUDED.latest_at)",
-            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [k[3] for k in keys],
-            [k[4] for k in keys], [a.quantity_sum for a in aggs], [a.event_count for a in aggs],
+            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [targets[k[2]] for k in keys],
+            [k[3] for k in keys], [a.quantity_sum for a in aggs], [a.event_count for a in aggs],
             [a.quantity_max for a in aggs], [a.latest_quantity for a in aggs], [a.latest_at for a in aggs],
         )
     if folded.persons:
-        pkeys = sorted(folded.persons)
+        pkeys, counts = list(folded.persons), list(folded.persons.values())
         await conn.execute(
             "INSERT INTO usage_persons AS u (customer_id, person_id, meter, period, event_count, quantity_sum)"
             " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::numeric[])"
             " ON CONFLICT (customer_id, person_id, meter, period) DO UPDATE SET"
             " event_count = u.event_count + EXCLUDED.event_count, quantity_sum = u.quantity_sum + EXCLUDED.quantity_sum",
             [k[0] for k in pkeys], [k[1] for k in pkeys], [k[2] for k in pkeys], [k[3] for k in pkeys],
-            [folded.persons[k][0] for k in pkeys], [folded.persons[k][1] for k in pkeys],
+            [c[0] for c in counts], [c[1] for c in counts],
         )
     if folded.unique_values:
-        ukeys = sorted(folded.unique_values)
+        ukeys = folded.unique_values  # the first sighting decides the invoice period: later ones do nothing
         await conn.execute(
             "INSERT INTO usage_unique_values (customer_id, meter, period, dimensions, value, invoice_period)"
             " SELECT c, m, p, d, v, i FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
             " $6::text[]) AS t(c, m, p, d, v, i) ON CONFLICT DO NOTHING",
             [k[0] for k in ukeys], [k[1] for k in ukeys], [k[2] for k in ukeys], [k[3] for k in ukeys],
-            [k[4] for k in ukeys], [folded.unique_values[k] for k in ukeys],
+            [k[4] for k in ukeys], [targets[k[2]] for k in ukeys],
         )
 
 

@@ -59,17 +59,26 @@ def _event(q: str, minute: int = 0, person=None, **dims):
 
 def test_fold_aggregates_per_customer_meter_period_and_chosen_dimensions():
     person = uuid.uuid4()
-    events = [(_event("1.5", 0, person, region="fi", host="a"), "2026-11"),
-              (_event("2", 1, person, region="fi", host="b"), "2026-11"),
-              (_event("7", 2, region="se"), "2026-11"),
-              (_event("3", 3, region="fi"), "2026-10")]
-    folded = domain.fold_usage([e for e, _ in events], {"api_calls": CALLS}, [p for _, p in events],
-                               {"2026-11": "2026-11", "2026-10": "2026-11"})
-    fi = folded.aggregates[(uuid.UUID(int=1), "api_calls", "2026-11", "2026-11", '{"region":"fi"}')]
+    october = datetime(2026, 10, 31, 21, 30, tzinfo=UTC)  # 23:30 in Helsinki: still October (R1 P3 periods)
+    events = [_event("1.5", 0, person, region="fi", host="a"), _event("2", 1, person, region="fi", host="b"),
+              _event("7", 2, region="se"),
+              domain.UsageEvent(uuid.UUID(int=1), None, "api_calls", D(3), october, {"region": "fi"})]
+    folded = domain.fold_usage(events, {"api_calls": CALLS})
+    period = domain.period_of(NOW)
+    fi = folded.aggregates[(uuid.UUID(int=1), "api_calls", period, '{"region":"fi"}')]
     assert (fi.quantity_sum, fi.event_count, fi.quantity_max, fi.latest_quantity) == (D("3.5"), 2, D(2), D(2))
-    late = folded.aggregates[(uuid.UUID(int=1), "api_calls", "2026-10", "2026-11", '{"region":"fi"}')]
+    late = folded.aggregates[(uuid.UUID(int=1), "api_calls", "2026-10", '{"region":"fi"}')]
     assert late.quantity_sum == D(3)
-    assert folded.persons[(uuid.UUID(int=1), person, "api_calls", "2026-11")] == [2, D("3.5")]
+    assert folded.persons[(uuid.UUID(int=1), person, "api_calls", period)] == [2, D("3.5")]
+    assert folded.periods == {period, "2026-10"}
+
+
+def test_fold_orders_rows_by_key_so_concurrent_batches_lock_in_one_order():
+    events = [domain.UsageEvent(uuid.UUID(int=n), uuid.UUID(int=100 - n), "api_calls", D(1), NOW, {"region": r})
+              for n in (9, 3, 7, 1) for r in ("se", "fi")]
+    folded = domain.fold_usage(events, {"api_calls": CALLS})
+    assert list(folded.aggregates) == sorted(folded.aggregates)
+    assert list(folded.persons) == sorted(folded.persons)
 
 
 @pytest.mark.parametrize("aggregation, expected", [
