@@ -178,7 +178,7 @@ async def stage_medians(conn: Any) -> dict[str, float]:
         stages[f"{svc}.received"] = (
             f"SELECT i.received_at - r.created_at FROM contacts.access_requests r JOIN contacts.outbox o"
             f" ON o.topic = 'access-requested' AND o.key = r.id::text"
-            f" JOIN {svc}.inbox i ON i.event_id = o.event_id::text")
+            f" JOIN {svc}.inbox i ON i.event_id = o.event_id")
         stages[f"{svc}.part_published"] = (
             f"SELECT o.published_at - r.created_at FROM contacts.access_requests r"
             f" JOIN {svc}.outbox o ON o.topic = 'access-report-part' AND o.key = r.id::text")

@@ -110,8 +110,8 @@ async def billing_ingestion(bootstrap: str, database_url: str, customers: list[u
     app = build_app(settings)
     runtime = app.state.runtime
     started = time.perf_counter()
+    cpu_started = time.process_time()  # the batch consumer may start applying before start() returns
     await runtime.start()
-    cpu_started = time.process_time()
     applied = 0
     try:
         while applied < unique:

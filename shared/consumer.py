@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from functools import lru_cache
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
 import asyncpg
@@ -79,10 +79,11 @@ class Parsed:
     incoming: Incoming
     envelope: Envelope
     payload: Payload
-    inbox_key: tuple[str, str] = field(init=False)  # (source, id): the dedupe key, made once
 
-    def __post_init__(self) -> None:
-        self.inbox_key = (self.envelope.source, str(self.envelope.id))
+    @property
+    def inbox_key(self) -> tuple[str, uuid.UUID]:
+        """(source, id): the dedupe key."""
+        return self.envelope.source, self.envelope.id
 
 
 @dataclass
@@ -108,8 +109,9 @@ Handler = Callable[[EventContext[Any]], Awaitable[None]]
 # transaction. `apply` always gets `prepare` of exactly the events that were new to the inbox.
 BatchPrepare = Callable[[list[Parsed]], Any]
 BatchHandler = Callable[[asyncpg.Connection, Any], Awaitable[None]]
-# Checks beyond the payload model (unknown meter, time in the future): a reason rejects the event.
-BatchValidator = Callable[[Parsed], Awaitable[str | None]]
+# Checks beyond the payload model (unknown meter, time in the future), a batch at a time: one
+# reason per event, None for a valid one; a reason rejects its event.
+BatchValidator = Callable[[list[Parsed]], Awaitable[list[str | None]]]
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -251,7 +253,7 @@ class InboxConsumer:
     async def _record_in_inbox(self, conn: asyncpg.Connection, envelope: Envelope) -> bool:
         status = await conn.execute(
             "INSERT INTO inbox (source, event_id, topic) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            envelope.source, str(envelope.id), self.spec.name,
+            envelope.source, envelope.id, self.spec.name,
         )
         return status.endswith(" 1")
 
@@ -268,22 +270,30 @@ class InboxConsumer:
     async def prepare_batch(self, batch: Sequence[Incoming], *, wait_for_database: bool = True) -> PreparedBatch:
         """Parse, validate and prepare (CPU only, but for dead letters): what `apply_prepared` applies."""
         outcome = BatchOutcome()
-        valid: list[Parsed] = []
+        parsed: list[Parsed] = []
+        positions: list[int] = []  # each parsed event's index in the batch
         for index, incoming in enumerate(batch):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # let the previous batch's transaction send its next statement
-            parsed = None
             try:
-                parsed = parse(self.spec, incoming)
-                reason = await self.validate(parsed) if self.validate else None
-                if reason:
-                    raise Rejected(reason)
-                valid.append(parsed)
+                parsed.append(parse(self.spec, incoming))
+                positions.append(index)
             except Rejected as exc:
-                outcome.rejected.append({"index": index, "reason": exc.reason})
-                await self.dead_letter(incoming, exc.reason, parsed.envelope if parsed else None,
-                                       wait_for_database=wait_for_database)
+                await self._reject(outcome, index, incoming, exc.reason, None, wait_for_database)
+        reasons = await self.validate(parsed) if self.validate and parsed else [None] * len(parsed)
+        valid: list[Parsed] = []
+        for event, index, reason in zip(parsed, positions, reasons, strict=True):
+            if reason:
+                await self._reject(outcome, index, event.incoming, reason, event.envelope, wait_for_database)
+            else:
+                valid.append(event)
+        outcome.rejected.sort(key=lambda rejection: rejection["index"])
         return PreparedBatch(batch, valid, outcome, self._prepare_ahead(valid))
+
+    async def _reject(self, outcome: BatchOutcome, index: int, incoming: Incoming, reason: str,
+                      envelope: Envelope | None, wait_for_database: bool) -> None:
+        outcome.rejected.append({"index": index, "reason": reason})
+        await self.dead_letter(incoming, reason, envelope, wait_for_database=wait_for_database)
 
     def _prepare_ahead(self, valid: list[Parsed]) -> Any:
         """The bulk handler's `prepare`, ahead of the transaction. If it fails, it is left
@@ -366,7 +376,7 @@ class InboxConsumer:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "INSERT INTO inbox (source, event_id, topic)"
-                " SELECT s, e, $3 FROM unnest($1::text[], $2::text[]) AS t(s, e)"
+                " SELECT s, e, $3 FROM unnest($1::text[], $2::uuid[]) AS t(s, e)"
                 " ON CONFLICT DO NOTHING RETURNING source, event_id",
                 sources, event_ids, self.spec.name,
             )

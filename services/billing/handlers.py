@@ -66,19 +66,22 @@ class Billing:
         self.max_future = timedelta(seconds=runtime.settings.billing_max_future_s)  # type: ignore[attr-defined]
 
     # -- usage-recorded -------------------------------------------------------------------
-    async def validate_usage(self, parsed: Parsed) -> str | None:
-        """Checks beyond the payload model; a reason dead-letters the event (SPEC §4)."""
-        usage = parsed.payload
-        meter = self.catalog.meters.get(usage.meter)  # type: ignore[attr-defined]
-        known = usage.customer_id in self.catalog.customers  # type: ignore[attr-defined]
-        if meter is None or not known:
-            # Read again even when no reload was due: waiting for the lock may mean another task
+    async def validate_usage(self, batch: list[Parsed]) -> list[str | None]:
+        """Checks beyond the payload model, one reason (or None) per event; a reason
+        dead-letters its event (SPEC §4)."""
+        usage = [p.payload for p in batch]
+        reasons = self._reasons(usage)
+        if any(reasons):  # perhaps a meter or customer saved through another replica just now
+            # Check again even when no reload was due: waiting for the lock may mean another task
             # (the start-up load) has just filled the catalogue.
             await self.catalog.reload_if_stale(self.runtime.pool)
-            meter = self.catalog.meters.get(usage.meter)  # type: ignore[attr-defined]
-            known = usage.customer_id in self.catalog.customers  # type: ignore[attr-defined]
-        return domain.validate_usage(known, meter, usage.quantity, usage.time,  # type: ignore[attr-defined]
-                                     usage.dimensions, datetime.now(UTC), self.max_future)  # type: ignore[attr-defined]
+            reasons = self._reasons(usage)
+        return reasons
+
+    def _reasons(self, usage: list[Any]) -> list[str | None]:
+        meters, customers, now = self.catalog.meters, self.catalog.customers, datetime.now(UTC)
+        return [domain.validate_usage(u.customer_id in customers, meters.get(u.meter), u.quantity, u.time,
+                                      u.dimensions, now, self.max_future) for u in usage]
 
     def fold_usage(self, parsed: list[Parsed]) -> domain.FoldedUsage:
         """Fold a batch of usage into rows (P3): pure, done before the transaction."""

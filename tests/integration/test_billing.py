@@ -180,7 +180,7 @@ async def test_invalid_usage_is_dead_lettered_with_its_reason(infra, billing):
     for reason, original in sent.items():
         assert reasons[original].startswith(reason)
     ids = [json.loads(v)["id"] for v in sent.values()]
-    assert await billing.runtime.pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = ANY($1::text[])", ids) == 0
+    assert await billing.runtime.pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = ANY($1::uuid[])", ids) == 0
 
 
 async def test_unique_count_and_csv_report(infra, billing):

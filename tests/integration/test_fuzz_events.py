@@ -201,5 +201,5 @@ async def test_a_good_usage_event_is_not_rejected_while_the_billing_catalogue_re
     billing.catalog.meters, billing.catalog.customers = {}, set()  # as at start-up
     first_load = asyncio.create_task(billing.catalog.reload(pool))  # the start-up job takes the lock
     await asyncio.sleep(0)
-    assert await billing.validate_usage(parsed) is None
+    assert await billing.validate_usage([parsed]) == [None]
     await first_load
