@@ -10,18 +10,17 @@ from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
 import asyncpg
-from aiokafka import TopicPartition
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.consumer import (BatchHandler, BatchPrepare, BatchValidator, Handler, InboxConsumer, Incoming,
-                             PreparedBatch, parse)
+from shared.consumer import BatchHandler, BatchPrepare, BatchValidator, Handler, InboxConsumer, Incoming, parse
 from shared.db import create_pool, migrate
 from shared.errors import Rejected
 from shared.kafka import create_broker
 from shared.logging import get_logger
 from shared.metrics import Metrics
 from shared.outbox import OutboxRelay
+from shared.pipeline import BatchPipeline
 from shared.settings import ServiceSettings
 from shared.topics import topic as topic_spec
 
@@ -79,7 +78,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.stopping = asyncio.Event()
         self._declared = False
-        self._inflight: set[asyncio.Task[None]] = set()
+        self.pipelines: dict[str, BatchPipeline] = {}  # bulk topic -> its batch transactions
         self.started = False
 
     @property
@@ -121,6 +120,8 @@ class ServiceRuntime:
         """
         consumer = InboxConsumer(self, topic_name, batch_handler=handler, prepare=prepare, validate=validate)
         self.consumers[topic_name] = consumer
+        pipeline = BatchPipeline(consumer, depth=self.settings.batch_transactions_in_flight)
+        self.pipelines[topic_name] = pipeline
         spec = topic_spec(topic_name)
 
         # Full batches: the broker waits (up to the topic's fetch wait) for 256 KiB before answering.
@@ -130,45 +131,18 @@ class ServiceRuntime:
                                 **self._subscriber_options(f"{self.name}.{topic_name}",
                                                            spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms))
         async def on_batch(msg: KafkaMessage) -> None:
-            """Pipelined: this batch is parsed while the previous one's transaction runs; each
-            batch's offsets are committed (explicitly, just its own) after its commit."""
-            records = msg.raw_message
-            batch = [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in records]
+            """Parsed and prepared while earlier batches' transactions run (see `BatchPipeline`)."""
+            batch = [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in msg.raw_message]
             try:
                 prepared = await consumer.prepare_batch(batch)
             except BaseException:
-                await self._settle_batches()
+                await pipeline.drain()
                 with suppress(Exception):
                     await msg.nack()
                 raise
-            await self._settle_batches()
-            offsets: dict[TopicPartition, int] = {}
-            for r in records:
-                tp = TopicPartition(r.topic, r.partition)
-                offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-            task = asyncio.create_task(self._apply_and_commit(consumer, prepared, msg, offsets))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            await pipeline.submit(prepared, msg)
 
         return consumer
-
-    async def _apply_and_commit(self, consumer: InboxConsumer, prepared: PreparedBatch, msg: KafkaMessage,
-                                offsets: dict[TopicPartition, int]) -> None:
-        try:
-            await consumer.apply_prepared(prepared)
-        except BaseException:
-            with suppress(Exception):
-                await msg.nack()  # not applied: from these offsets again
-            raise
-        try:
-            await msg.consumer.commit(offsets)  # type: ignore[attr-defined]
-        except Exception as exc:  # noqa: BLE001 - redelivered later; the inbox makes it a no-op
-            log.warning("offset_commit_failed_will_redeliver", error=type(exc).__name__)
-
-    async def _settle_batches(self) -> None:
-        """Wait for the batch transactions in flight (at most one per batch consumer)."""
-        if self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
     def add_job(self, name: str, job: BackgroundJob) -> None:
         """A background loop (scheduler, reporter) started after the runtime is up."""
@@ -262,8 +236,11 @@ class ServiceRuntime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for pipeline in self.pipelines.values():
+            pipeline.close()
         await self.broker.stop()
-        await self._settle_batches()  # let a batch transaction in flight finish (its offsets redeliver)
+        for pipeline in self.pipelines.values():  # let batch transactions in flight finish (their offsets redeliver)
+            await pipeline.drain()
         if self.relay is not None:
             await self.relay.stop()
         if self._pool is not None:

@@ -5,6 +5,7 @@ Each service subclasses `ServiceSettings` for what only it needs.
 """
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAMES = ("contacts", "consent", "retention", "billing")
@@ -35,6 +36,8 @@ class PlatformSettings(BaseSettings):
     outbox_poll_interval_s: float = 0.25
     outbox_retention_days: int = 7
     consumer_max_attempts: int = 3
+    # Bulk topics: batch transactions applied at once (offsets still committed in order).
+    batch_transactions_in_flight: int = Field(default=2, ge=1)
     # Embedded stack only: the memory-only broker frees nothing, so past this resident size
     # the launcher drains it (every consumer group caught up) and restarts it (SPEC §8).
     rekisteri_broker_memory_cap_mb: int = 1024
