@@ -23,6 +23,7 @@ def create_broker(settings: PlatformSettings, client_id: str) -> KafkaBroker:
         enable_idempotence=settings.kafka_enable_idempotence,
         # Topics are created from the catalogue; auto-creation would pick wrong partitions.
         allow_auto_create_topics=False,
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         linger_ms=1,
         request_timeout_ms=30000,
         graceful_timeout=15,  # on stop, finish the message in hand before leaving

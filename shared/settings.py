@@ -25,6 +25,9 @@ class PlatformSettings(BaseSettings):
     # Half of this is what a consumer group join costs on Tansu; Apache Kafka wants >= 6000.
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 1000
+    # How soon a client notices topics re-created after an embedded broker restart (a consumer
+    # that rejoined before they existed rejoins for them at its next metadata refresh).
+    kafka_metadata_max_age_ms: int = 5000
     # Fetch wait for latency-critical person topics; bulk topics use their own (catalogue).
     kafka_fetch_max_wait_ms: int = 10
     rekisteri_token_secret: str = DEV_TOKEN_SECRET
