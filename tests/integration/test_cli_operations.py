@@ -216,7 +216,9 @@ async def test_lag_shows_what_a_group_has_not_consumed(infra, cli_env, capsys):
     code, out, _ = await rekisteri(capsys, "lag", "--group", group)
     assert code == 0
     fields = next(line for line in out.splitlines() if line.startswith(group)).split()
-    assert fields[1] == "invoice-issued" and fields[2] == "3" and 2 <= int(fields[3]) <= 4  # approximate on Tansu (SPEC §8)
+    # At least what was published past the committed offset; Tansu's end offsets are approximate
+    # (SPEC §8) and other tests publish invoices too, so more is possible.
+    assert fields[1] == "invoice-issued" and fields[2] == "3" and int(fields[3]) >= 2
 
 
 async def _assigned(consumer) -> bool:
