@@ -70,6 +70,11 @@ class Transactions:
             self.running -= 1
 
 
+def new_pipeline() -> tuple[FakeKafka, Transactions, BatchPipeline]:
+    transactions = Transactions()
+    return FakeKafka(), transactions, BatchPipeline(transactions, depth=2)  # type: ignore[arg-type]
+
+
 async def settle() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
@@ -81,8 +86,7 @@ def test_next_offsets_are_one_past_the_last_record_of_each_partition():
 
 
 async def test_a_batch_that_commits_first_waits_for_the_earlier_batch_before_its_offsets():
-    kafka, transactions = FakeKafka(), Transactions()
-    pipeline = BatchPipeline(transactions, depth=2)  # type: ignore[arg-type]
+    kafka, transactions, pipeline = new_pipeline()
     await pipeline.submit("b0", Message(kafka, 0))  # type: ignore[arg-type]
     await pipeline.submit("b10", Message(kafka, 10))  # type: ignore[arg-type]
     await settle()
@@ -96,8 +100,7 @@ async def test_a_batch_that_commits_first_waits_for_the_earlier_batch_before_its
 
 
 async def test_no_more_than_depth_transactions_at_once():
-    kafka, transactions = FakeKafka(), Transactions()
-    pipeline = BatchPipeline(transactions, depth=2)  # type: ignore[arg-type]
+    kafka, transactions, pipeline = new_pipeline()
     await pipeline.submit("b0", Message(kafka, 0))  # type: ignore[arg-type]
     await pipeline.submit("b10", Message(kafka, 10))  # type: ignore[arg-type]
     third = asyncio.create_task(pipeline.submit("b20", Message(kafka, 20)))  # type: ignore[arg-type]
@@ -112,8 +115,7 @@ async def test_no_more_than_depth_transactions_at_once():
 
 
 async def test_after_a_failed_batch_nothing_later_commits_and_the_next_batch_rewinds_to_the_committed_offset():
-    kafka, transactions = FakeKafka(), Transactions()
-    pipeline = BatchPipeline(transactions, depth=2)  # type: ignore[arg-type]
+    kafka, transactions, pipeline = new_pipeline()
     await pipeline.submit("b0", Message(kafka, 0))  # type: ignore[arg-type]
     transactions.gate("b0").set_result(None)
     await pipeline.drain()
@@ -135,8 +137,7 @@ async def test_after_a_failed_batch_nothing_later_commits_and_the_next_batch_rew
 
 async def test_a_closing_pipeline_commits_no_more_offsets_but_finishes_its_transactions():
     """At shutdown a commit on the stopped consumer would never return; the batch is read again."""
-    kafka, transactions = FakeKafka(), Transactions()
-    pipeline = BatchPipeline(transactions, depth=2)  # type: ignore[arg-type]
+    kafka, transactions, pipeline = new_pipeline()
     await pipeline.submit("b0", Message(kafka, 0))  # type: ignore[arg-type]
     pipeline.close()
     transactions.gate("b0").set_result(None)
