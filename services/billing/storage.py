@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
 import asyncpg
 
@@ -90,12 +90,18 @@ async def period_status(conn: asyncpg.Connection | asyncpg.Pool, period: str) ->
 
 # ---- usage ------------------------------------------------------------------------------------
 
+def _columns(rows: Iterable[tuple]) -> list[list[Any]]:
+    """Non-empty key tuples as one list per column, for `unnest` of one array per column."""
+    return [list(column) for column in zip(*rows)]
+
+
 async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsage, targets: dict[str, str]) -> None:
     """Upsert a batch's aggregates in one statement per table, in the fold's key order, so
     concurrent batches (Kafka and HTTP accepts) lock rows in the same order and cannot
     deadlock. `targets` maps each usage period to the period whose invoice bills it."""
     if folded.aggregates:
-        keys, aggs = list(folded.aggregates), list(folded.aggregates.values())
+        customers, meters, periods, dimensions = _columns(folded.aggregates)
+        aggs = list(folded.aggregates.values())
         await conn.execute(
             "INSERT INTO usage_aggregates AS a (customer_id, meter, period, invoice_period, dimensions,"
             " quantity_sum, event_count, quantity_max, latest_quantity, latest_at)"
@@ -109,28 +115,27 @@ async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsag
             " latest_quantity = CASE WHEN EXCLUDED.latest_at > a.latest_at OR (EXCLUDED.latest_at = a.latest_at"
             "   AND EXCLUDED.latest_quantity > a.latest_quantity) THEN EXCLUDED.latest_quantity ELSE a.latest_quantity END,"
             " latest_at = GREATEST(a.latest_at, EXCLUDED.latest_at)",
-            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [targets[k[2]] for k in keys],
-            [k[3] for k in keys], [a.quantity_sum for a in aggs], [a.event_count for a in aggs],
+            customers, meters, periods, [targets[p] for p in periods],
+            dimensions, [a.quantity_sum for a in aggs], [a.event_count for a in aggs],
             [a.quantity_max for a in aggs], [a.latest_quantity for a in aggs], [a.latest_at for a in aggs],
         )
     if folded.persons:
-        pkeys, counts = list(folded.persons), list(folded.persons.values())
+        counts = list(folded.persons.values())
         await conn.execute(
             "INSERT INTO usage_persons AS u (customer_id, person_id, meter, period, event_count, quantity_sum)"
             " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::numeric[])"
             " ON CONFLICT (customer_id, person_id, meter, period) DO UPDATE SET"
             " event_count = u.event_count + EXCLUDED.event_count, quantity_sum = u.quantity_sum + EXCLUDED.quantity_sum",
-            [k[0] for k in pkeys], [k[1] for k in pkeys], [k[2] for k in pkeys], [k[3] for k in pkeys],
-            [c[0] for c in counts], [c[1] for c in counts],
+            *_columns(folded.persons), [c[0] for c in counts], [c[1] for c in counts],
         )
     if folded.unique_values:
-        ukeys = folded.unique_values  # the first sighting decides the invoice period: later ones do nothing
+        # The first sighting decides the invoice period: later ones do nothing.
+        customers, meters, periods, dimensions, values = _columns(folded.unique_values)
         await conn.execute(
             "INSERT INTO usage_unique_values (customer_id, meter, period, dimensions, value, invoice_period)"
             " SELECT c, m, p, d, v, i FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
             " $6::text[]) AS t(c, m, p, d, v, i) ON CONFLICT DO NOTHING",
-            [k[0] for k in ukeys], [k[1] for k in ukeys], [k[2] for k in ukeys], [k[3] for k in ukeys],
-            [k[4] for k in ukeys], [targets[k[2]] for k in ukeys],
+            customers, meters, periods, dimensions, values, [targets[p] for p in periods],
         )
 
 

@@ -6,7 +6,6 @@ retention publishes and on its database state.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ from shared.events import (
 )
 from shared.consumer import Incoming, parse
 from shared.topics import topic as topic_spec
-from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic
+from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic, scheduler_passes_until
 
 RETENTION_SETTINGS = dict(retention_scheduler_interval_s=3600, retention_confirmation_timeout_s=600)
 
@@ -53,14 +52,10 @@ async def commands(infra, topic: str, person_id: uuid.UUID, count: int = 1, time
 
 
 async def command_due(svc, person_id: uuid.UUID) -> None:
-    """Scheduler passes until this person's disposition is commanded: a pass skips a person
-    whose row a consumer holds at that moment; the real scheduler takes it on its next tick."""
-    for _ in range(50):
-        await svc.runtime.scheduler.run_due()
-        if any(e["action"] != "passivate" for e in await evidence(svc, person_id)):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the disposition was never commanded")
+    """Scheduler passes until this person's disposition is commanded (see `scheduler_passes_until`)."""
+    async def commanded() -> bool:
+        return any(e["action"] != "passivate" for e in await evidence(svc, person_id))
+    assert await scheduler_passes_until(svc, commanded), "the disposition was never commanded"
 
 
 async def evidence(svc, person_id: uuid.UUID) -> list[dict]:

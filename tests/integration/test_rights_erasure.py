@@ -6,7 +6,6 @@ before erasure gathers a slice from every service, one after it by the same emai
 the suppression record."""
 from __future__ import annotations
 
-import asyncio
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from services.consent.handlers import hasher_for
 from services.retention.domain import FrozenClock
 from shared.auth import Role
 from shared.events import UsageRecorded
-from tests.helpers import ExternalSystem, auth, eventually
+from tests.helpers import ExternalSystem, auth, eventually, scheduler_passes_until
 
 USER = auth(Role.register_user, user="user-7e")
 OWNER = auth(Role.register_owner, user="owner-7e")
@@ -72,16 +71,13 @@ async def access_report(contacts, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def retention_pass(retention, at: datetime) -> None:
-    """A scheduler pass at `at`, repeated while a due timer is left: the pass skips a person
-    whose row a consumer holds at that moment (a confirmation being recorded), and the real
-    scheduler would take it on its next tick."""
+    """A scheduler pass at `at` (repeated while a due timer is left; see `scheduler_passes_until`)."""
     retention.runtime.clock._now = at  # noqa: SLF001 - the simulated clock jumps
-    for _ in range(50):
-        await retention.runtime.scheduler.run_due(at)
-        if not await retention.runtime.pool.fetchval(
-                "SELECT count(*) FROM deadlines WHERE status = 'pending' AND due_at <= $1", at):
-            return
-        await asyncio.sleep(0.1)
+
+    async def nothing_due() -> bool:
+        return not await retention.runtime.pool.fetchval(
+            "SELECT count(*) FROM deadlines WHERE status = 'pending' AND due_at <= $1", at)
+    await scheduler_passes_until(retention, nothing_due, at)
 
 
 async def state_in_contacts(contacts, person_id: str) -> str | None:
