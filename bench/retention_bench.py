@@ -43,8 +43,8 @@ async def seed_due(pool, count: int, now: datetime) -> None:
                 " SELECT p, gen_random_uuid(), $2 FROM unnest($1::uuid[]) AS p", ids, ended)
             await conn.execute(
                 "INSERT INTO deadlines (person_id, action, due_at, basis, anchor_at, policy_version)"
-                " SELECT unnest($1::uuid[]), 'dispose', $2, 'last_assignment_ended+disposition:365d', $3,"
-                " 'grace=0d;disposition=365d'", ids, ended + timedelta(days=365), ended)
+                " SELECT unnest($1::uuid[]), 'dispose', $2, 'last_assignment_ended+365d', $3,"
+                " 'rule=r7.2;grace=0d;disposition=365d'", ids, ended + timedelta(days=365), ended)
 
 
 def _envelope(topic: str, source: str, data: dict, correlation_id: str) -> bytes:

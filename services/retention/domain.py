@@ -8,6 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Iterable, Literal, Protocol
 
 MAX_DISPOSITION_DAYS = 365  # R7: "at the latest one year after the end of the last assignment"
+# Which deadline rule set a timer: part of `Policy.version`, so timers planned under an earlier
+# rule (or policy) are re-planned at start-up. r7.2: the year counts from the last assignment's end.
+DEADLINE_RULE = "r7.2"
 
 Action = Literal["passivate", "dispose"]
 Disposition = Literal["erase", "transfer_to_marketing"]
@@ -47,7 +50,7 @@ class Policy:
     @property
     def version(self) -> str:
         """Recorded in evidence: which policy a deadline was computed under."""
-        return f"grace={self.grace_days}d;disposition={self.disposition_days}d"
+        return f"rule={DEADLINE_RULE};grace={self.grace_days}d;disposition={self.disposition_days}d"
 
 
 # ---- time -----------------------------------------------------------------------------
@@ -100,8 +103,9 @@ def plan_deadlines(state: str, relationships: Iterable[Span], assignments: Itera
     """The timers a person should have now.
 
     An open relationship keeps the data (R5); an open assignment keeps the person active for
-    it (R6). Once everything has ended, both deadlines count from the latest end: the last
-    assignment's end, or the relationship's when it ended later (R5 still held it until then).
+    it (R6). Once everything has ended, passivation counts from the latest end plus the grace
+    period, and the disposition falls due as R7 says (`disposition_due`). A passivation that
+    would come no earlier than the disposition is not planned: the disposition comes first.
     """
     if state not in TIMED_STATES:
         return []
@@ -112,21 +116,30 @@ def plan_deadlines(state: str, relationships: Iterable[Span], assignments: Itera
         return []
     last_rel = max((s.ended_at for s in rels if s.ended_at), default=None)
     last_asg = max((s.ended_at for s in asgs if s.ended_at), default=None)
-    anchor, basis = _anchor(last_rel, last_asg)
+    dispose = disposition_due(last_rel, last_asg, policy)
+    latest = max(t for t in (last_rel, last_asg) if t is not None)
+    passivate_at = latest + timedelta(days=policy.grace_days)
     planned = []
-    if state != "passive":
-        planned.append(PlannedDeadline("passivate", anchor + timedelta(days=policy.grace_days), anchor,
-                                       f"{basis}+grace:{policy.grace_days}d"))
-    planned.append(PlannedDeadline("dispose", anchor + timedelta(days=policy.disposition_days), anchor,
-                                   f"{basis}+disposition:{policy.disposition_days}d"))
+    if state != "passive" and passivate_at < dispose.due_at:
+        basis = "last_assignment_ended" if latest == last_asg else "relationship_ended"
+        planned.append(PlannedDeadline("passivate", passivate_at, latest, f"{basis}+grace:{policy.grace_days}d"))
+    planned.append(dispose)
     return planned
 
 
-def _anchor(last_rel: datetime | None, last_asg: datetime | None) -> tuple[datetime, str]:
-    if last_asg is not None and (last_rel is None or last_asg >= last_rel):
-        return last_asg, "last_assignment_ended"
+def disposition_due(last_rel: datetime | None, last_asg: datetime | None, policy: Policy) -> PlannedDeadline:
+    """R7: at the latest a year after the last assignment ended, but never while a relationship
+    lasted (R5): `max(last relationship end, last assignment end + 365 d)`, at once if that year
+    has passed. Without any assignment: the last relationship end + the passivation period."""
+    if last_asg is not None:
+        year_after = last_asg + timedelta(days=MAX_DISPOSITION_DAYS)
+        if last_rel is not None and last_rel > year_after:
+            return PlannedDeadline("dispose", last_rel, last_rel,
+                                   f"relationship_ended (last_assignment_ended+{MAX_DISPOSITION_DAYS}d had passed)")
+        return PlannedDeadline("dispose", year_after, last_asg, f"last_assignment_ended+{MAX_DISPOSITION_DAYS}d")
     assert last_rel is not None
-    return last_rel, "relationship_ended"
+    return PlannedDeadline("dispose", last_rel + timedelta(days=policy.disposition_days), last_rel,
+                           f"relationship_ended+passivation:{policy.disposition_days}d")
 
 
 # ---- disposition ----------------------------------------------------------------------

@@ -8,42 +8,25 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Callable
+from typing import Awaitable, Callable
 
 import asyncpg
 
 from services.retention import storage
 from services.retention.access import retention_slice
-from services.retention.domain import plan_deadlines
 from services.retention.runtime import RetentionRuntime
+from services.retention.timers import retime
 from shared.access import answer_access_requests
 from shared.consumer import EventContext, Parsed
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-REACTIVATING_STATES = {"ended", "passive"}
-
 
 async def _retime(ctx: EventContext, runtime: RetentionRuntime, person_id: uuid.UUID,
-                  change: Callable[[], object] | None = None) -> None:
-    """Apply a relationship/assignment fact under the person lock and re-plan the timers."""
-    state = await storage.lock_person(ctx.conn, person_id)
-    if state is None:
+                  change: Callable[[], Awaitable[object]] | None = None) -> None:
+    if not await retime(ctx.conn, runtime.policy, person_id, change):
         log.info("event_for_disposed_person_ignored", topic=ctx.topic, person_id=str(person_id))
-        return
-    if change is not None:
-        await change()  # type: ignore[misc]
-    rels, asgs = await storage.spans(ctx.conn, person_id)
-    spans = [*rels, *asgs]
-    any_open = any(s.ended_at is None for s in spans)
-    if state == "active" and spans and not any_open:
-        state = "ended"
-    elif state in REACTIVATING_STATES and any_open:
-        state = "active"  # reactivation before the deadline cancels the pending timers
-    await storage.set_state(ctx.conn, person_id, state)
-    await storage.sync_deadlines(ctx.conn, person_id, plan_deadlines(state, rels, asgs, runtime.policy),
-                                 runtime.policy.version)
 
 
 def register(runtime: RetentionRuntime) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from services.retention.domain import Clock, SystemClock
 from services.retention.scheduler import RetentionGauges, Scheduler
 from services.retention.settings import RetentionSettings
+from services.retention.timers import replan_stale
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 
@@ -42,6 +43,7 @@ class RetentionRuntime(ServiceRuntime):
 async def scheduler_job(runtime: ServiceRuntime) -> None:
     """A pass every RETENTION_SCHEDULER_INTERVAL_S; a pass catches up on whatever fell due meanwhile."""
     assert isinstance(runtime, RetentionRuntime)
+    await replan_stale(runtime.pool, runtime.policy)  # before the first pass: no timer fires under an old rule
     while not runtime.stopping.is_set():
         scheduler = runtime.scheduler
         await scheduler.run_due()

@@ -87,6 +87,19 @@ async def sync_deadlines(conn: asyncpg.Connection, person_id: uuid.UUID, planned
             person_id, p.action, p.due_at, p.basis, p.anchor_at, policy_version)
 
 
+async def stale_timed_persons(conn: asyncpg.Connection, policy_version: str, after: uuid.UUID,
+                              limit: int) -> list[uuid.UUID]:
+    """Persons (ids above `after`, in order) with a pending timer planned under another policy
+    version and at least one span to plan from."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT d.person_id FROM deadlines d"
+        " WHERE d.status = 'pending' AND d.policy_version <> $1 AND d.person_id > $2"
+        "  AND (EXISTS (SELECT 1 FROM relationships r WHERE r.person_id = d.person_id)"
+        "       OR EXISTS (SELECT 1 FROM assignments a WHERE a.person_id = d.person_id))"
+        " ORDER BY d.person_id LIMIT $3", policy_version, after, limit)
+    return [r["person_id"] for r in rows]
+
+
 async def grant_permission(conn: asyncpg.Connection, person_id: uuid.UUID, purpose: str, channel: str) -> None:
     """A later permission for a purpose supersedes an earlier ban of it (consent decided so)."""
     await conn.execute("INSERT INTO marketing_permissions VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",

@@ -22,7 +22,7 @@ async def seed_due(pool, count: int, ended_at: datetime) -> list[uuid.UUID]:
         await conn.execute("INSERT INTO persons (person_id, state) SELECT unnest($1::uuid[]), 'passive'", ids)
         await conn.execute(
             "INSERT INTO deadlines (person_id, action, due_at, basis, anchor_at, policy_version)"
-            " SELECT unnest($1::uuid[]), 'dispose', $2, 'relationship_ended+disposition:365d', $3, 'grace=0d;disposition=365d'",
+            " SELECT unnest($1::uuid[]), 'dispose', $2, 'relationship_ended+passivation:365d', $3, 'rule=r7.2;grace=0d;disposition=365d'",
             ids, ended_at + timedelta(days=365), ended_at)
     return ids
 

@@ -78,6 +78,57 @@ async def ended_person(svc, system: ExternalSystem, *, with_assignment: bool = T
     return person_id
 
 
+async def test_r7_relationship_ending_a_year_after_the_last_assignment_disposes_in_one_pass(infra, retention):
+    """SPEC R7 (issue 14): the last assignment ended 372 days ago and the relationship ends now,
+    so the year has passed: one scheduler pass commands the disposition (the old rule waited
+    another year from the relationship end)."""
+    clock = retention.runtime.clock
+    now = clock.now()
+    person_id, rel, asg = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with ExternalSystem(infra.bootstrap) as crm:
+        await crm.publish(RelationshipStarted(person_id=person_id, relationship_id=rel, kind="customer",
+                                              started_at=now - timedelta(days=800)))
+        await crm.publish(AssignmentStarted(person_id=person_id, assignment_id=asg, given_by="customer",
+                                            started_at=now - timedelta(days=500)))
+        await crm.publish(AssignmentEnded(person_id=person_id, assignment_id=asg, ended_at=now - timedelta(days=372)))
+        await crm.publish(RelationshipEnded(person_id=person_id, relationship_id=rel, ended_at=now))
+
+        async def disposition_at_once():
+            return (await pending(retention, person_id)) == {"dispose": now}
+        assert await eventually(disposition_at_once)
+        outcome = await retention.runtime.scheduler.run_due()
+        assert outcome.commanded_person_ids.count(person_id) == 1
+        command = (await commands(infra, "disposition-commanded", person_id))[0]["data"]
+        assert command["action"] == "erase" and command["basis"].startswith("relationship_ended")
+
+
+async def test_r7_timers_planned_under_an_earlier_rule_are_replanned_at_start(start_service):
+    """A timer left by the old rule (a year from the relationship end) is re-planned when the
+    service starts, before its first scheduler pass (issue 14)."""
+    first = await start_service("retention", **RETENTION_SETTINGS)
+    now = datetime.now(UTC)
+    person_id = uuid.uuid4()
+    async with first.runtime.pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO persons (person_id, state) VALUES ($1, 'passive')", person_id)
+        await conn.execute("INSERT INTO relationships (relationship_id, person_id, ended_at) VALUES ($1, $2, $3)",
+                           uuid.uuid4(), person_id, now - timedelta(days=10))
+        await conn.execute("INSERT INTO assignments (assignment_id, person_id, ended_at) VALUES ($1, $2, $3)",
+                           uuid.uuid4(), person_id, now - timedelta(days=300))
+        await conn.execute(
+            "INSERT INTO deadlines (person_id, action, due_at, basis, anchor_at, policy_version)"
+            " VALUES ($1, 'dispose', $2, 'relationship_ended+disposition:365d', $3, 'grace=0d;disposition=365d')",
+            person_id, now + timedelta(days=355), now - timedelta(days=10))
+    replanned = await start_service("retention", fresh=True, **RETENTION_SETTINGS)
+
+    async def replanned_timer():
+        row = await replanned.runtime.pool.fetchrow(
+            "SELECT due_at, basis, policy_version FROM deadlines WHERE person_id = $1 AND status = 'pending'", person_id)
+        return row if row is not None and row["policy_version"] == replanned.runtime.policy.version else None
+    row = await eventually(replanned_timer)
+    assert row["due_at"] == now - timedelta(days=300) + timedelta(days=365)
+    assert row["basis"] == "last_assignment_ended+365d"
+
+
 async def test_r6_r7_open_assignment_keeps_person_active_then_passive_then_erased(infra, retention):
     """Relationship ends with an open assignment: active until it ends; passive; erased 365 days later;
     confirmed by contacts, consent, billing and retention."""
@@ -120,7 +171,7 @@ async def test_r6_r7_open_assignment_keeps_person_active_then_passive_then_erase
         [passive_ev, erase_ev] = await evidence(retention, person_id)
         assert passive_ev["action"] == "passivate" and str(passive_ev["command_id"]) == passivation["command_id"]
         assert erase_ev["deadline_at"] == asg_end + timedelta(days=365)
-        assert erase_ev["policy_version"] == "grace=0d;disposition=365d"
+        assert erase_ev["policy_version"] == retention.runtime.policy.version
         assert erase_ev["completed_at"] is None
 
         cid = uuid.UUID(command["command_id"])
