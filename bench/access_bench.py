@@ -28,9 +28,9 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from shared.auth import Role, mint_token
-from shared.events import UsageRecorded
-from shared.outbox import build_envelope
+from shared.web.auth import Role, mint_token
+from shared.messaging.events import UsageRecorded
+from shared.messaging.outbox import build_envelope
 from bench.common import run_on_embedded_stack
 from tests.infra import create_database
 

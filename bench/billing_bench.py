@@ -27,8 +27,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from services.billing import domain, storage
 from services.billing.app import MIGRATIONS, SETTINGS, build_app
 from shared.db import create_pool, migrate
-from shared.events import UsageRecorded
-from shared.outbox import build_envelope
+from shared.messaging.events import UsageRecorded
+from shared.messaging.outbox import build_envelope
 from bench.common import run_on_embedded_stack
 from tests.infra import create_database
 
@@ -150,7 +150,7 @@ async def http_accept(app, customers: list[uuid.UUID], count: int = 50_000, batc
     1,000, each answered 202 after its PostgreSQL commit (in-process ASGI: no network hop)."""
     import httpx
 
-    from shared.auth import mint_token
+    from shared.web.auth import mint_token
 
     token = mint_token(app.state.runtime.settings.rekisteri_token_secret, user="bench", role="service")
     events = [json.loads(value) for _key, value in make_events(count, customers, 0)]

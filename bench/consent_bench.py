@@ -27,9 +27,9 @@ from services.consent import storage
 from services.consent.app import SETTINGS, build_app
 from services.consent.checks import check_batch
 from services.consent.handlers import hasher_for
-from shared.auth import Role, mint_token
-from shared.events import Channel, OptoutRegistered, Purpose
-from shared.outbox import build_envelope
+from shared.web.auth import Role, mint_token
+from shared.messaging.events import Channel, OptoutRegistered, Purpose
+from shared.messaging.outbox import build_envelope
 from bench.common import run_on_embedded_stack
 from tests.infra import create_database
 

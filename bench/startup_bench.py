@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from shared.settings import SERVICE_NAMES
-from shared.stack import free_port
+from shared.ops.stack import free_port
 
 
 def time_to_ready(data_dir: Path) -> float:
@@ -24,7 +24,7 @@ def time_to_ready(data_dir: Path) -> float:
         **{f"{name.upper()}_PORT": str(free_port()) for name in SERVICE_NAMES},
     })
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "shared.ops.cli", "up"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:
         for line in proc.stdout:

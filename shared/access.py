@@ -16,8 +16,8 @@ from uuid import UUID
 
 import asyncpg
 
-from shared.consumer import EventContext
-from shared.events import AccessReportPart, AccessRequested
+from shared.messaging.consumer import EventContext
+from shared.messaging.events import AccessReportPart, AccessRequested
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 

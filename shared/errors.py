@@ -1,7 +1,7 @@
 """The small set of exceptions the register raises on purpose.
 
 Each maps once to an HTTP body (SPEC §7: {"error", "message", "fields"}) in
-`shared.http`, and `Rejected` to a dead-letter reason in `shared.consumer`. Messages
+`shared.web.http`, and `Rejected` to a dead-letter reason in `shared.messaging.consumer`. Messages
 name fields and rules, never personal values.
 """
 from __future__ import annotations

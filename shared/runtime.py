@@ -13,16 +13,16 @@ import asyncpg
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.consumer import BatchHandler, BatchPrepare, BatchValidator, Handler, InboxConsumer, Incoming, parse
+from shared.messaging.consumer import BatchHandler, BatchPrepare, BatchValidator, Handler, InboxConsumer, Incoming, parse
 from shared.db import create_pool, migrate
 from shared.errors import Rejected
-from shared.kafka import create_broker
+from shared.messaging.kafka import create_broker
 from shared.logging import get_logger
 from shared.metrics import Metrics
-from shared.outbox import OutboxRelay
-from shared.pipeline import BatchPipeline
+from shared.messaging.outbox import OutboxRelay
+from shared.messaging.pipeline import BatchPipeline
 from shared.settings import ServiceSettings
-from shared.topics import topic as topic_spec
+from shared.messaging.topics import topic as topic_spec
 
 log = get_logger(__name__)
 INCARNATION_TOPIC = "rekisteri-broker-incarnation"
@@ -268,7 +268,7 @@ class ServiceRuntime:
 
 async def _report_consumer_lag(runtime: ServiceRuntime, interval_s: float = 30.0) -> None:
     """Keep `rekisteri_consumer_lag` current for this service's groups (approximate on Tansu)."""
-    from shared.operations import consumer_lag
+    from shared.messaging.lag import consumer_lag
 
     groups = [runtime.name] + [f"{runtime.name}.{t}" for t, c in runtime.consumers.items() if c.batch_handler]
     while not runtime.stopping.is_set():

@@ -10,10 +10,10 @@ from typing import Any, Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from shared.auth import Role, mint_token
-from shared.envelope import Envelope
-from shared.events import Payload
-from shared.outbox import build_envelope
+from shared.web.auth import Role, mint_token
+from shared.messaging.envelope import Envelope
+from shared.messaging.events import Payload
+from shared.messaging.outbox import build_envelope
 from shared.settings import DEV_TOKEN_SECRET
 
 TEST_TOKEN_SECRET = DEV_TOKEN_SECRET

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.db import ensure_database
-from shared.kafka import ensure_topics, publish_incarnation
-from shared.stack import EmbeddedBroker, EmbeddedPostgres, free_port
+from shared.messaging.kafka import ensure_topics, publish_incarnation
+from shared.ops.stack import EmbeddedBroker, EmbeddedPostgres, free_port
 
 
 @dataclass

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.billing import domain, storage
 from services.billing.handlers import Billing, validate_period
-from shared.auth import Principal, Role, write_audit
+from shared.web.auth import Principal, Role, write_audit
 from shared.errors import InvalidInput, NotFound
-from shared.http import require, runtime_of
+from shared.web.http import require, runtime_of
 
 router = APIRouter(prefix="/billing", tags=["billing"])
 BILLING = require(Role.billing)

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from services.billing import api, handlers
 from services.billing.settings import BillingSettings
-from shared.http import create_http_app
+from shared.web.http import create_http_app
 from shared.runtime import ServiceRuntime
 
 SETTINGS = BillingSettings

@@ -17,12 +17,12 @@ from typing import Any
 import asyncpg
 
 from services.billing import domain, storage
-from shared.consumer import EventContext, Parsed
-from shared.envelope import utcnow
+from shared.messaging.consumer import EventContext, Parsed
+from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.events import AccessReportPart, AccessRequested, ContactErased, DispositionConfirmed, InvoiceIssued
+from shared.messaging.events import AccessReportPart, AccessRequested, ContactErased, DispositionConfirmed, InvoiceIssued
 from shared.logging import get_logger
-from shared.outbox import add_event
+from shared.messaging.outbox import add_event
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)

@@ -15,7 +15,7 @@ import asyncpg
 from services.consent import storage
 from services.consent.domain import ContactPointHasher
 from shared.access import AccessSlice, access_item
-from shared.events import AccessRequested
+from shared.messaging.events import AccessRequested
 
 async def _in_marketing_register(conn: asyncpg.Connection, person_id: uuid.UUID) -> Any:
     return await conn.fetchval("SELECT transferred_at FROM marketing_register WHERE person_id = $1", person_id)

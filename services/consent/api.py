@@ -14,11 +14,11 @@ from services.consent.checks import check_batch, check_one
 from services.consent.domain import Decision, Status, may_lift_ban, normalise_email, normalise_phone
 from services.consent.handlers import hasher_for, register_ban
 from services.consent.storage import Evidence
-from shared.auth import Principal, Role, deny, write_audit
+from shared.web.auth import Principal, Role, deny, write_audit
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.events import Channel, ConsentGranted, ConsentWithdrawn, OptoutRegistered, Purpose
-from shared.http import require, runtime_of
-from shared.outbox import add_event
+from shared.messaging.events import Channel, ConsentGranted, ConsentWithdrawn, OptoutRegistered, Purpose
+from shared.web.http import require, runtime_of
+from shared.messaging.outbox import add_event
 
 router = APIRouter(tags=["consent"])
 STAFF = (Role.register_owner, Role.register_user)

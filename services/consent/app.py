@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from services.consent import api, handlers
 from services.consent.settings import ConsentSettings
-from shared.http import create_http_app
+from shared.web.http import create_http_app
 from shared.runtime import ServiceRuntime
 
 SETTINGS = ConsentSettings

@@ -9,7 +9,7 @@ import asyncpg
 
 from services.consent import storage
 from services.consent.domain import INVALID, CheckOutcome, ContactPointHasher, decide, normalise_email, normalise_phone
-from shared.events import Channel, Purpose
+from shared.messaging.events import Channel, Purpose
 
 
 def _outcomes(hits: list[tuple[int, str]]) -> dict[int, CheckOutcome]:

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 import phonenumbers
 
-from shared.auth import Role
+from shared.web.auth import Role
 
 DEFAULT_PHONE_REGION = "FI"
 MAX_EMAIL_LENGTH = 254

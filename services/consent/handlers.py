@@ -17,10 +17,10 @@ from services.consent.domain import ContactPointHasher, Status, derive_suppressi
 from services.consent.settings import ConsentSettings
 from services.consent.storage import Change, Evidence
 from shared.access import answer_access_requests
-from shared.consumer import EventContext
-from shared.envelope import utcnow
+from shared.messaging.consumer import EventContext
+from shared.messaging.envelope import utcnow
 from shared.errors import Rejected
-from shared.events import (
+from shared.messaging.events import (
     Channel, ConsentWithdrawn, ContactErased, ContactPassivated, ContactReactivated, ContactRegistered,
     ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed, OptoutRegistered, Payload, Purpose,
 )

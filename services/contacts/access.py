@@ -17,15 +17,15 @@ from pydantic import StringConstraints
 from services.contacts import access_report, domain, storage
 from services.contacts.report_html import render_html
 from services.contacts.schemas import Body, Emails, Phones
-from shared.auth import Principal, Role, write_audit
-from shared.consumer import EventContext
-from shared.envelope import utcnow
+from shared.web.auth import Principal, Role, write_audit
+from shared.messaging.consumer import EventContext
+from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, NotFound, Rejected
-from shared.events import AccessReportPart, AccessRequested
-from shared.http import require, runtime_of
+from shared.messaging.events import AccessReportPart, AccessRequested
+from shared.web.http import require, runtime_of
 from shared.logging import get_logger
-from shared.outbox import add_event
-from shared.topics import topic
+from shared.messaging.outbox import add_event
+from shared.messaging.topics import topic
 
 log = get_logger(__name__)
 router = APIRouter(tags=["access requests"])

@@ -17,11 +17,11 @@ from services.contacts.schemas import (AssignmentIn, EndIn, OrganisationIn, Pers
                                        RelationshipIn, ServiceRecordIn)
 from services.contacts.rectification import router as rectification_router
 from services.contacts.selfservice import router as self_router
-from shared.auth import Principal, Role, deny, write_audit
+from shared.web.auth import Principal, Role, deny, write_audit
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.events import AssignmentEnded, AssignmentStarted, Purpose, RelationshipEnded, RelationshipStarted
-from shared.http import require, runtime_of
-from shared.outbox import add_event
+from shared.messaging.events import AssignmentEnded, AssignmentStarted, Purpose, RelationshipEnded, RelationshipStarted
+from shared.web.http import require, runtime_of
+from shared.messaging.outbox import add_event
 
 router = APIRouter()
 router.include_router(self_router)

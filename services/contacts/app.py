@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from services.contacts import access, api, handlers
 from services.contacts.passwords import Passwords
 from services.contacts.settings import ContactsSettings
-from shared.http import create_http_app
+from shared.web.http import create_http_app
 from shared.runtime import ServiceRuntime
 
 SETTINGS = ContactsSettings

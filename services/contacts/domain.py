@@ -12,8 +12,8 @@ from enum import StrEnum
 
 import phonenumbers
 
-from shared.auth import Role
-from shared.events import Purpose
+from shared.web.auth import Role
+from shared.messaging.events import Purpose
 
 # ---- identifiers and contact points (R3) ----------------------------------------------
 

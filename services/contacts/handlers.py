@@ -6,9 +6,9 @@ already applied, so a handler skips what contacts itself published (no loop, no 
 from __future__ import annotations
 
 from services.contacts import access, domain, service, storage
-from shared.consumer import EventContext
+from shared.messaging.consumer import EventContext
 from shared.errors import Rejected
-from shared.events import ContactUpserted
+from shared.messaging.events import ContactUpserted
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 

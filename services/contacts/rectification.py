@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Request
 from services.contacts import domain, service, storage
 from services.contacts.domain import State
 from services.contacts.schemas import DecisionIn, PersonFields, RectificationIn, SelfRectificationIn, SelfUpdate
-from shared.auth import Principal, Role, deny, write_audit
+from shared.web.auth import Principal, Role, deny, write_audit
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.http import require, runtime_of
+from shared.web.http import require, runtime_of
 
 router = APIRouter(tags=["rectification"])
 staff = require(Role.register_owner, Role.register_user)

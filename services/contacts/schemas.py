@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from services.contacts import domain
-from shared.events import DataSource, LegalBasis, ProcessingPurpose
+from shared.messaging.events import DataSource, LegalBasis, ProcessingPurpose
 
 Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(domain.normalise_email)]
 Phone = Annotated[str, StringConstraints(max_length=40), AfterValidator(domain.normalise_phone)]

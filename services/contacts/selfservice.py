@@ -13,10 +13,10 @@ from fastapi import APIRouter, Depends, Request
 from services.contacts import domain, service, storage
 from services.contacts.passwords import Passwords
 from services.contacts.schemas import AccountIn, LoginIn, PasswordChangeIn, SelfUpdate
-from shared.auth import Principal, Role, mint_token, write_audit
-from shared.envelope import utcnow
+from shared.web.auth import Principal, Role, mint_token, write_audit
+from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, Locked, NotAuthenticated, NotFound
-from shared.http import require, runtime_of
+from shared.web.http import require, runtime_of
 from shared.logging import get_logger
 
 log = get_logger(__name__)

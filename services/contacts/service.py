@@ -11,12 +11,12 @@ import asyncpg
 
 from services.contacts import domain, storage
 from services.contacts.domain import CommandOutcome, State
-from shared.envelope import utcnow
+from shared.messaging.envelope import utcnow
 from shared.errors import InvalidInput
-from shared.events import (ContactErased, ContactPassivated, ContactReactivated, ContactRegistered,
+from shared.messaging.events import (ContactErased, ContactPassivated, ContactReactivated, ContactRegistered,
                            ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed, Payload)
 from shared.logging import get_logger
-from shared.outbox import add_event
+from shared.messaging.outbox import add_event
 
 log = get_logger(__name__)
 Publish = Callable[[Payload], Awaitable[Any]]

@@ -9,7 +9,7 @@ import asyncpg
 
 from services.retention import storage
 from shared.access import access_item
-from shared.events import AccessRequested
+from shared.messaging.events import AccessRequested
 
 CATEGORY = "retention"
 PURPOSE_OF = {"relationships": "customer_relationship", "assignments": "assignments"}

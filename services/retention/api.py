@@ -10,9 +10,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.retention import storage
 from services.retention.runtime import RetentionRuntime
-from shared.auth import Principal, Role, write_audit
+from shared.web.auth import Principal, Role, write_audit
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.http import require, runtime_of
+from shared.web.http import require, runtime_of
 
 router = APIRouter(tags=["retention"])
 OWNER = Depends(require(Role.register_owner))

@@ -9,7 +9,7 @@ from services.retention import api, handlers
 from services.retention.domain import Clock
 from services.retention.runtime import RetentionRuntime
 from services.retention.settings import RetentionSettings
-from shared.http import create_http_app
+from shared.web.http import create_http_app
 
 SETTINGS = RetentionSettings
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -17,7 +17,7 @@ from services.retention.access import retention_slice
 from services.retention.runtime import RetentionRuntime
 from services.retention.timers import retime
 from shared.access import answer_access_requests
-from shared.consumer import EventContext, Parsed
+from shared.messaging.consumer import EventContext, Parsed
 from shared.logging import get_logger
 
 log = get_logger(__name__)

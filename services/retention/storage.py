@@ -180,7 +180,7 @@ async def set_states(conn: asyncpg.Connection, person_ids: list[uuid.UUID], stat
 
 
 # Envelopes built by PostgreSQL for mass commands and confirmations: the same shape as
-# `shared.envelope.Envelope` (tests parse them with the shared parser), but without a
+# `shared.messaging.envelope.Envelope` (tests parse them with the shared parser), but without a
 # Python object per event, so a pass over 100,000 persons leaves the event loop free.
 _ENVELOPE_SQL = """jsonb_build_object('id', x.event_id, 'type', x.topic, 'source', $SRC::text,
     'time', to_jsonb($NOW::timestamptz), 'subject', x.person_id::text, 'schema_version', 1,

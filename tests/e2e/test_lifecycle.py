@@ -20,10 +20,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from shared.auth import Role
-from shared.events import ContactUpserted, DataSource, UsageRecorded
-from shared.kafka import ensure_topics, publish_incarnation
-from shared.stack import EmbeddedBroker, free_port
+from shared.web.auth import Role
+from shared.messaging.events import ContactUpserted, DataSource, UsageRecorded
+from shared.messaging.kafka import ensure_topics, publish_incarnation
+from shared.ops.stack import EmbeddedBroker, free_port
 from tests.conftest import RunningService, service_test_settings
 from tests.helpers import ExternalSystem, auth, eventually
 from tests.infra import create_database

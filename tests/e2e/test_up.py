@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from shared.settings import SERVICE_NAMES
-from shared.stack import free_port
+from shared.ops.stack import free_port
 
 
 def _children_alive(pids: list[int]) -> list[int]:
@@ -53,7 +53,7 @@ def test_up_reaches_ready_and_ctrl_c_leaves_no_orphans(tmp_path: Path) -> None:
         "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
         **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
     })
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "shared.ops.cli", "up"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:

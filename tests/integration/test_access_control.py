@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from shared.auth import Role
+from shared.web.auth import Role
 from shared.settings import SERVICE_NAMES
 from tests.helpers import auth
 from tests.integration.test_fuzz_isolated import isolated  # noqa: F401 - fixture
@@ -221,7 +221,7 @@ async def test_a_subject_reads_and_changes_only_their_own_consents(isolated):  #
 
 async def test_forged_and_expired_tokens_get_401_everywhere(isolated):  # noqa: F811
     """SPEC §7: a token signed with another secret, or expired, is no token."""
-    from shared.auth import mint_token
+    from shared.web.auth import mint_token
 
     forged = mint_token("not-the-register-secret-at-all-0123456789", user="x", role=OWNER)
     expired = mint_token(isolated.runtime("contacts").settings.rekisteri_token_secret, user="x", role=OWNER, ttl_s=-10)

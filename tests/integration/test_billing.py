@@ -14,7 +14,7 @@ from decimal import Decimal as D
 import asyncpg
 import pytest
 
-from shared.events import AccessRequested, ContactErased, UsageRecorded
+from shared.messaging.events import AccessRequested, ContactErased, UsageRecorded
 from tests.helpers import ExternalSystem, auth, envelope_for, envelopes, eventually, read_topic
 
 BILLING = auth("billing")

@@ -17,13 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.consumer import EventContext
-from shared.events import UsageRecorded
-from shared.http import create_http_app
-from shared.launcher import Stack
+from shared.messaging.consumer import EventContext
+from shared.messaging.events import UsageRecorded
+from shared.web.http import create_http_app
+from shared.ops.launcher import Stack
 from shared.runtime import ServiceRuntime
 from shared.settings import PlatformSettings, ServiceSettings
-from shared.stack import free_port
+from shared.ops.stack import free_port
 from tests.conftest import service_test_settings
 from tests.helpers import auth, envelope_for, eventually
 from tests.infra import create_database

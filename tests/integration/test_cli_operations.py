@@ -1,6 +1,6 @@
 """The operator CLI on the real broker and database (issue 8): dlq, outbox, publish.
 
-`rekisteri` is called through `shared.cli.main` in a worker thread (it runs its own event
+`rekisteri` is called through `shared.ops.cli.main` in a worker thread (it runs its own event
 loop) with DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS set as an operator would set them.
 A throwaway service schema, `clidl_*`, consumes `contact-upserted` and refuses refs that
 are not yet on its allow list, so a dead letter can be "fixed" and replayed (SPEC §4).
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import main
-from shared.consumer import EventContext
+from shared.ops.cli import main
+from shared.messaging.consumer import EventContext
 from shared.db import create_pool, migrate
 from shared.errors import Rejected
-from shared.events import ContactUpserted, DataSource
+from shared.messaging.events import ContactUpserted, DataSource
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.conftest import service_test_settings

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from shared.events import ContactRegistered, DataSource
+from shared.messaging.events import ContactRegistered, DataSource
 from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic
 
 PURPOSES = ["direct_advertising", "distance_selling", "other_direct_marketing", "opinion_and_market_research"]
@@ -198,7 +198,7 @@ async def test_r8_large_batch_check_finds_the_suppressed_among_thousands(consent
 
 
 async def test_r6_a_passivated_persons_consents_are_the_register_owners_only(infra, consent):
-    from shared.events import ContactPassivated, ContactReactivated
+    from shared.messaging.events import ContactPassivated, ContactReactivated
 
     person = uuid.uuid4()
     assert (await consent.http.post(f"/persons/{person}/consents", json=change("distance_selling", "grant"),

@@ -6,12 +6,12 @@ import uuid
 
 import pytest
 
-from shared.events import (
+from shared.messaging.events import (
     AccessRequested, Channel, ContactErased, ContactRegistered, ContactTransferredToMarketing, ContactUpdated,
     DataSource,
     OptoutRegistered, Purpose,
 )
-from shared.outbox import build_envelope
+from shared.messaging.outbox import build_envelope
 from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic
 
 DA, DS = Purpose.direct_advertising, Purpose.distance_selling

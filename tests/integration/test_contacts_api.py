@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from shared.auth import Role
-from shared.events import OptoutRegistered, PassivationCommanded, Purpose, RelationshipEnded, RelationshipStarted
+from shared.web.auth import Role
+from shared.messaging.events import OptoutRegistered, PassivationCommanded, Purpose, RelationshipEnded, RelationshipStarted
 from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic
 
 OWNER = auth(Role.register_owner, user="owner-1")
@@ -223,7 +223,7 @@ async def test_external_relationship_end_ends_and_new_start_reactivates(infra, c
     rel_id = uuid.uuid4()
     state = lambda: contacts.runtime.pool.fetchval("SELECT lifecycle_state FROM persons WHERE id = $1", pid)  # noqa: E731
     async with ExternalSystem(infra.bootstrap) as crm:
-        from shared.envelope import utcnow
+        from shared.messaging.envelope import utcnow
         await crm.publish(RelationshipStarted(person_id=pid, relationship_id=rel_id, kind="customer",
                                               started_at=utcnow()), source="crm")
         await eventually(lambda: _is(state, "active"))

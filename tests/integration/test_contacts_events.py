@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from services.contacts.domain import contact_point_digest
-from shared.auth import Role
-from shared.envelope import utcnow
-from shared.events import (AssignmentEnded, AssignmentStarted, ContactUpserted, DataSource, DispositionCommanded,
+from shared.web.auth import Role
+from shared.messaging.envelope import utcnow
+from shared.messaging.events import (AssignmentEnded, AssignmentStarted, ContactUpserted, DataSource, DispositionCommanded,
                            OptoutRegistered, PassivationCommanded, Purpose, RelationshipStarted)
 from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic
 

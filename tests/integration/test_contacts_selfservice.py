@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from shared.auth import Role
+from shared.web.auth import Role
 from tests.helpers import auth, envelopes, read_topic
 
 USER = auth(Role.register_user, user="user-2")
@@ -177,7 +177,7 @@ async def test_r14_rejected_rectification_changes_nothing(contacts):
 
 
 async def test_r6_passivated_person_keeps_access_to_own_data(infra, contacts):
-    from shared.events import PassivationCommanded
+    from shared.messaging.events import PassivationCommanded
     from tests.helpers import ExternalSystem, eventually
     pid, username = await person_with_account(contacts)
     rel = (await contacts.http.post(f"/persons/{pid}/relationships", headers=USER, json={"kind": "customer"})).json()

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from shared.http import create_http_app
+from shared.web.http import create_http_app
 from tests.helpers import ExternalSystem, auth, envelope_for, eventually
 from tests.integration.test_platform import build_probe, effects_for, upsert
 

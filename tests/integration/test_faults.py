@@ -1,7 +1,7 @@
 """Faults on the real processes (issue 9, SPEC §8): services SIGKILLed mid-stream, PostgreSQL
 restarted mid-stream. Nothing sent may be lost and nothing applied twice.
 
-The stack is `shared.launcher.Stack`: PostgreSQL, the broker, the topics and the four services
+The stack is `shared.ops.launcher.Stack`: PostgreSQL, the broker, the topics and the four services
 as subprocesses, with its `supervise()` loop restarting services that die. Events arrive the two
 ways other systems send them: on the topics, and through the durable HTTP accept
 (`POST /events/{topic}`, service token; a sender retries until it gets a 202, with the same
@@ -23,10 +23,10 @@ import asyncpg
 import httpx
 import pytest
 
-from shared import events as ev
-from shared.launcher import Stack
+from shared.messaging import events as ev
+from shared.ops.launcher import Stack
 from shared.settings import SERVICE_NAMES, PlatformSettings
-from shared.stack import free_port
+from shared.ops.stack import free_port
 from tests.helpers import ExternalSystem, auth, envelope_for, eventually
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 
-from shared.auth import Role
+from shared.web.auth import Role
 from shared.settings import SERVICE_NAMES
 from tests.helpers import auth
 from tests.integration.test_access_control import EXPECTED

@@ -19,9 +19,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from shared import events as ev
-from shared.consumer import Incoming, parse
-from shared.topics import CATALOGUE, EXTERNAL, dead_letter_topic, topic
+from shared.messaging import events as ev
+from shared.messaging.consumer import Incoming, parse
+from shared.messaging.topics import CATALOGUE, EXTERNAL, dead_letter_topic, topic
 from tests.helpers import auth, envelope_for, eventually, read_topic
 from tests.integration.test_fuzz_isolated import isolated  # noqa: F401 - fixture
 

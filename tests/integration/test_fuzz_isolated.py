@@ -18,10 +18,10 @@ from typing import Any, AsyncIterator
 import httpx
 import pytest
 
-from shared.kafka import ensure_topics, publish_incarnation
+from shared.messaging.kafka import ensure_topics, publish_incarnation
 from shared.runtime import ServiceRuntime
 from shared.settings import SERVICE_NAMES
-from shared.stack import EmbeddedBroker, free_port
+from shared.ops.stack import EmbeddedBroker, free_port
 from tests.conftest import service_test_settings
 from tests.infra import create_database
 

@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from shared import events as ev
+from shared.messaging import events as ev
 from shared.logging import configure_logging, get_logger
 from shared.settings import SERVICE_NAMES
 from tests.helpers import ExternalSystem, auth, envelope_for, eventually

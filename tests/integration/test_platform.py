@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.consumer import EventContext
-from shared.events import ContactReactivated, ContactUpserted, DataSource
-from shared.outbox import add_event, add_raw
+from shared.messaging.consumer import EventContext
+from shared.messaging.events import ContactReactivated, ContactUpserted, DataSource
+from shared.messaging.outbox import add_event, add_raw
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.conftest import service_test_settings
@@ -157,7 +157,7 @@ async def test_redelivery_after_effect_commit_has_no_second_effect(probe):
     ref = f"crm-{uuid.uuid4()}"
     _topic, _key, envelope = envelope_for(upsert(ref))
     consumer = probe.consumers["contact-upserted"]
-    from shared.consumer import Incoming
+    from shared.messaging.consumer import Incoming
 
     await consumer.handle(Incoming(envelope.to_bytes(), ref.encode(), 0, 1))
     await consumer.handle(Incoming(envelope.to_bytes(), ref.encode(), 0, 1))

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from services.retention.domain import FrozenClock
 from services.retention.scheduler import Scheduler
 from shared.db import create_pool
-from shared.events import AssignmentEnded, AssignmentStarted, ContactErased, DispositionConfirmed, RelationshipEnded, RelationshipStarted
+from shared.messaging.events import AssignmentEnded, AssignmentStarted, ContactErased, DispositionConfirmed, RelationshipEnded, RelationshipStarted
 from tests.helpers import ExternalSystem, eventually
 from tests.integration.test_retention_lifecycle import RETENTION_SETTINGS, commands, pending
 

@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.retention.domain import FrozenClock
-from shared.events import (
+from shared.messaging.events import (
     AccessRequested, AssignmentEnded, AssignmentStarted, Channel, ConsentGranted, ContactErased, ContactReactivated,
     DispositionConfirmed, OptoutRegistered, Purpose, RelationshipEnded, RelationshipStarted,
 )
-from shared.consumer import Incoming, parse
-from shared.topics import topic as topic_spec
+from shared.messaging.consumer import Incoming, parse
+from shared.messaging.topics import topic as topic_spec
 from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic, scheduler_passes_until
 
 RETENTION_SETTINGS = dict(retention_scheduler_interval_s=3600, retention_confirmation_timeout_s=600)

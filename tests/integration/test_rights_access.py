@@ -13,8 +13,8 @@ import pytest
 
 from services.contacts import storage
 from shared.access import access_item
-from shared.auth import Role
-from shared.events import AccessReportPart, DispositionCommanded
+from shared.web.auth import Role
+from shared.messaging.events import AccessReportPart, DispositionCommanded
 from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic
 
 OWNER = auth(Role.register_owner, user="owner-7")

@@ -16,8 +16,8 @@ import pytest
 
 from services.consent.handlers import hasher_for
 from services.retention.domain import FrozenClock
-from shared.auth import Role
-from shared.events import UsageRecorded
+from shared.web.auth import Role
+from shared.messaging.events import UsageRecorded
 from tests.helpers import ExternalSystem, auth, eventually, scheduler_passes_until
 
 USER = auth(Role.register_user, user="user-7e")

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from services.consent.handlers import hasher_for
-from shared.auth import Role
-from shared.events import Channel, OptoutRegistered, Purpose
+from shared.web.auth import Role
+from shared.messaging.events import Channel, OptoutRegistered, Purpose
 from tests.helpers import ExternalSystem, auth, eventually
 
 USER = auth(Role.register_user, user="user-7f")

@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from shared.consumer import MAX_EVENT_BYTES, Incoming, parse
+from shared.messaging.consumer import MAX_EVENT_BYTES, Incoming, parse
 from shared.errors import Rejected
-from shared.events import ContactUpserted, DataSource
-from shared.topics import topic
+from shared.messaging.events import ContactUpserted, DataSource
+from shared.messaging.topics import topic
 from tests.helpers import envelope_for
 
 EMAIL = "maija.vuotaja@example.fi"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.cli import asyncapi_text
-from shared.topics import CATALOGUE
+from shared.ops.cli import asyncapi_text
+from shared.messaging.topics import CATALOGUE
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 

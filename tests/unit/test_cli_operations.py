@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from shared.cli import _age, build_parser
-from shared.operations import OperationError, Progress, build_publication, build_publications, load_documents, parse_refs
+from shared.ops.cli import _age, build_parser
+from shared.ops.operations import OperationError, Progress, build_publication, build_publications, load_documents, parse_refs
 
 
 def usage(**overrides):
@@ -101,7 +101,7 @@ def test_ages_are_human():
 
 
 def test_replay_needs_ids_or_all_not_both(capsys):
-    from shared.cli import main
+    from shared.ops.cli import main
 
     assert main(["dlq", "replay"]) == 2
     assert main(["dlq", "replay", "consent:1", "--all"]) == 2
@@ -111,8 +111,8 @@ def test_replay_needs_ids_or_all_not_both(capsys):
 
 def test_token_is_signed_with_the_configured_secret(monkeypatch, capsys):
     """SPEC §7: operators mint staff tokens with the CLI; the secret comes from the environment."""
-    from shared.auth import verify_token
-    from shared.cli import main
+    from shared.web.auth import verify_token
+    from shared.ops.cli import main
 
     monkeypatch.setenv("REKISTERI_TOKEN_SECRET", "operator-secret-for-this-test-only-0123456789")
     assert main(["token", "--role", "register_owner", "--user", "ops-7", "--ttl", "60"]) == 0

@@ -67,7 +67,7 @@ def test_topic_job_creates_the_catalogue():
 
 def test_scaling_document_matches_the_catalogue():
     """deploy/SCALING.md lists every topic with the catalogue's partitions and key."""
-    from shared.topics import CATALOGUE
+    from shared.messaging.topics import CATALOGUE
 
     text = (K8S.parent / "SCALING.md").read_text()
     for name, spec in CATALOGUE.items():

@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 from services.consent.domain import (
     ContactPointHasher, Reason, decide, derive_suppression_key, may_lift_ban, normalise_email, normalise_phone,
 )
-from shared.auth import Role
+from shared.web.auth import Role
 
 flags = st.booleans()
 

@@ -9,8 +9,8 @@ from hypothesis import given, strategies as st
 
 from services.contacts import domain
 from services.contacts.domain import CommandOutcome, State
-from shared.auth import Role
-from shared.events import Purpose
+from shared.web.auth import Role
+from shared.messaging.events import Purpose
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

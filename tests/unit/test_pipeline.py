@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from aiokafka import TopicPartition
 
-from shared.pipeline import BatchPipeline, next_offsets
+from shared.messaging.pipeline import BatchPipeline, next_offsets
 
 TP = TopicPartition("usage-recorded", 0)
 

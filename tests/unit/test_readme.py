@@ -1,7 +1,7 @@
 """The README stays true: the two commands first, and every catalogued topic listed."""
 from pathlib import Path
 
-from shared.topics import CATALOGUE
+from shared.messaging.topics import CATALOGUE
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 

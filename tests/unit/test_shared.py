@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.asyncapi import build_asyncapi
-from shared.auth import Role, mint_token, verify_token
-from shared.consumer import Incoming, parse
+from shared.messaging.asyncapi import build_asyncapi
+from shared.web.auth import Role, mint_token, verify_token
+from shared.messaging.consumer import Incoming, parse
 from shared.errors import NotAuthenticated, Rejected
-from shared.events import ContactErased, UsageRecorded
+from shared.messaging.events import ContactErased, UsageRecorded
 from shared.logging import redact_personal_data, scrub_text
-from shared.outbox import build_envelope
-from shared.topics import CATALOGUE, all_topic_names, topic
+from shared.messaging.outbox import build_envelope
+from shared.messaging.topics import CATALOGUE, all_topic_names, topic
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 

@@ -16,7 +16,7 @@ def _service_module(name: str):  # noqa: ANN202 - a module
 
 
 def cmd_up(_args: argparse.Namespace) -> int:
-    from shared.launcher import run_up
+    from shared.ops.launcher import run_up
     from shared.logging import configure_logging
 
     configure_logging("launcher", PlatformSettings().log_level)
@@ -39,7 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from shared.auth import mint_token
+    from shared.web.auth import mint_token
 
     settings = PlatformSettings()
     ttl = args.ttl or settings.rekisteri_token_ttl_s
@@ -49,14 +49,14 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from shared.kafka import describe_topics, ensure_topics
+    from shared.messaging.kafka import describe_topics, ensure_topics
 
     bootstrap = PlatformSettings().kafka_bootstrap_servers
     if args.action == "create":
         created = asyncio.run(ensure_topics(bootstrap, replication=args.replication))
         print(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
     described = asyncio.run(describe_topics(bootstrap))
-    from shared.topics import CATALOGUE
+    from shared.messaging.topics import CATALOGUE
 
     for name, partitions in sorted(described.items()):
         spec = CATALOGUE.get(name)
@@ -84,7 +84,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def asyncapi_text(service: str | None = None) -> str:
-    from shared.asyncapi import build_asyncapi
+    from shared.messaging.asyncapi import build_asyncapi
 
     return json.dumps(build_asyncapi(service), indent=2, ensure_ascii=False) + "\n"
 
@@ -102,7 +102,7 @@ def cmd_asyncapi(args: argparse.Namespace) -> int:
 
 def _run_operation(coro_factory) -> int:  # noqa: ANN001 - an async callable taking (conn)
     """Connect to PostgreSQL, run one operation; an operator's mistake is exit code 2."""
-    from shared.operations import OperationError
+    from shared.ops.operations import OperationError
 
     async def run() -> int:
         import asyncpg
@@ -131,7 +131,7 @@ def _age(seconds: float | None) -> str:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from shared import operations as ops
+    from shared.ops import operations as ops
 
     if args.action == "list":
         async def listing(conn) -> int:  # noqa: ANN001
@@ -167,7 +167,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from shared import operations as ops
+    from shared.ops import operations as ops
 
     async def backlog(conn) -> int:  # noqa: ANN001
         print(f"{'service':<24} {'unpublished':>11} {'oldest':>10} {'open dead letters':>18}")
@@ -179,7 +179,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_lag(args: argparse.Namespace) -> int:
-    from shared.operations import Progress, consumer_lag
+    from shared.messaging.lag import consumer_lag
+    from shared.ops.operations import Progress
 
     lags = asyncio.run(consumer_lag(PlatformSettings().kafka_bootstrap_servers, args.group or None,
                                     progress=lambda total: Progress("groups", total)))
@@ -190,7 +191,7 @@ def cmd_lag(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from shared import operations as ops
+    from shared.ops import operations as ops
 
     try:
         if args.file == "-":

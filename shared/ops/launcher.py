@@ -14,11 +14,11 @@ from urllib.parse import urlparse
 import httpx
 
 from shared.db import ensure_database
-from shared.kafka import ensure_topics, list_groups, publish_incarnation
-from shared.operations import consumer_lag
+from shared.messaging.kafka import ensure_topics, list_groups, publish_incarnation
+from shared.messaging.lag import consumer_lag
 from shared.logging import get_logger
 from shared.settings import SERVICE_NAMES, PlatformSettings
-from shared.stack import EmbeddedBroker, EmbeddedPostgres, _die_with_parent
+from shared.ops.stack import EmbeddedBroker, EmbeddedPostgres, _die_with_parent
 
 log = get_logger(__name__)
 
@@ -62,7 +62,7 @@ class ServiceProcess:
 
     def start(self) -> None:
         out = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "serve", self.name], env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "shared.ops.cli", "serve", self.name], env=self.env,
                                      stdout=out, stderr=out, start_new_session=True, preexec_fn=_die_with_parent)
 
     def alive(self) -> bool:

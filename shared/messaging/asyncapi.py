@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.envelope import Envelope
-from shared.topics import CATALOGUE, EXTERNAL, Topic
+from shared.messaging.envelope import Envelope
+from shared.messaging.topics import CATALOGUE, EXTERNAL, Topic
 
 
 def _message_schema(spec: Topic) -> dict[str, Any]:

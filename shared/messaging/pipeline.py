@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.consumer import InboxConsumer, PreparedBatch
+from shared.messaging.consumer import InboxConsumer, PreparedBatch
 from shared.logging import get_logger
 
 log = get_logger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared import events as ev
+from shared.messaging import events as ev
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -12,7 +12,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
 from shared.settings import PlatformSettings
-from shared.topics import CATALOGUE, all_topic_names, dead_letter_topic
+from shared.messaging.topics import CATALOGUE, all_topic_names, dead_letter_topic
 
 
 def create_broker(settings: PlatformSettings, client_id: str) -> KafkaBroker:
@@ -87,9 +87,9 @@ async def publish_incarnation(bootstrap_servers: str, *, previous_drained: bool 
 
     from aiokafka import AIOKafkaProducer
 
-    from shared.envelope import utcnow
-    from shared.events import BrokerIncarnation
-    from shared.outbox import build_envelope
+    from shared.messaging.envelope import utcnow
+    from shared.messaging.events import BrokerIncarnation
+    from shared.messaging.outbox import build_envelope
 
     incarnation = uuid.uuid4()
     payload = BrokerIncarnation(incarnation=incarnation, started_at=utcnow(), previous_drained=previous_drained)

@@ -19,11 +19,11 @@ from typing import Any
 import asyncpg
 from faststream.kafka import KafkaBroker
 
-from shared.envelope import Envelope, utcnow
-from shared.events import Payload
+from shared.messaging.envelope import Envelope, utcnow
+from shared.messaging.events import Payload
 from shared.logging import correlation_id_var, get_logger
 from shared.metrics import Metrics
-from shared.topics import EVENT_TYPES, Topic
+from shared.messaging.topics import EVENT_TYPES, Topic
 
 log = get_logger(__name__)
 

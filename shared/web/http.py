@@ -15,11 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.asyncapi import build_asyncapi
-from shared.auth import Role, role_guard
-from shared.consumer import INFRASTRUCTURE_ERRORS, Incoming
+from shared.messaging.asyncapi import build_asyncapi
+from shared.web.auth import Role, role_guard
+from shared.messaging.consumer import INFRASTRUCTURE_ERRORS, Incoming
 from shared.errors import NotFound, RegisterError
-from shared.topics import CATALOGUE, EXTERNAL
+from shared.messaging.topics import CATALOGUE, EXTERNAL
 from shared.logging import get_logger
 
 if TYPE_CHECKING:

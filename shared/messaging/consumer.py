@@ -16,20 +16,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Protocol, Sequence, TypeVar
 
 import asyncpg
 from pydantic import ValidationError, create_model
 
-from shared.envelope import Envelope
+from shared.messaging.envelope import Envelope
 from shared.errors import Rejected
-from shared.events import Payload
+from shared.messaging.events import Payload
 from shared.logging import correlation_id_var, get_logger, scrub_text
-from shared.outbox import add_event, add_raw
-from shared.topics import Topic, topic as topic_spec
-
-if TYPE_CHECKING:
-    from shared.runtime import ServiceRuntime
+from shared.messaging.outbox import add_event, add_raw
+from shared.messaging.topics import Topic, topic as topic_spec
 
 log = get_logger(__name__)
 P = TypeVar("P", bound=Payload)
@@ -180,11 +177,22 @@ def error_reason(exc: BaseException) -> str:
     return scrub_text(f"{type(exc).__name__}: {exc}")[:500]
 
 
+class ConsumerHost(Protocol):
+    """What a consumer needs of the service that runs it (the runtime, or a test's stand-in)."""
+
+    name: str
+    settings: Any
+    metrics: Any
+
+    @property
+    def pool(self) -> asyncpg.Pool: ...
+
+
 class InboxConsumer:
     """Applies one topic's events for one service. Used by the Kafka subscriber and by
     HTTP batch accepts alike, so both paths share one dedupe key (SPEC §8)."""
 
-    def __init__(self, runtime: "ServiceRuntime", topic_name: str, *, handler: Handler | None = None,
+    def __init__(self, runtime: ConsumerHost, topic_name: str, *, handler: Handler | None = None,
                  batch_handler: BatchHandler | None = None, prepare: BatchPrepare | None = None,
                  validate: BatchValidator | None = None) -> None:
         self.runtime = runtime

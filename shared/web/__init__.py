@@ -1,0 +1,1 @@
+"""HTTP: the FastAPI application every service serves, bearer-token authentication and roles."""
