@@ -126,7 +126,7 @@ def dimension_key(meter: Meter, dimensions: Mapping[str, str]) -> str:
     if not meter.dimensions:
         return "{}"
     names = sorted(meter.dimensions)
-    cache_key = (meter.name, *(dimensions.get(k) for k in names))
+    cache_key = (meter.name, tuple(names), *(dimensions.get(k) for k in names))  # names too: a meter can be redefined
     key = _DIMENSION_KEYS.get(cache_key)
     if key is None:
         if len(_DIMENSION_KEYS) > 100_000:

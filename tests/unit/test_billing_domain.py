@@ -171,3 +171,12 @@ def test_scheduled_close_waits_for_the_grace_after_month_end():
     assert domain.period_due_for_close(datetime(2026, 12, 3, 21, 59, tzinfo=UTC), grace) is None
     assert domain.period_due_for_close(datetime(2026, 12, 3, 22, 0, tzinfo=UTC), grace) == "2026-11"
     assert domain.period_due_for_close(datetime(2027, 1, 20, tzinfo=UTC), grace) == "2026-12"
+
+
+def test_dimension_key_follows_a_redefined_meter_dimensions():
+    """Issue 21: a meter whose dimensions are redefined keys usage by the new names; the cache
+    used to answer with the old names for the same values."""
+    before = Meter("cpu-hours", Aggregation.sum, dimensions=("region",))
+    after = Meter("cpu-hours", Aggregation.sum, dimensions=("zone",))
+    assert domain.dimension_key(before, {"region": "fi-1", "zone": "fi-1"}) == '{"region":"fi-1"}'
+    assert domain.dimension_key(after, {"region": "fi-1", "zone": "fi-1"}) == '{"zone":"fi-1"}'
