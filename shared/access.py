@@ -1,6 +1,6 @@
 """Right of access (R12): every service answers `access-requested` with its slice.
 
-A service registers one `slice` function: given the open transaction and the request
+A service registers one `slice` function: given its store (in the open transaction) and the request
 (person id and/or contact points), it returns the items it holds about that person,
 each with its source and purpose. The answer goes out as `access-report-part` through
 the outbox, in the same transaction that records the request in the inbox, so each
@@ -14,15 +14,13 @@ from decimal import Decimal
 from typing import Any, Awaitable, Callable
 from uuid import UUID
 
-import asyncpg
-
 from shared.messaging.consumer import EventContext
 from shared.messaging.events import AccessReportPart, AccessRequested
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
-AccessSlice = Callable[[asyncpg.Connection, AccessRequested], Awaitable[list[dict[str, Any]]]]
+AccessSlice = Callable[[Any, AccessRequested], Awaitable[list[dict[str, Any]]]]  # (store, request)
 
 
 def access_item(category: str, field: str, value: Any, *, source: str | None, purpose: str | None,
@@ -49,8 +47,8 @@ def answer_access_requests(runtime: ServiceRuntime, slice_of: AccessSlice) -> No
     """Subscribe `runtime` to `access-requested`, answering with `slice_of`."""
 
     async def on_access_requested(ctx: EventContext[AccessRequested]) -> None:
-        items = await slice_of(ctx.conn, ctx.payload)
-        await ctx.publish(AccessReportPart(request_id=ctx.payload.request_id, service=runtime.name,
+        items = await slice_of(ctx.store, ctx.payload)
+        await ctx.outbox.add(AccessReportPart(request_id=ctx.payload.request_id, service=runtime.name,
                                            person_id=ctx.payload.person_id, items=items))
         log.info("access_slice_answered", request_id=str(ctx.payload.request_id), items=len(items))
 

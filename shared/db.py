@@ -3,8 +3,11 @@ and the migrations runner (platform tables first, then the service's ordered SQL
 from __future__ import annotations
 
 import hashlib
+import functools
 import json
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import asyncpg
 
@@ -17,6 +20,21 @@ PLATFORM_MIGRATIONS = Path(__file__).parent / "sql"
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class BoundStore:
+    """A service's storage module bound to one transaction: `store.f(*args)` is
+    `storage.f(conn, *args)`. Handlers and use cases see this (or an in-memory fake with the
+    same functions, in a unit test), never the connection itself."""
+
+    __slots__ = ("_module", "_conn")
+
+    def __init__(self, module: ModuleType, conn: asyncpg.Connection) -> None:
+        self._module = module
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return functools.partial(getattr(self._module, name), self._conn)
 
 
 async def create_pool(database_url: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

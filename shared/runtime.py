@@ -7,19 +7,22 @@ import gc
 import uuid
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from types import ModuleType
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import asyncpg
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.messaging.consumer import BatchHandler, BatchPrepare, BatchValidator, Handler, InboxConsumer, Incoming, parse
-from shared.db import create_pool, migrate
+from shared.db import BoundStore, create_pool, migrate
+from shared.messaging.consumer import (BatchHandler, BatchPrepare, BatchValidator, Handler, InboxConsumer, Incoming,
+                                       UnitOfWork, parse)
 from shared.errors import Rejected
 from shared.messaging.kafka import create_broker
 from shared.logging import get_logger
 from shared.metrics import Metrics
-from shared.messaging.outbox import OutboxRelay
+from shared.messaging.outbox import Outbox, OutboxRelay
+from shared.messaging.retry import RESTART
 from shared.messaging.pipeline import BatchPipeline
 from shared.settings import ServiceSettings
 from shared.messaging.topics import topic as topic_spec
@@ -65,8 +68,10 @@ def tune_garbage_collector() -> None:
 
 
 class ServiceRuntime:
-    def __init__(self, name: str, settings: ServiceSettings, migrations_dir: Path | None) -> None:
+    def __init__(self, name: str, settings: ServiceSettings, migrations_dir: Path | None,
+                 storage: ModuleType | None = None) -> None:
         self.name = name
+        self.storage = storage  # the service's SQL module; handlers reach it through `store_for`
         self.settings = settings
         self.migrations_dir = migrations_dir
         self.metrics = Metrics(name)
@@ -86,6 +91,14 @@ class ServiceRuntime:
         if self._pool is None:
             raise RuntimeError(f"{self.name} is not started")
         return self._pool
+
+    def store_for(self, conn: asyncpg.Connection) -> Any:
+        """The service's store in this transaction (a runtime without one hands the connection)."""
+        return BoundStore(self.storage, conn) if self.storage is not None else conn
+
+    def unit_of_work(self, conn: asyncpg.Connection, correlation_id: str | None = None) -> UnitOfWork:
+        """For an HTTP route's transaction: the store and the outbox bound to it."""
+        return UnitOfWork(self.store_for(conn), Outbox(conn, self.name, correlation_id))
 
     # -- wiring -----------------------------------------------------------------
     def _subscriber_options(self, group_id: str, fetch_max_wait_ms: int) -> dict[str, object]:
@@ -134,7 +147,7 @@ class ServiceRuntime:
             """Parsed and prepared while earlier batches' transactions run (see `BatchPipeline`)."""
             batch = [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in msg.raw_message]
             try:
-                prepared = await consumer.prepare_batch(batch)
+                prepared = await consumer.prepare(batch)
             except BaseException:
                 await pipeline.drain()
                 with suppress(Exception):
@@ -169,7 +182,7 @@ class ServiceRuntime:
                         for marker in incoming:
                             await self._on_incarnation(marker)
                     else:
-                        await single[topic_name].handle_batch(incoming)
+                        await single[topic_name].apply(incoming)
 
     async def _on_incarnation(self, incoming: Incoming) -> None:
         """Replay the outbox when the embedded broker comes back empty (SPEC §8)."""
@@ -220,6 +233,7 @@ class ServiceRuntime:
         log.info("service_started", port=s.port, consumers=sorted(self.consumers))
 
     async def _run_job(self, name: str, job: BackgroundJob) -> None:
+        failures = 0
         while not self.stopping.is_set():
             try:
                 await job(self)
@@ -227,8 +241,9 @@ class ServiceRuntime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a job must outlive one failure
-                log.error("job_failed_restarting", job=name, error=type(exc).__name__)
-                await asyncio.sleep(1.0)
+                failures += 1
+                log.error("job_failed_restarting", job=name, error=type(exc).__name__, attempt=failures)
+                await RESTART.sleep(failures)
 
     async def stop(self) -> None:
         """Stop taking work, finish the message in hand, relay what is committed, close."""

@@ -17,12 +17,12 @@ from typing import Any
 import asyncpg
 
 from services.billing import domain, storage
-from shared.messaging.consumer import EventContext, Parsed
+from shared.messaging.consumer import EventContext, Parsed, UnitOfWork
 from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.messaging.events import AccessReportPart, AccessRequested, ContactErased, DispositionConfirmed, InvoiceIssued
 from shared.logging import get_logger
-from shared.messaging.outbox import add_event
+from shared.messaging.outbox import Outbox
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
@@ -87,28 +87,28 @@ class Billing:
         """Fold a batch of usage into rows (P3): pure, done before the transaction."""
         return domain.fold_usage([p.payload for p in parsed], self.catalog.meters)
 
-    async def apply_usage(self, conn: asyncpg.Connection, folded: domain.FoldedUsage) -> None:
+    async def apply_usage(self, uow: UnitOfWork, folded: domain.FoldedUsage) -> None:
         """Write folded usage. Usage of a closed period goes to the next open invoice as an
         adjustment (SPEC §6): the period locks decide which, in this transaction."""
-        targets = await storage.lock_invoice_periods(conn, folded.periods)
-        await storage.apply_folded_usage(conn, folded, targets)
+        targets = await uow.store.lock_invoice_periods(folded.periods)
+        await uow.store.apply_folded_usage(folded, targets)
 
     # -- contact-erased ---------------------------------------------------------------------
     async def on_contact_erased(self, ctx: EventContext[ContactErased]) -> None:
         """R7: pseudonymise the person's references in usage; amounts and invoices stay."""
-        count = await storage.pseudonymise_person(ctx.conn, ctx.payload.person_id)
-        await ctx.publish(DispositionConfirmed(command_id=ctx.payload.command_id, person_id=ctx.payload.person_id,
+        count = await ctx.store.pseudonymise_person(ctx.payload.person_id)
+        await ctx.outbox.add(DispositionConfirmed(command_id=ctx.payload.command_id, person_id=ctx.payload.person_id,
                                                service="billing", action="erase", confirmed_at=utcnow()))
         log.info("person_pseudonymised", person_id=str(ctx.payload.person_id), rows=count)
 
     # -- access-requested -------------------------------------------------------------------
     async def on_access_requested(self, ctx: EventContext[AccessRequested]) -> None:
         """R12: billing's slice of an access report: the person's recorded usage (P3)."""
-        rows = await storage.person_usage(ctx.conn, ctx.payload.person_id) if ctx.payload.person_id else []
+        rows = await ctx.store.person_usage(ctx.payload.person_id) if ctx.payload.person_id else []
         items = [{"purpose": "usage_billing", "customer_id": str(r["customer_id"]), "meter": r["meter"],
                   "period": r["period"], "events": r["event_count"],
                   "quantity": domain.quantity_text(r["quantity_sum"])} for r in rows]
-        await ctx.publish(AccessReportPart(request_id=ctx.payload.request_id, service="billing",
+        await ctx.outbox.add(AccessReportPart(request_id=ctx.payload.request_id, service="billing",
                                            person_id=ctx.payload.person_id, items=items))
 
     # -- closing a period -----------------------------------------------------------------------
@@ -157,10 +157,10 @@ class Billing:
         return {"period": period, "status": "closed", "issued": issued}
 
     async def _publish_invoice(self, conn: asyncpg.Connection, invoice: dict[str, Any]) -> None:
-        await add_event(conn, InvoiceIssued(
+        await Outbox(conn, self.runtime.name).add(InvoiceIssued(
             invoice_id=invoice["invoice_id"], customer_id=invoice["customer_id"], period=invoice["period"],
             kind=invoice["kind"], net=invoice["net"], vat=invoice["vat"], gross=invoice["gross"],
-            issued_at=invoice["issued_at"]), source=self.runtime.name)
+            issued_at=invoice["issued_at"]))
 
     async def issue_credit_note(self, invoice_id: uuid.UUID, reason: str, net: Decimal | None) -> dict[str, Any]:
         """Correct an immutable invoice with a credit note (SPEC §6); never credits more than it billed."""

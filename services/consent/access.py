@@ -10,16 +10,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import asyncpg
-
-from services.consent import storage
 from services.consent.domain import ContactPointHasher
 from shared.access import AccessSlice, access_item
 from shared.messaging.events import AccessRequested
-
-async def _in_marketing_register(conn: asyncpg.Connection, person_id: uuid.UUID) -> Any:
-    return await conn.fetchval("SELECT transferred_at FROM marketing_register WHERE person_id = $1", person_id)
-
 
 def _asked_points(hasher: ContactPointHasher, request: AccessRequested) -> list[tuple[str, str, bytes]]:
     """(kind, value, digest) of every valid contact point in the request."""
@@ -27,18 +20,18 @@ def _asked_points(hasher: ContactPointHasher, request: AccessRequested) -> list[
     return points + [("phone", v, d) for v, d in zip(request.phones, hasher.phones(request.phones)) if d is not None]
 
 
-async def person_items(conn: asyncpg.Connection, person_id: uuid.UUID) -> list[dict[str, Any]]:
+async def person_items(store: Any, person_id: uuid.UUID) -> list[dict[str, Any]]:
     items = [access_item("consent_state", f"{r['purpose']}/{r['channel']}", r["status"], source=r["source"],
                          purpose=r["purpose"], recorded_at=r["recorded_at"], type="consent_state",
                          channel=r["channel"], method=r["method"], actor=r["actor"],
                          notice_version=r["notice_version"])
-             for r in await storage.states_of(conn, person_id)]
+             for r in await store.states_of(person_id)]
     items += [access_item("consent_history", f"{r['purpose']}/{r['channel']}", r["change"], source=r["source"],
                           purpose=r["purpose"], recorded_at=r["recorded_at"], type="consent_history",
                           channel=r["channel"], method=r["method"], actor=r["actor"],
                           notice_version=r["notice_version"])
-              for r in await storage.history_of(conn, person_id)]
-    transferred_at = await _in_marketing_register(conn, person_id)
+              for r in await store.history_of(person_id)]
+    transferred_at = await store.in_marketing_register_since(person_id)
     if transferred_at is not None:
         items.append(access_item("marketing_register", "member", True, source="register",
                                  purpose="customer_relationship", recorded_at=transferred_at,
@@ -49,15 +42,15 @@ async def person_items(conn: asyncpg.Connection, person_id: uuid.UUID) -> list[d
 def slice_for(hasher: ContactPointHasher) -> AccessSlice:
     """The slice function for `answer_access_requests`, bound to the service's hash key."""
 
-    async def consent_slice(conn: asyncpg.Connection, request: AccessRequested) -> list[dict[str, Any]]:
+    async def consent_slice(store: Any, request: AccessRequested) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         if request.person_id is not None:
-            items += await person_items(conn, request.person_id)
+            items += await person_items(store, request.person_id)
         for kind, value, digest in _asked_points(hasher, request):
             items += [access_item("suppression_record", kind, value, source=r["source"], purpose=r["purpose"],
                                   recorded_at=r["recorded_at"], type="suppression_record", channel=r["channel"],
                                   stored_as="keyed hash (HMAC-SHA256)")
-                      for r in await storage.suppressions_of(conn, digest)]
+                      for r in await store.suppressions_of(digest)]
         return items
 
     return consent_slice

@@ -18,7 +18,6 @@ from shared.web.auth import Principal, Role, deny, write_audit
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.messaging.events import Channel, ConsentGranted, ConsentWithdrawn, OptoutRegistered, Purpose
 from shared.web.http import require, runtime_of
-from shared.messaging.outbox import add_event
 
 router = APIRouter(tags=["consent"])
 STAFF = (Role.register_owner, Role.register_user)
@@ -163,13 +162,11 @@ async def _change(request: Request, principal: Principal, person_id: uuid.UUID, 
         if await storage.is_erased(conn, person_id):
             raise NotFound("no consent data for this person")
 
-        async def publish(payload: Any) -> None:
-            await add_event(conn, payload, source=runtime.name)
-
+        uow = runtime.unit_of_work(conn)
+        publish = uow.outbox.add
         if body.decision is Decision.ban:
-            changes = await register_ban(conn, hasher_for(runtime.settings), person_id=person_id, emails=[],
-                                         phones=[], purposes=[purpose], channels=[channel], evidence=evidence,
-                                         publish=publish)
+            changes = await register_ban(uow, hasher_for(runtime.settings), person_id=person_id, emails=[],
+                                         phones=[], purposes=[purpose], channels=[channel], evidence=evidence)
             if changes:
                 await publish(OptoutRegistered(person_id=person_id, purposes=[body.purpose], channels=[body.channel],
                                                source=evidence.source, method=evidence.method, actor=evidence.actor,
@@ -214,13 +211,11 @@ async def register_optout(body: OptoutRequest, request: Request,
     evidence = Evidence(source=body.source, method=body.method, actor=principal.user,
                         notice_version=body.notice_version)
     async with runtime.pool.acquire() as conn, conn.transaction():
-        async def publish(payload: Any) -> None:
-            await add_event(conn, payload, source=runtime.name)
-
-        changes = await register_ban(conn, hasher, person_id=body.person_id, emails=emails, phones=phones,
+        uow = runtime.unit_of_work(conn)
+        changes = await register_ban(uow, hasher, person_id=body.person_id, emails=emails, phones=phones,
                                      purposes=[p.value for p in body.purposes],
-                                     channels=[c.value for c in body.channels], evidence=evidence, publish=publish)
-        await publish(OptoutRegistered(person_id=body.person_id, emails=emails, phones=phones,
+                                     channels=[c.value for c in body.channels], evidence=evidence)
+        await uow.outbox.add(OptoutRegistered(person_id=body.person_id, emails=emails, phones=phones,
                                        purposes=body.purposes, channels=body.channels, source=body.source,
                                        method=body.method, actor=principal.user, notice_version=body.notice_version))
         await write_audit(conn, principal, "consent.optout", person_id=body.person_id,

@@ -1,4 +1,5 @@
-"""Event handlers and commands of the consent service: parse → domain → store → outbox.
+"""Event handlers and commands of the consent service: parse → domain → store → outbox, each
+through the unit of work (`uow.store`: consent's storage in the transaction; `uow.outbox`).
 
 Each consumed event is one short transaction (the consumer's), so a ban published on
 `optout-registered` is effective for checks as soon as it commits (R13: everywhere at once).
@@ -8,21 +9,19 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from functools import lru_cache, partial
-from typing import Awaitable, Callable, Sequence
-
-import asyncpg
+from typing import Sequence
 
 from services.consent import access, storage
 from services.consent.domain import ContactPointHasher, Status, derive_suppression_key
 from services.consent.settings import ConsentSettings
 from services.consent.storage import Change, Evidence
 from shared.access import answer_access_requests
-from shared.messaging.consumer import EventContext
+from shared.messaging.consumer import EventContext, UnitOfWork
 from shared.messaging.envelope import utcnow
 from shared.errors import Rejected
 from shared.messaging.events import (
     Channel, ConsentWithdrawn, ContactErased, ContactPassivated, ContactReactivated, ContactRegistered,
-    ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed, OptoutRegistered, Payload, Purpose,
+    ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed, OptoutRegistered, Purpose,
 )
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
@@ -30,7 +29,6 @@ from shared.runtime import ServiceRuntime
 log = get_logger(__name__)
 SERVICE = "consent"
 SUPPRESSION_SOURCE = "suppression-list"
-Publish = Callable[[Payload], Awaitable[object]]
 
 
 @lru_cache(maxsize=4)
@@ -45,48 +43,48 @@ def hasher_for(settings: ConsentSettings) -> ContactPointHasher:
 
 # ---- commands shared by the API and the event handlers ---------------------------------
 
-async def register_ban(conn: asyncpg.Connection, hasher: ContactPointHasher, *, person_id: uuid.UUID | None,
+async def register_ban(uow: UnitOfWork, hasher: ContactPointHasher, *, person_id: uuid.UUID | None,
                        emails: Sequence[str], phones: Sequence[str], purposes: Sequence[str],
-                       channels: Sequence[str], evidence: Evidence, publish: Publish) -> list[Change]:
+                       channels: Sequence[str], evidence: Evidence) -> list[Change]:
     """Record a ban (R13) and keep the contact points needed to honour it (R8). A ban always
     wins: it overrides a permission, which is then reported withdrawn."""
     points = hasher.contact_points(list(emails), list(phones))
     persons: set[uuid.UUID] = set()
-    if person_id is not None and points and await storage.is_erased(conn, person_id):
+    if person_id is not None and points and await uow.store.is_erased(person_id):
         person_id = None  # erased (R7): only the suppression list may learn from this ban
     if person_id is not None:
         persons.add(person_id)
-        await storage.link_contact_points(conn, person_id, points)
+        await uow.store.link_contact_points(person_id, points)
     if points:
-        persons.update(await storage.persons_with(conn, [d for d, _ in points]))
+        persons.update(await uow.store.persons_with([d for d, _ in points]))
     triples = [(p, pu, ch) for p in sorted(persons) for pu in purposes for ch in channels]
-    changes = await storage.record_bans(conn, triples, evidence)
-    await storage.suppress_digests(conn, points, purposes, channels, evidence.source)
+    changes = await uow.store.record_bans(triples, evidence)
+    await uow.store.suppress_digests(points, purposes, channels, evidence.source)
     for change in changes:
         if change.previous == Status.granted:
-            await publish(ConsentWithdrawn(person_id=change.person_id, purpose=Purpose(change.purpose),
+            await uow.outbox.add(ConsentWithdrawn(person_id=change.person_id, purpose=Purpose(change.purpose),
                                            channel=Channel(change.channel), source=evidence.source,
                                            method=evidence.method, actor=evidence.actor))
     return changes
 
 
-async def match_suppression_list(conn: asyncpg.Connection, hasher: ContactPointHasher, person_id: uuid.UUID,
-                                 emails: Sequence[str], phones: Sequence[str], publish: Publish) -> list[Change]:
+async def match_suppression_list(uow: UnitOfWork, hasher: ContactPointHasher, person_id: uuid.UUID,
+                                 emails: Sequence[str], phones: Sequence[str]) -> list[Change]:
     """A (re-)registered person whose address is suppressed gets the bans back under the new
     id, announced as `optout-registered`: a B2B re-import never resurrects marketing (R4, R8)."""
-    if await storage.is_erased(conn, person_id):
+    if await uow.store.is_erased(person_id):
         return []  # a late event about an erased person must not bring its data back (R7)
     points = hasher.contact_points(list(emails), list(phones))
-    await storage.link_contact_points(conn, person_id, points)
-    await storage.suppress_points_of(conn, [person_id], SUPPRESSION_SOURCE)  # new addresses of a banned person
-    pairs = await storage.suppressed_pairs_of(conn, person_id)
+    await uow.store.link_contact_points(person_id, points)
+    await uow.store.suppress_points_of([person_id], SUPPRESSION_SOURCE)  # new addresses of a banned person
+    pairs = await uow.store.suppressed_pairs_of(person_id)
     evidence = Evidence(source=SUPPRESSION_SOURCE, method="suppression_list_match", actor=SERVICE)
-    changes = await storage.record_bans(conn, [(person_id, pu, ch) for pu, ch in pairs], evidence)
+    changes = await uow.store.record_bans([(person_id, pu, ch) for pu, ch in pairs], evidence)
     by_purpose: dict[str, list[str]] = defaultdict(list)
     for change in changes:
         by_purpose[change.purpose].append(change.channel)
     for purpose, channels in sorted(by_purpose.items()):
-        await publish(OptoutRegistered(person_id=person_id, purposes=[Purpose(purpose)],
+        await uow.outbox.add(OptoutRegistered(person_id=person_id, purposes=[Purpose(purpose)],
                                        channels=[Channel(c) for c in sorted(channels)], source=SUPPRESSION_SOURCE,
                                        method="suppression_list_match", actor=SERVICE))
     if changes:
@@ -104,21 +102,21 @@ async def on_optout_registered(ctx: EventContext[OptoutRegistered], hasher: Cont
     if p.person_id is None and not p.emails and not p.phones:
         raise Rejected("invalid data: person_id, emails or phones is required")
     evidence = Evidence(source=p.source, method=p.method, actor=p.actor, notice_version=p.notice_version)
-    changes = await register_ban(ctx.conn, hasher, person_id=p.person_id, emails=p.emails, phones=p.phones,
+    changes = await register_ban(ctx.uow, hasher, person_id=p.person_id, emails=p.emails, phones=p.phones,
                                  purposes=[x.value for x in p.purposes], channels=[c.value for c in p.channels],
-                                 evidence=evidence, publish=ctx.publish)
+                                 evidence=evidence)
     log.info("optout_applied", event_id=str(ctx.envelope.id),
              person_id=str(p.person_id) if p.person_id else None, new_bans=len(changes))
 
 
 async def on_contact_registered(ctx: EventContext[ContactRegistered], hasher: ContactPointHasher) -> None:
     p = ctx.payload
-    await match_suppression_list(ctx.conn, hasher, p.person_id, p.emails, p.phones, ctx.publish)
+    await match_suppression_list(ctx.uow, hasher, p.person_id, p.emails, p.phones)
 
 
 async def on_contact_updated(ctx: EventContext[ContactUpdated], hasher: ContactPointHasher) -> None:
     p = ctx.payload
-    await match_suppression_list(ctx.conn, hasher, p.person_id, p.emails, p.phones, ctx.publish)
+    await match_suppression_list(ctx.uow, hasher, p.person_id, p.emails, p.phones)
 
 
 async def on_contact_erased(ctx: EventContext[ContactErased]) -> None:
@@ -126,9 +124,9 @@ async def on_contact_erased(ctx: EventContext[ContactErased]) -> None:
     p = ctx.payload
     # A ban and the contact points it needs may have committed in either order (an API ban racing
     # a registration); at erasure both are known, so the suppression list gets every point (R8).
-    await storage.suppress_points_of(ctx.conn, [p.person_id], "erasure")
-    await storage.erase_person(ctx.conn, p.person_id)
-    await ctx.publish(DispositionConfirmed(command_id=p.command_id, person_id=p.person_id, service=SERVICE,
+    await ctx.store.suppress_points_of([p.person_id], "erasure")
+    await ctx.store.erase_person(p.person_id)
+    await ctx.outbox.add(DispositionConfirmed(command_id=p.command_id, person_id=p.person_id, service=SERVICE,
                                            action="erase", confirmed_at=utcnow()))
     log.info("person_erased", person_id=str(p.person_id))
 
@@ -136,18 +134,18 @@ async def on_contact_erased(ctx: EventContext[ContactErased]) -> None:
 async def on_contact_transferred_to_marketing(ctx: EventContext[ContactTransferredToMarketing]) -> None:
     """The person moves to the marketing register (R7, R9); permissions and bans stay."""
     p = ctx.payload
-    await storage.add_to_marketing_register(ctx.conn, p.person_id)
-    await ctx.publish(DispositionConfirmed(command_id=p.command_id, person_id=p.person_id, service=SERVICE,
+    await ctx.store.add_to_marketing_register(p.person_id)
+    await ctx.outbox.add(DispositionConfirmed(command_id=p.command_id, person_id=p.person_id, service=SERVICE,
                                            action="transfer_to_marketing", confirmed_at=utcnow()))
 
 
 async def on_contact_passivated(ctx: EventContext[ContactPassivated]) -> None:
     """R6: from now on only the register owner reads this person's consents."""
-    await storage.set_passive(ctx.conn, ctx.payload.person_id, True)
+    await ctx.store.set_passive(ctx.payload.person_id, True)
 
 
 async def on_contact_reactivated(ctx: EventContext[ContactReactivated]) -> None:
-    await storage.set_passive(ctx.conn, ctx.payload.person_id, False)
+    await ctx.store.set_passive(ctx.payload.person_id, False)
 
 
 def register(runtime: ServiceRuntime) -> None:

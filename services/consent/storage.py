@@ -297,3 +297,8 @@ async def set_passive(conn: asyncpg.Connection, person_id: uuid.UUID, passive: b
 
 async def is_passive(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM passive_person WHERE person_id = $1", person_id))
+
+
+async def in_marketing_register_since(conn: asyncpg.Connection, person_id: uuid.UUID) -> Any:
+    """When the person moved to the marketing register, or None."""
+    return await conn.fetchval("SELECT transferred_at FROM marketing_register WHERE person_id = $1", person_id)

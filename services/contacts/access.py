@@ -24,7 +24,7 @@ from shared.errors import Conflict, InvalidInput, NotFound, Rejected
 from shared.messaging.events import AccessReportPart, AccessRequested
 from shared.web.http import require, runtime_of
 from shared.logging import get_logger
-from shared.messaging.outbox import add_event
+from shared.messaging.outbox import Outbox
 from shared.messaging.topics import topic
 
 log = get_logger(__name__)
@@ -93,9 +93,8 @@ async def own_slice(conn: asyncpg.Connection, request: dict[str, Any]) -> list[d
 async def ask_services(conn: asyncpg.Connection, request: dict[str, Any]) -> None:
     """Store contacts' own slice and ask every other service for theirs (through the outbox)."""
     await storage.store_report_part(conn, request["id"], access_report.SERVICE, await own_slice(conn, request))
-    await add_event(conn, AccessRequested(request_id=request["id"], person_id=request["person_id"],
-                                          emails=request["emails"], phones=request["phones"]),
-                    source=access_report.SERVICE)
+    await Outbox(conn, access_report.SERVICE).add(AccessRequested(
+        request_id=request["id"], person_id=request["person_id"], emails=request["emails"], phones=request["phones"]))
 
 
 async def record_request(conn: asyncpg.Connection, who: Principal, *, person_id: uuid.UUID | None, emails: list[str],
@@ -229,19 +228,19 @@ async def read_report(request_id: uuid.UUID, request: Request, who: Principal = 
 async def on_access_report_part(ctx: EventContext[AccessReportPart]) -> None:
     """Store one service's slice; the last one marks the request fulfilled (R12)."""
     p = ctx.payload
-    req = await storage.get_access_request(ctx.conn, p.request_id, for_update=True)
+    req = await ctx.store.get_access_request(p.request_id, for_update=True)
     if req is None:
         raise Rejected("request_id: no such access request")
     if p.service not in req["expected_services"] or p.service == access_report.SERVICE:
         raise Rejected("service: not asked to answer this access request")
     items = p.items
     if req["person_id"] is not None:
-        erased_at = await storage.erased_at(ctx.conn, req["person_id"])
+        erased_at = await ctx.store.erased_at(req["person_id"])
         if erased_at is not None and erased_at > req["created_at"]:
             items = []  # R7: an answer arriving after the person was erased keeps nothing of them
-    if not await storage.store_report_part(ctx.conn, p.request_id, p.service, items):
+    if not await ctx.store.store_report_part(p.request_id, p.service, items):
         return
-    answered = await storage.answered_services(ctx.conn, p.request_id)
+    answered = await ctx.store.answered_services(p.request_id)
     if req["status"] == "collecting" and access_report.is_complete(req["expected_services"], answered):
-        await storage.mark_access_fulfilled(ctx.conn, p.request_id)
+        await ctx.store.mark_access_fulfilled(p.request_id)
         log.info("access_report_assembled", request_id=str(p.request_id))

@@ -21,7 +21,6 @@ from shared.web.auth import Principal, Role, deny, write_audit
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.messaging.events import AssignmentEnded, AssignmentStarted, Purpose, RelationshipEnded, RelationshipStarted
 from shared.web.http import require, runtime_of
-from shared.messaging.outbox import add_event
 
 router = APIRouter()
 router.include_router(self_router)
@@ -68,10 +67,10 @@ async def read_organisation(org_id: uuid.UUID, request: Request, _who: Principal
 @router.post("/persons", status_code=201, tags=["persons"])
 async def create_person(body: PersonIn, request: Request, who: Principal = Depends(staff)) -> dict:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
-        await service.check_organisation(conn, body.organisation_id)
+        await service.check_organisation(runtime_of(request).unit_of_work(conn), body.organisation_id)
         fields = body.model_dump(exclude={"legal_basis", "purposes", "source"})
         person_id = await service.register_person(
-            conn, service.outbox_publisher(conn), fields, source=body.source.value, legal_basis=body.legal_basis.value,
+            runtime_of(request).unit_of_work(conn), fields, source=body.source.value, legal_basis=body.legal_basis.value,
             purposes=[p.value for p in body.purposes])
         await write_audit(conn, who, "person.create", person_id=person_id)
         return await storage.person_everything(conn, person_id)
@@ -119,8 +118,8 @@ async def update_person(person_id: uuid.UUID, body: PersonUpdate, request: Reque
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         person = await visible_person(request, conn, who, person_id, "person.update", for_update=True)
         changes = body.changes()
-        await service.check_organisation(conn, changes.get("organisation_id"))
-        changed = await service.change_person(conn, service.outbox_publisher(conn), person, changes,
+        await service.check_organisation(runtime_of(request).unit_of_work(conn), changes.get("organisation_id"))
+        changed = await service.change_person(runtime_of(request).unit_of_work(conn), person, changes,
                                               source=body.source.value, cause="update")
         await write_audit(conn, who, "person.update", person_id=person_id, details={"fields": changed})
         return await storage.person_everything(conn, person_id)
@@ -146,13 +145,13 @@ async def start_relationship(person_id: uuid.UUID, body: RelationshipIn, request
                              who: Principal = Depends(staff)) -> dict:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         await visible_person(request, conn, who, person_id, "relationship.start", for_update=True)
-        await service.check_organisation(conn, body.organisation_id)
+        await service.check_organisation(runtime_of(request).unit_of_work(conn), body.organisation_id)
         rel_id, started = uuid.uuid4(), service.at_or_now(body.started_at)
         await storage.insert_relationship(conn, rel_id, person_id, body.organisation_id, body.kind, started, "staff")
-        state = await service.connection_started(conn, service.outbox_publisher(conn), person_id, body.kind)
-        await add_event(conn, RelationshipStarted(person_id=person_id, relationship_id=rel_id,
+        state = await service.connection_started(runtime_of(request).unit_of_work(conn), person_id, body.kind)
+        await runtime_of(request).unit_of_work(conn).outbox.add(RelationshipStarted(person_id=person_id, relationship_id=rel_id,
                                                   organisation_id=body.organisation_id, kind=body.kind,
-                                                  started_at=started), source=service.SERVICE)
+                                                  started_at=started))
         await write_audit(conn, who, "relationship.start", person_id=person_id, target=f"relationship:{rel_id}")
     return {"id": rel_id, "person_id": person_id, "lifecycle_state": state.value}
 
@@ -167,9 +166,8 @@ async def end_relationship(rel_id: uuid.UUID, body: EndIn, request: Request, who
         ended = service.at_or_now(body.ended_at)
         if not await storage.end_relationship(conn, rel_id, ended):
             raise Conflict("the relationship has already ended")
-        state = await service.connection_ended(conn, rel["person_id"])
-        await add_event(conn, RelationshipEnded(person_id=rel["person_id"], relationship_id=rel_id, ended_at=ended),
-                        source=service.SERVICE)
+        state = await service.connection_ended(runtime_of(request).unit_of_work(conn), rel["person_id"])
+        await runtime_of(request).unit_of_work(conn).outbox.add(RelationshipEnded(person_id=rel["person_id"], relationship_id=rel_id, ended_at=ended))
         await write_audit(conn, who, "relationship.end", person_id=rel["person_id"], target=f"relationship:{rel_id}")
     return {"id": rel_id, "person_id": rel["person_id"], "lifecycle_state": state.value}
 
@@ -188,9 +186,9 @@ async def start_assignment(body: AssignmentIn, request: Request, who: Principal 
         await storage.ensure_assignment(conn, assignment_id, body.given_by, body.title, started, "staff")
         for pid in domain.unique(body.participants):
             await storage.add_participant(conn, assignment_id, pid, started)
-            await service.connection_started(conn, service.outbox_publisher(conn), pid, "assignment")
-            await add_event(conn, AssignmentStarted(person_id=pid, assignment_id=assignment_id, given_by=body.given_by,
-                                                    started_at=started), source=service.SERVICE)
+            await service.connection_started(runtime_of(request).unit_of_work(conn), pid, "assignment")
+            await runtime_of(request).unit_of_work(conn).outbox.add(AssignmentStarted(person_id=pid, assignment_id=assignment_id, given_by=body.given_by,
+                                                    started_at=started))
             await write_audit(conn, who, "assignment.start", person_id=pid, target=f"assignment:{assignment_id}")
         return await storage.get_assignment(conn, assignment_id)
 
@@ -217,9 +215,8 @@ async def end_assignment(assignment_id: uuid.UUID, body: EndIn, request: Request
             pid = part["person_id"]
             await visible_person(request, conn, who, pid, "assignment.end", for_update=True)
             await storage.end_participation(conn, assignment_id, pid, ended)
-            await service.connection_ended(conn, pid)
-            await add_event(conn, AssignmentEnded(person_id=pid, assignment_id=assignment_id, ended_at=ended),
-                            source=service.SERVICE)
+            await service.connection_ended(runtime_of(request).unit_of_work(conn), pid)
+            await runtime_of(request).unit_of_work(conn).outbox.add(AssignmentEnded(person_id=pid, assignment_id=assignment_id, ended_at=ended))
             await write_audit(conn, who, "assignment.end", person_id=pid, target=f"assignment:{assignment_id}")
         return await storage.get_assignment(conn, assignment_id)
 

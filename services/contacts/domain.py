@@ -8,10 +8,11 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 import phonenumbers
 
+from shared.lifecycle import (FINAL_STATES, CommandOutcome, State, disposition_outcome, is_reactivation,  # noqa: F401 - the lifecycle, defined once
+                              on_connection_ended, on_connection_started, passivation_outcome)
 from shared.web.auth import Role
 from shared.messaging.events import Purpose
 
@@ -68,70 +69,6 @@ def unique(values: list[str]) -> list[str]:
 def contact_point_digest(value: str) -> str:
     """What contacts keeps of a banned contact point after erasure (R8): a digest, not the value."""
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-# ---- lifecycle (SPEC §3, R5-R7) --------------------------------------------------------
-
-class State(StrEnum):
-    prospect = "prospect"
-    active = "active"
-    ended = "ended"
-    passive = "passive"
-    erased = "erased"
-    marketing = "marketing"
-
-
-FINAL_STATES = frozenset({State.erased, State.marketing})
-
-
-def on_connection_started(state: State, kind: str) -> State:
-    """A relationship or assignment began. Prospects become active with a customer
-    relationship or an assignment; ended or passive persons are reactivated (SPEC §3)."""
-    if state in (State.ended, State.passive):
-        return State.active
-    if state is State.prospect and kind != "prospect":
-        return State.active
-    return state
-
-
-def is_reactivation(before: State, after: State) -> bool:
-    return before in (State.ended, State.passive) and after is State.active
-
-
-def on_connection_ended(state: State, open_connections: int) -> State:
-    """The last open relationship or assignment ended: the person's connection ended (R5, R6)."""
-    if open_connections == 0 and state in (State.prospect, State.active):
-        return State.ended
-    return state
-
-
-class CommandOutcome(StrEnum):
-    apply = "apply"          # do it, then confirm
-    confirm_only = "confirm_only"  # already done: confirm again, change nothing
-    stale = "stale"          # the person became active again: ignore the command
-
-
-def passivation_outcome(state: State) -> CommandOutcome:
-    """R6: only a person whose connection ended is passivated; a reactivated one is not."""
-    if state is State.ended:
-        return CommandOutcome.apply
-    if state in (State.passive, State.erased, State.marketing):
-        return CommandOutcome.confirm_only
-    return CommandOutcome.stale
-
-
-def disposition_outcome(state: State, action: str) -> CommandOutcome:
-    """R7: erase or transfer a person who is no longer active; repeated commands confirm again."""
-    done = State.erased if action == "erase" else State.marketing
-    if state is done:
-        return CommandOutcome.confirm_only
-    if state is State.erased:
-        return CommandOutcome.confirm_only  # nothing left to transfer
-    if action == "erase" and state is State.marketing:
-        return CommandOutcome.apply  # the marketing register's own data may be erased too
-    if state in (State.ended, State.passive):
-        return CommandOutcome.apply
-    return CommandOutcome.stale
 
 
 # ---- access (R6, R10, R11) -------------------------------------------------------------

@@ -5,7 +5,7 @@ already applied, so a handler skips what contacts itself published (no loop, no 
 """
 from __future__ import annotations
 
-from services.contacts import access, domain, service, storage
+from services.contacts import access, domain, service
 from shared.messaging.consumer import EventContext
 from shared.errors import Rejected
 from shared.messaging.events import ContactUpserted
@@ -43,11 +43,11 @@ async def on_contact_upserted(ctx: EventContext) -> None:
             business_id = domain.normalise_business_id(p.organisation_business_id)
         except ValueError as exc:
             raise Rejected(f"organisation_business_id: {exc}") from None
-        fields["organisation_id"] = await storage.ensure_organisation(ctx.conn, business_id, p.organisation_name,
+        fields["organisation_id"] = await ctx.store.ensure_organisation(business_id, p.organisation_name,
                                                                       p.source.value)
-    existing = await storage.person_by_external_ref(ctx.conn, p.external_ref)
+    existing = await ctx.store.person_by_external_ref(p.external_ref)
     if existing is None:
-        await service.register_person(ctx.conn, ctx.publish, fields, source=p.source.value,
+        await service.register_person(ctx.uow, fields, source=p.source.value,
                                       legal_basis=p.legal_basis.value, purposes=[x.value for x in p.purposes],
                                       external_ref=p.external_ref)
         return
@@ -56,14 +56,14 @@ async def on_contact_upserted(ctx: EventContext) -> None:
     for points in ("emails", "phones"):
         if points in changes:
             changes[points] = domain.unique([*existing[points], *changes[points]])
-    await service.change_person(ctx.conn, ctx.publish, existing, changes, source=p.source.value, cause="import")
-    await storage.add_purposes(ctx.conn, existing["id"], [x.value for x in p.purposes])
+    await service.change_person(ctx.uow, existing, changes, source=p.source.value, cause="import")
+    await ctx.store.add_purposes(existing["id"], [x.value for x in p.purposes])
 
 
 async def _known_state(ctx: EventContext) -> domain.State | None:
     """The person's state; None (event skipped) after the final disposition (erased, or moved to
     the marketing register, whose connections are gone); Rejected if the person was never known."""
-    state = await service.current_state(ctx.conn, ctx.payload.person_id)
+    state = await service.current_state(ctx.uow, ctx.payload.person_id)
     if state is None:
         raise Rejected("person_id: no such person in contacts")
     if state in domain.FINAL_STATES:
@@ -78,21 +78,25 @@ async def on_relationship_started(ctx: EventContext) -> None:
     if _own(ctx) or await _known_state(ctx) is None:
         return
     p = ctx.payload
-    if await storage.insert_relationship(ctx.conn, p.relationship_id, p.person_id, p.organisation_id, p.kind,
+    if await ctx.store.insert_relationship(p.relationship_id, p.person_id, p.organisation_id, p.kind,
                                          p.started_at, "service_event"):
-        await service.connection_started(ctx.conn, ctx.publish, p.person_id, p.kind)
+        await service.connection_started(ctx.uow, p.person_id, p.kind)
 
 
 async def on_relationship_ended(ctx: EventContext) -> None:
-    """R6: the end of the last connection ends the person's relationship with the company."""
+    """R6: the end of the last connection ends the person's relationship with the company.
+    Events of one person arrive in any order across topics; contacts converges either way."""
     if _own(ctx) or await _known_state(ctx) is None:
         return
     p = ctx.payload
-    relationship = await storage.get_relationship(ctx.conn, p.relationship_id)
-    if relationship is None or relationship["person_id"] != p.person_id:
-        raise Rejected("relationship_id: no such relationship for this person")
-    if await storage.end_relationship(ctx.conn, p.relationship_id, p.ended_at):
-        await service.connection_ended(ctx.conn, p.person_id)
+    relationship = await ctx.store.get_relationship(p.relationship_id)
+    if relationship is not None and relationship["person_id"] != p.person_id:
+        raise Rejected("relationship_id: the relationship belongs to another person")
+    if relationship is None:  # the end came first (another topic): recorded now, its start fills it in
+        await ctx.store.end_relationship_seen_first(p.relationship_id, p.person_id, p.ended_at, "service_event")
+        await service.connection_ended(ctx.uow, p.person_id)
+    elif await ctx.store.end_relationship(p.relationship_id, p.ended_at):
+        await service.connection_ended(ctx.uow, p.person_id)
 
 
 async def on_assignment_started(ctx: EventContext) -> None:
@@ -100,9 +104,9 @@ async def on_assignment_started(ctx: EventContext) -> None:
     if _own(ctx) or await _known_state(ctx) is None:
         return
     p = ctx.payload
-    await storage.ensure_assignment(ctx.conn, p.assignment_id, p.given_by, None, p.started_at, "service_event")
-    if await storage.add_participant(ctx.conn, p.assignment_id, p.person_id, p.started_at):
-        await service.connection_started(ctx.conn, ctx.publish, p.person_id, "assignment")
+    await ctx.store.ensure_assignment(p.assignment_id, p.given_by, None, p.started_at, "service_event")
+    if await ctx.store.add_participant(p.assignment_id, p.person_id, p.started_at):
+        await service.connection_started(ctx.uow, p.person_id, "assignment")
 
 
 async def on_assignment_ended(ctx: EventContext) -> None:
@@ -110,29 +114,29 @@ async def on_assignment_ended(ctx: EventContext) -> None:
     if _own(ctx) or await _known_state(ctx) is None:
         return
     p = ctx.payload
-    if await storage.end_participation(ctx.conn, p.assignment_id, p.person_id, p.ended_at):
-        await service.connection_ended(ctx.conn, p.person_id)
-    elif await storage.get_assignment(ctx.conn, p.assignment_id) is None:
-        raise Rejected("assignment_id: no such assignment")
+    if await ctx.store.end_participation(p.assignment_id, p.person_id, p.ended_at):
+        await service.connection_ended(ctx.uow, p.person_id)
+    elif await ctx.store.end_participation_seen_first(p.assignment_id, p.person_id, p.ended_at):
+        await service.connection_ended(ctx.uow, p.person_id)  # the end came first: its start fills it in
 
 
 async def on_passivation_commanded(ctx: EventContext) -> None:
     """R6: retention's command; confirmed with disposition-confirmed (stale commands ignored)."""
     p = ctx.payload
-    state = await service.current_state(ctx.conn, p.person_id)
+    state = await service.current_state(ctx.uow, p.person_id)
     if state is None:
         raise Rejected("person_id: no such person in contacts")
-    outcome = await service.passivate(ctx.conn, ctx.publish, p.person_id, state, p.command_id)
+    outcome = await service.passivate(ctx.uow, p.person_id, state, p.command_id)
     log.info("passivation_command", person_id=str(p.person_id), command_id=str(p.command_id), outcome=outcome.value)
 
 
 async def on_disposition_commanded(ctx: EventContext) -> None:
     """R7: erase, or transfer to the marketing register; confirmed with disposition-confirmed."""
     p = ctx.payload
-    state = await service.current_state(ctx.conn, p.person_id)
+    state = await service.current_state(ctx.uow, p.person_id)
     if state is None:
         raise Rejected("person_id: no such person in contacts")
-    outcome = await service.dispose(ctx.conn, ctx.publish, p.person_id, state, p.command_id, p.action)
+    outcome = await service.dispose(ctx.uow, p.person_id, state, p.command_id, p.action)
     log.info("disposition_command", person_id=str(p.person_id), command_id=str(p.command_id),
              action=p.action, outcome=outcome.value)
 
@@ -151,12 +155,12 @@ async def on_optout_registered(ctx: EventContext) -> None:
             phones.append(phone.strip())
     points = [*emails, *phones]
     if points:
-        await storage.add_suppressed(ctx.conn, [domain.contact_point_digest(v) for v in points], purposes)
-    persons = set(await storage.persons_with_contact_points(ctx.conn, emails, phones)) if points else set()
-    if p.person_id is not None and await storage.get_person(ctx.conn, p.person_id) is not None:
+        await ctx.store.add_suppressed([domain.contact_point_digest(v) for v in points], purposes)
+    persons = set(await ctx.store.persons_with_contact_points(emails, phones)) if points else set()
+    if p.person_id is not None and await ctx.store.get_person(p.person_id) is not None:
         persons.add(p.person_id)
     for person_id in persons:
-        await storage.add_bans(ctx.conn, person_id, purposes)
+        await ctx.store.add_bans(person_id, purposes)
     log.info("optout_recorded", person_id=str(p.person_id) if p.person_id else None, persons=len(persons))
 
 

@@ -85,10 +85,10 @@ async def decide(rect_id: uuid.UUID, body: DecisionIn, request: Request, who: Pr
         changed: list[str] = []
         if body.approve:
             changes = PersonFields.model_validate(rect["changes"]).changes()
-            await service.check_organisation(conn, changes.get("organisation_id"))
+            await service.check_organisation(runtime_of(request).unit_of_work(conn), changes.get("organisation_id"))
             source = "self_service" if rect["requested_by"].startswith("person:") else "staff"
 
-            changed = await service.change_person(conn, service.outbox_publisher(conn), person, changes,
+            changed = await service.change_person(runtime_of(request).unit_of_work(conn), person, changes,
                                                   source=source, cause="rectification", rectification_id=rect_id)
         status = "approved" if body.approve else "rejected"
         await storage.decide_rectification(conn, rect_id, status, who.user, body.reason)

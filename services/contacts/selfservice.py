@@ -117,7 +117,7 @@ async def update_me(body: SelfUpdate, request: Request, who: Principal = Depends
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         person = await own_person(conn, who, for_update=True)
 
-        changed = await service.change_person(conn, service.outbox_publisher(conn), person, changes,
+        changed = await service.change_person(runtime_of(request).unit_of_work(conn), person, changes,
                                               source="self_service", cause="self_service")
         await write_audit(conn, who, "self.update", person_id=who.person_id, details={"fields": changed})
         return {"person_id": who.person_id, "changed_fields": changed}

@@ -1,62 +1,59 @@
-"""Use cases shared by the HTTP API and the event handlers: each takes the open transaction
-and a `publish` function (the outbox, in that transaction), loads, decides with `domain`,
-stores, and publishes. One function per thing the register does."""
+"""Use cases shared by the HTTP API and the event handlers: each takes the unit of work
+(`uow.store`: contacts' storage in the open transaction; `uow.outbox`), loads, decides with
+`domain`, stores, and publishes. One function per thing the register does."""
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Awaitable, Callable
-
-import asyncpg
+from typing import Any
 
 from services.contacts import domain, storage
 from services.contacts.domain import CommandOutcome, State
 from shared.messaging.envelope import utcnow
 from shared.errors import InvalidInput
 from shared.messaging.events import (ContactErased, ContactPassivated, ContactReactivated, ContactRegistered,
-                           ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed, Payload)
+                           ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed)
 from shared.logging import get_logger
-from shared.messaging.outbox import add_event
+from shared.messaging.consumer import UnitOfWork
 
 log = get_logger(__name__)
-Publish = Callable[[Payload], Awaitable[Any]]
 SERVICE = "contacts"
 
 
-async def apply_suppression(conn: asyncpg.Connection, person_id: uuid.UUID, emails: list[str],
+async def apply_suppression(uow: UnitOfWork, person_id: uuid.UUID, emails: list[str],
                             phones: list[str]) -> list[str]:
     """A contact point banned before (even of an erased person) bans this person at once (R4, R8)."""
     digests = [domain.contact_point_digest(v) for v in [*emails, *phones]]
-    purposes = await storage.suppressed_purposes(conn, digests) if digests else []
+    purposes = await uow.store.suppressed_purposes(digests) if digests else []
     if purposes:
-        await storage.add_bans(conn, person_id, purposes)
+        await uow.store.add_bans(person_id, purposes)
         log.info("suppression_applied", person_id=str(person_id), purposes=purposes)
     return purposes
 
 
-async def keep_suppression(conn: asyncpg.Connection, person_id: uuid.UUID) -> None:
+async def keep_suppression(uow: UnitOfWork, person_id: uuid.UUID) -> None:
     """R8: before erasure, a banned person's contact points stay suppressed (as digests)."""
-    bans = await storage.bans_of(conn, person_id)
-    person = await storage.get_person(conn, person_id)
+    bans = await uow.store.bans_of(person_id)
+    person = await uow.store.get_person(person_id)
     points = [*person["emails"], *person["phones"]] if person else []
     if bans and points:
-        await storage.add_suppressed(conn, [domain.contact_point_digest(v) for v in points], bans)
+        await uow.store.add_suppressed([domain.contact_point_digest(v) for v in points], bans)
 
 
-async def check_organisation(conn: asyncpg.Connection, org_id: uuid.UUID | None) -> None:
+async def check_organisation(uow: UnitOfWork, org_id: uuid.UUID | None) -> None:
     """An employer must exist (R3): 422 naming the field otherwise."""
-    if org_id is not None and await storage.get_organisation(conn, org_id) is None:
+    if org_id is not None and await uow.store.get_organisation(org_id) is None:
         raise InvalidInput("organisation_id: no such organisation", fields={"organisation_id": "no such organisation"})
 
 
-async def register_person(conn: asyncpg.Connection, publish: Publish, fields: dict[str, Any], *, source: str,
+async def register_person(uow: UnitOfWork, fields: dict[str, Any], *, source: str,
                           legal_basis: str, purposes: list[str], external_ref: str | None = None) -> uuid.UUID:
     """A new person enters the register as a prospect (R2, R4); consent hears of its contact points."""
     person_id = uuid.uuid4()
-    await storage.insert_person(conn, person_id, fields, source=source, legal_basis=legal_basis,
+    await uow.store.insert_person(person_id, fields, source=source, legal_basis=legal_basis,
                                 purposes=purposes, state=State.prospect, external_ref=external_ref)
-    await apply_suppression(conn, person_id, fields.get("emails") or [], fields.get("phones") or [])
-    await publish(ContactRegistered(person_id=person_id, emails=fields.get("emails") or [],
+    await apply_suppression(uow, person_id, fields.get("emails") or [], fields.get("phones") or [])
+    await uow.outbox.add(ContactRegistered(person_id=person_id, emails=fields.get("emails") or [],
                                     phones=fields.get("phones") or [], source=source,
                                     lifecycle_state=State.prospect.value,
                                     organisation_id=fields.get("organisation_id")))
@@ -64,49 +61,49 @@ async def register_person(conn: asyncpg.Connection, publish: Publish, fields: di
     return person_id
 
 
-async def change_person(conn: asyncpg.Connection, publish: Publish, person: dict[str, Any], changes: dict[str, Any],
+async def change_person(uow: UnitOfWork, person: dict[str, Any], changes: dict[str, Any],
                         *, source: str, cause: str, rectification_id: uuid.UUID | None = None) -> list[str]:
     """Apply the fields that really change, record their source (R4) and publish them (R14)."""
     changed = domain.changed_fields(person, changes)
     if not changed:
         return []
-    await storage.update_person(conn, person["id"], {f: changes[f] for f in changed}, source)
+    await uow.store.update_person(person["id"], {f: changes[f] for f in changed}, source)
     emails = changes.get("emails", person["emails"])
     phones = changes.get("phones", person["phones"])
-    await apply_suppression(conn, person["id"], emails, phones)
-    await publish(ContactUpdated(person_id=person["id"], changed_fields=changed, cause=cause,
+    await apply_suppression(uow, person["id"], emails, phones)
+    await uow.outbox.add(ContactUpdated(person_id=person["id"], changed_fields=changed, cause=cause,
                                  rectification_id=rectification_id, emails=emails, phones=phones))
     return changed
 
 
-async def connection_started(conn: asyncpg.Connection, publish: Publish, person_id: uuid.UUID, kind: str) -> State:
+async def connection_started(uow: UnitOfWork, person_id: uuid.UUID, kind: str) -> State:
     """A relationship or assignment began: prospect → active, or reactivation (SPEC §3)."""
-    person = await storage.get_person(conn, person_id, for_update=True)
+    person = await uow.store.get_person(person_id, for_update=True)
     before = State(person["lifecycle_state"])
     after = domain.on_connection_started(before, kind)
     if after is not before:
-        await storage.set_state(conn, person_id, after)
+        await uow.store.set_state(person_id, after)
     if domain.is_reactivation(before, after):
-        await publish(ContactReactivated(person_id=person_id))
+        await uow.outbox.add(ContactReactivated(person_id=person_id))
         log.info("person_reactivated", person_id=str(person_id), previous=before.value)
     return after
 
 
-async def connection_ended(conn: asyncpg.Connection, person_id: uuid.UUID) -> State:
+async def connection_ended(uow: UnitOfWork, person_id: uuid.UUID) -> State:
     """The last open relationship or assignment ended: the person's connection has ended (R5)."""
-    person = await storage.get_person(conn, person_id, for_update=True)
+    person = await uow.store.get_person(person_id, for_update=True)
     before = State(person["lifecycle_state"])
-    after = domain.on_connection_ended(before, await storage.open_connections(conn, person_id))
+    after = domain.on_connection_ended(before, await uow.store.open_connections(person_id))
     if after is not before:
-        await storage.set_state(conn, person_id, after)
+        await uow.store.set_state(person_id, after)
     return after
 
 
-async def current_state(conn: asyncpg.Connection, person_id: uuid.UUID) -> State | None:
-    person = await storage.get_person(conn, person_id, for_update=True)
+async def current_state(uow: UnitOfWork, person_id: uuid.UUID) -> State | None:
+    person = await uow.store.get_person(person_id, for_update=True)
     if person is not None:
         return State(person["lifecycle_state"])
-    return State.erased if await storage.is_erased(conn, person_id) else None
+    return State.erased if await uow.store.is_erased(person_id) else None
 
 
 def _confirmation(command_id: uuid.UUID, person_id: uuid.UUID, action: str) -> DispositionConfirmed:
@@ -114,39 +111,32 @@ def _confirmation(command_id: uuid.UUID, person_id: uuid.UUID, action: str) -> D
                                 confirmed_at=utcnow())
 
 
-async def passivate(conn: asyncpg.Connection, publish: Publish, person_id: uuid.UUID, state: State,
+async def passivate(uow: UnitOfWork, person_id: uuid.UUID, state: State,
                     command_id: uuid.UUID) -> CommandOutcome:
     """R6: from now on only the register owner reads this person."""
     outcome = domain.passivation_outcome(state)
     if outcome is CommandOutcome.apply:
-        await storage.set_state(conn, person_id, State.passive)
-        await publish(ContactPassivated(person_id=person_id, command_id=command_id))
+        await uow.store.set_state(person_id, State.passive)
+        await uow.outbox.add(ContactPassivated(person_id=person_id, command_id=command_id))
     if outcome is not CommandOutcome.stale:
-        await publish(_confirmation(command_id, person_id, "passivate"))
+        await uow.outbox.add(_confirmation(command_id, person_id, "passivate"))
     return outcome
 
 
-async def dispose(conn: asyncpg.Connection, publish: Publish, person_id: uuid.UUID, state: State,
+async def dispose(uow: UnitOfWork, person_id: uuid.UUID, state: State,
                   command_id: uuid.UUID, action: str) -> CommandOutcome:
     """R7: erase everything, or keep only what the marketing register needs."""
     outcome = domain.disposition_outcome(state, action)
     if outcome is CommandOutcome.apply and action == "erase":
-        await keep_suppression(conn, person_id)
-        await storage.erase_person(conn, person_id, command_id)
-        await publish(ContactErased(person_id=person_id, command_id=command_id))
+        await keep_suppression(uow, person_id)
+        await uow.store.erase_person(person_id, command_id)
+        await uow.outbox.add(ContactErased(person_id=person_id, command_id=command_id))
     elif outcome is CommandOutcome.apply:
-        await storage.keep_marketing_data_only(conn, person_id)
-        await publish(ContactTransferredToMarketing(person_id=person_id, command_id=command_id))
+        await uow.store.keep_marketing_data_only(person_id)
+        await uow.outbox.add(ContactTransferredToMarketing(person_id=person_id, command_id=command_id))
     if outcome is not CommandOutcome.stale:
-        await publish(_confirmation(command_id, person_id, action))
+        await uow.outbox.add(_confirmation(command_id, person_id, action))
     return outcome
-
-
-def outbox_publisher(conn: asyncpg.Connection) -> Publish:
-    """`publish` for HTTP handlers: the outbox, in the request's transaction."""
-    async def publish(payload: Payload) -> Any:
-        return await add_event(conn, payload, source=SERVICE)
-    return publish
 
 
 def at_or_now(value: datetime | None) -> datetime:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
-from services.retention import storage
 from shared.access import access_item
 from shared.messaging.events import AccessRequested
 
@@ -15,10 +12,10 @@ CATEGORY = "retention"
 PURPOSE_OF = {"relationships": "customer_relationship", "assignments": "assignments"}
 
 
-async def retention_slice(conn: asyncpg.Connection, request: AccessRequested) -> list[dict[str, Any]]:
+async def retention_slice(store: Any, request: AccessRequested) -> list[dict[str, Any]]:
     if request.person_id is None:
         return []
-    found = await storage.person_slice(conn, request.person_id)
+    found = await store.person_slice(request.person_id)
     items: list[dict[str, Any]] = []
     for section, rows in found.items():
         for row in rows:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Iterable, Literal, Protocol
+from typing import Any, Iterable, Literal, Mapping, Protocol
+
+from shared.lifecycle import State
+from shared.messaging.events import DispositionCommanded, PassivationCommanded
 
 MAX_DISPOSITION_DAYS = 365  # R7: "at the latest one year after the end of the last assignment"
 # Which deadline rule set a timer: part of `Policy.version`, so timers planned under an earlier
@@ -14,8 +17,11 @@ DEADLINE_RULE = "r7.2"
 
 Action = Literal["passivate", "dispose"]
 Disposition = Literal["erase", "transfer_to_marketing"]
-# States in which a person's timers may still run; after a disposition nothing is timed again.
-TIMED_STATES = frozenset({"active", "ended", "passive"})
+# Retention's view of a person is the lifecycle contacts confirms (`shared.lifecycle.State`),
+# plus one state of its own: a disposition has been commanded and no timer runs again.
+DISPOSING = "disposing"
+# States in which a person's timers may still run.
+TIMED_STATES = frozenset({State.prospect, State.active, State.ended, State.passive})
 
 EXPECTED_CONFIRMATIONS: dict[str, tuple[str, ...]] = {
     "passivate": ("contacts",),
@@ -160,6 +166,17 @@ def active_hold_until(holds: Iterable[Hold], now: datetime) -> datetime | None:
     """When the latest hold in force expires, or None if nothing holds the disposition now."""
     ends = [h.expires_at for h in holds if h.released_at is None and h.expires_at > now]
     return max(ends, default=None)
+
+
+def command_for(evidence: Mapping[str, Any], *, recommanded: bool = False) -> PassivationCommanded | DispositionCommanded:
+    """The command one evidence row stands for; its basis names the rule, deadline and policy."""
+    basis = f"{evidence['basis']} due {evidence['deadline_at'].isoformat()} policy {evidence['policy_version']}"
+    if recommanded:
+        basis += " (re-commanded: overdue)"
+    if evidence["action"] == "passivate":
+        return PassivationCommanded(command_id=evidence["command_id"], person_id=evidence["person_id"], basis=basis)
+    return DispositionCommanded(command_id=evidence["command_id"], person_id=evidence["person_id"],
+                                action=evidence["action"], basis=basis)
 
 
 def expected_confirmations(action: str) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from services.retention import storage
 from services.retention.domain import Clock, SystemClock
 from services.retention.scheduler import RetentionGauges, Scheduler
 from services.retention.settings import RetentionSettings
@@ -21,7 +22,7 @@ class RetentionRuntime(ServiceRuntime):
     settings: RetentionSettings
 
     def __init__(self, settings: RetentionSettings, migrations_dir: Path | None, clock: Clock | None = None) -> None:
-        super().__init__("retention", settings, migrations_dir)
+        super().__init__("retention", settings, migrations_dir, storage)
         self.policy = settings.policy()
         self.clock: Clock = clock or SystemClock()
         self.gauges = RetentionGauges(self.metrics.registry)

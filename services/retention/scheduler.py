@@ -16,7 +16,10 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Gauge
 
 from services.retention import storage
-from services.retention.domain import Clock, Policy, active_hold_until, disposition_for, expected_confirmations
+from services.retention.domain import (DISPOSING, Clock, Policy, active_hold_until, command_for, disposition_for,
+                                      expected_confirmations)
+from shared.db import BoundStore
+from shared.messaging.outbox import Outbox
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -70,15 +73,16 @@ class Scheduler:
 
     async def _command_batch(self, now: datetime, outcome: PassOutcome) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            claimed = await storage.claim_due(conn, now, self.batch_size)
+            store, outbox = BoundStore(storage, conn), Outbox(conn, self.source)
+            claimed = await store.claim_due(now, self.batch_size)
             if not claimed:
                 return 0
             dispose_ids = list({r["person_id"] for r in claimed if r["action"] == "dispose"})
-            granted, banned, holds = await storage.decision_facts(conn, dispose_ids) if dispose_ids else ({}, {}, {})
+            granted, banned, holds = await store.decision_facts(dispose_ids) if dispose_ids else ({}, {}, {})
             evidence: list[dict] = []
             closed: list[int] = []
             deferred: list[tuple[int, datetime, uuid.UUID]] = []
-            new_state: dict[uuid.UUID, str] = {}
+            disposing: list[uuid.UUID] = []
             for row in claimed:
                 person_id = row["person_id"]
                 if row["action"] == "dispose":
@@ -90,14 +94,14 @@ class Scheduler:
                         outcome.held += 1
                         continue
                     action = disposition_for(granted.get(person_id, ()), banned.get(person_id, ()))
-                    new_state[person_id] = "disposing"
+                    disposing.append(person_id)  # no timer runs for them again
                     if action == "erase":
                         outcome.erased += 1
                     else:
                         outcome.transferred += 1
                 else:
+                    # The person becomes passive when contacts confirms (`contact-passivated`), not now.
                     action = "passivate"
-                    new_state.setdefault(person_id, "passive")
                     outcome.passivated += 1
                 evidence.append(dict(person_id=person_id, action=action, basis=row["basis"],
                                      deadline_at=row["due_at"], policy_version=row["policy_version"],
@@ -105,16 +109,21 @@ class Scheduler:
                 closed.append(row["id"])
                 outcome.commanded_person_ids.append(person_id)
             if deferred:
-                await storage.defer_held(conn, deferred)
+                await store.defer_held(deferred)
             if closed:
-                await storage.close_deadlines(conn, closed, now)
-                await storage.set_states(conn, list(new_state), list(new_state.values()))
-                await storage.command(conn, evidence, source=self.source, now=now)
+                await store.close_deadlines(closed, now)
+                if disposing:
+                    await store.set_states(disposing, [DISPOSING] * len(disposing))
+                commanded = await store.record_commands(evidence, now=now)
+                await outbox.add_all([command_for(r) for r in commanded],
+                                     correlation_ids=[str(r["command_id"]) for r in commanded])
             return len(claimed)
 
     async def _recommand_batch(self, now: datetime, cutoff: datetime, outcome: PassOutcome) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await storage.recommand_overdue(conn, cutoff, self.batch_size, source=self.source, now=now)
+            rows = await storage.mark_overdue(conn, cutoff, self.batch_size, now=now)
+            await Outbox(conn, self.source).add_all([command_for(r, recommanded=True) for r in rows],
+                                                    correlation_ids=[str(r["command_id"]) for r in rows])
         outcome.recommanded += len(rows)
         if rows:
             log.warning("dispositions_overdue_recommanded", count=len(rows),

@@ -179,74 +179,29 @@ async def set_states(conn: asyncpg.Connection, person_ids: list[uuid.UUID], stat
         person_ids, states)
 
 
-# Envelopes built by PostgreSQL for mass commands and confirmations: the same shape as
-# `shared.messaging.envelope.Envelope` (tests parse them with the shared parser), but without a
-# Python object per event, so a pass over 100,000 persons leaves the event loop free.
-_ENVELOPE_SQL = """jsonb_build_object('id', x.event_id, 'type', x.topic, 'source', $SRC::text,
-    'time', to_jsonb($NOW::timestamptz), 'subject', x.person_id::text, 'schema_version', 1,
-    'data', x.data, 'correlation_id', x.correlation_id::text)"""
-
-
-def _envelope(source_param: int, now_param: int) -> str:
-    return _ENVELOPE_SQL.replace("$SRC", f"${source_param}").replace("$NOW", f"${now_param}")
-
-
-async def command(conn: asyncpg.Connection, rows: list[dict[str, Any]], *, source: str, now: datetime) -> None:
-    """Evidence plus a passivation or disposition command per row, in the caller's transaction."""
-    await conn.execute(
-        "WITH cmd AS ("
-        "  INSERT INTO evidence (command_id, person_id, action, basis, deadline_at, policy_version,"
-        "   commanded_at, last_commanded_at, expected)"
-        "  SELECT gen_random_uuid(), p, a, b, d, v, $8, $8, string_to_array(e, ',')"
-        "  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])"
-        "   AS t(p, a, b, d, v, e)"
-        "  RETURNING command_id, person_id, action, basis, deadline_at, policy_version)"
-        " INSERT INTO outbox (event_id, topic, key, envelope)"
-        " SELECT x.event_id, x.topic, x.person_id::text, " + _envelope(7, 8) +
-        " FROM (SELECT gen_random_uuid() AS event_id, person_id, command_id AS correlation_id,"
-        "        CASE WHEN action = 'passivate' THEN 'passivation-commanded' ELSE 'disposition-commanded' END AS topic,"
-        "        jsonb_strip_nulls(jsonb_build_object('command_id', command_id, 'person_id', person_id,"
-        "         'action', NULLIF(action, 'passivate'),"
-        "         'basis', basis || ' due ' || (to_jsonb(deadline_at) #>> '{}') || ' policy ' || policy_version)) AS data"
-        "       FROM cmd) AS x",
+async def record_commands(conn: asyncpg.Connection, rows: list[dict[str, Any]], *, now: datetime) -> list[asyncpg.Record]:
+    """Evidence of a passivation or disposition command per row; the commands to publish."""
+    return await conn.fetch(
+        "INSERT INTO evidence (command_id, person_id, action, basis, deadline_at, policy_version,"
+        "  commanded_at, last_commanded_at, expected)"
+        " SELECT gen_random_uuid(), p, a, b, d, v, $7, $7, string_to_array(e, ',')"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])"
+        "  AS t(p, a, b, d, v, e)"
+        " RETURNING command_id, person_id, action, basis, deadline_at, policy_version",
         [r["person_id"] for r in rows], [r["action"] for r in rows], [r["basis"] for r in rows],
         [r["deadline_at"] for r in rows], [r["policy_version"] for r in rows],
-        [",".join(r["expected"]) for r in rows], source, now)
+        [",".join(r["expected"]) for r in rows], now)
 
 
-async def recommand_overdue(conn: asyncpg.Connection, cutoff: datetime, limit: int, *, source: str,
-                            now: datetime) -> list[asyncpg.Record]:
-    """Re-send the same command for evidence not confirmed in time; marks it overdue."""
+async def mark_overdue(conn: asyncpg.Connection, cutoff: datetime, limit: int, *, now: datetime) -> list[asyncpg.Record]:
+    """Evidence not confirmed in time, marked overdue and re-commanded now; the commands to re-send."""
     return await conn.fetch(
         "WITH due AS (SELECT command_id FROM evidence WHERE completed_at IS NULL AND last_commanded_at < $1"
-        "             ORDER BY last_commanded_at LIMIT $2 FOR UPDATE SKIP LOCKED),"
-        " upd AS (UPDATE evidence e SET last_commanded_at = $4, attempts = attempts + 1,"
-        "          overdue_since = COALESCE(overdue_since, $4) FROM due WHERE e.command_id = due.command_id"
-        "          RETURNING e.command_id, e.person_id, e.action, e.basis, e.deadline_at, e.policy_version),"
-        " ins AS (INSERT INTO outbox (event_id, topic, key, envelope)"
-        "  SELECT x.event_id, x.topic, x.person_id::text, " + _envelope(3, 4) +
-        "  FROM (SELECT gen_random_uuid() AS event_id, person_id, command_id AS correlation_id,"
-        "         CASE WHEN action = 'passivate' THEN 'passivation-commanded' ELSE 'disposition-commanded' END AS topic,"
-        "         jsonb_strip_nulls(jsonb_build_object('command_id', command_id, 'person_id', person_id,"
-        "          'action', NULLIF(action, 'passivate'), 'basis', basis || ' due ' || (to_jsonb(deadline_at) #>> '{}')"
-        "          || ' policy ' || policy_version || ' (re-commanded: overdue)')) AS data FROM upd) AS x)"
-        " SELECT command_id, person_id, action FROM upd",
-        cutoff, limit, source, now)
-
-
-async def confirm_erasures(conn: asyncpg.Connection, person_ids: list[uuid.UUID],
-                           command_ids: list[uuid.UUID | None], correlation_ids: list[str], *,
-                           source: str, now: datetime) -> None:
-    """This service's `disposition-confirmed` for each erasure it honoured (outbox)."""
-    await conn.execute(
-        "INSERT INTO outbox (event_id, topic, key, envelope)"
-        " SELECT x.event_id, x.topic, x.person_id::text, " + _envelope(4, 5) +
-        " FROM (SELECT gen_random_uuid() AS event_id, 'disposition-confirmed' AS topic, p AS person_id,"
-        "        corr AS correlation_id,"
-        "        jsonb_build_object('command_id', c, 'person_id', p, 'service', $4::text, 'action', 'erase',"
-        "         'confirmed_at', to_jsonb($5::timestamptz)) AS data"
-        "       FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS t(p, c, corr)) AS x",
-        person_ids, command_ids, correlation_ids, source, now)
+        "             ORDER BY last_commanded_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " UPDATE evidence e SET last_commanded_at = $3, attempts = attempts + 1,"
+        "  overdue_since = COALESCE(overdue_since, $3) FROM due WHERE e.command_id = due.command_id"
+        " RETURNING e.command_id, e.person_id, e.action, e.basis, e.deadline_at, e.policy_version",
+        cutoff, limit, now)
 
 
 # ---- confirmations ------------------------------------------------------------------------

@@ -7,37 +7,38 @@ rule (or a shorter configured period) applies to people already waiting, not onl
 from __future__ import annotations
 
 import uuid
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import asyncpg
 
 from services.retention import storage
-from services.retention.domain import Policy, plan_deadlines
+from services.retention.domain import DISPOSING, Policy, plan_deadlines
+from shared.db import BoundStore
+from shared.lifecycle import State, after_spans
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-REACTIVATING_STATES = {"ended", "passive"}
 REPLAN_BATCH = 500
 
 
-async def retime(conn: asyncpg.Connection, policy: Policy, person_id: uuid.UUID,
+async def retime(store: Any, policy: Policy, person_id: uuid.UUID,
                  change: Callable[[], Awaitable[object]] | None = None) -> bool:
-    """Apply a fact under the person lock and re-plan the timers; False if already disposed of."""
-    state = await storage.lock_person(conn, person_id)
+    """Apply a fact under the person lock and re-plan the timers; False if already disposed of.
+
+    The state follows the shared lifecycle rules from the person's spans: an open span
+    reactivates an ended or passive person (pending timers cancelled), the last end ends them."""
+    state = await store.lock_person(person_id)
     if state is None:
         return False
     if change is not None:
         await change()
-    rels, asgs = await storage.spans(conn, person_id)
+    rels, asgs = await store.spans(person_id)
     spans = [*rels, *asgs]
-    any_open = any(s.ended_at is None for s in spans)
-    if state == "active" and spans and not any_open:
-        state = "ended"
-    elif state in REACTIVATING_STATES and any_open:
-        state = "active"  # reactivation before the deadline cancels the pending timers
-    await storage.set_state(conn, person_id, state)
-    await storage.sync_deadlines(conn, person_id, plan_deadlines(state, rels, asgs, policy), policy.version)
+    if state != DISPOSING:
+        state = after_spans(State(state), sum(s.ended_at is None for s in spans), bool(spans))
+        await store.set_state(person_id, state)
+    await store.sync_deadlines(person_id, plan_deadlines(state, rels, asgs, policy), policy.version)
     return True
 
 
@@ -50,9 +51,10 @@ async def replan_stale(pool: asyncpg.Pool, policy: Policy) -> int:
     replanned, after = 0, uuid.UUID(int=0)
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            persons = await storage.stale_timed_persons(conn, policy.version, after, REPLAN_BATCH)
+            store = BoundStore(storage, conn)
+            persons = await store.stale_timed_persons(policy.version, after, REPLAN_BATCH)
             for person_id in persons:
-                await retime(conn, policy, person_id)
+                await retime(store, policy, person_id)
         if not persons:
             break
         replanned += len(persons)

@@ -1,7 +1,8 @@
 """Transactional outbox: events are written with the state change, relayed afterwards.
 
-`add_event` runs inside the caller's transaction, so an event exists if and only if its
-state change committed. `OutboxRelay` publishes unpublished rows in `seq` order (hence
+`Outbox.add` runs inside the caller's transaction, so an event exists if and only if its
+state change committed; it is the one way a service publishes, and the relay is the only
+producer of the register's events. `OutboxRelay` publishes unpublished rows in `seq` order (hence
 in order per key) and marks them; a crash between publish and mark re-publishes, and
 consumers' inboxes turn that into a no-op. One relay per schema is active at a time
 (advisory lock), so several replicas keep the order. Relayed rows are kept for a window
@@ -14,7 +15,7 @@ import json
 import uuid
 from datetime import timedelta
 
-from typing import Any
+from typing import Any, Sequence
 
 import asyncpg
 from faststream.kafka import KafkaBroker
@@ -23,6 +24,7 @@ from shared.messaging.envelope import Envelope, utcnow
 from shared.messaging.events import Payload
 from shared.logging import correlation_id_var, get_logger
 from shared.metrics import Metrics
+from shared.messaging.retry import RESTART
 from shared.messaging.topics import EVENT_TYPES, Topic
 
 log = get_logger(__name__)
@@ -63,29 +65,70 @@ def build_envelope(
     return spec.name, key, envelope
 
 
-async def add_event(
-    conn: asyncpg.Connection,
-    payload: Payload,
-    *,
-    source: str,
-    correlation_id: str | None = None,
-    event_id: uuid.UUID | None = None,
-) -> Envelope:
-    """Write one event to the outbox inside the caller's open transaction."""
-    topic, key, envelope = build_envelope(payload, source=source, correlation_id=correlation_id, event_id=event_id)
-    await conn.execute(
-        "INSERT INTO outbox (event_id, topic, key, envelope) VALUES ($1, $2, $3, $4)",
-        envelope.id, topic, key, envelope.to_json_dict(),
-    )
-    return envelope
+class Outbox:
+    """The one way a service publishes an event: written in the caller's open transaction, so
+    it exists if and only if the change it announces committed; the relay sends it later.
+
+    Bound to one connection (the transaction), the publishing service and the correlation id
+    of what caused it. `add_all` writes many in one round trip (mass commands)."""
+
+    def __init__(self, conn: asyncpg.Connection, source: str, correlation_id: str | None = None) -> None:
+        self.conn = conn
+        self.source = source
+        self.correlation_id = correlation_id
+
+    async def add(self, payload: Payload, *, event_id: uuid.UUID | None = None) -> Envelope:
+        [envelope] = await self.add_all([payload], event_ids=[event_id] if event_id else None)
+        return envelope
+
+    async def add_all(self, payloads: Sequence[Payload], *, event_ids: Sequence[uuid.UUID] | None = None,
+                      correlation_ids: Sequence[str | None] | None = None) -> list[Envelope]:
+        """Write events in order; `correlation_ids` gives each its own (one per command, say)."""
+        built = [build_envelope(p, source=self.source, event_id=event_ids[i] if event_ids else None,
+                                correlation_id=(correlation_ids[i] if correlation_ids else None) or self.correlation_id)
+                 for i, p in enumerate(payloads)]
+        if built:
+            await self.conn.execute(
+                "INSERT INTO outbox (event_id, topic, key, envelope)"
+                " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])",
+                [e.id for _, _, e in built], [t for t, _, _ in built], [k for _, k, _ in built],
+                [e.to_json_dict() for _, _, e in built])
+        return [e for _, _, e in built]
+
+    async def add_raw(self, topic: str, key: str, raw: bytes, headers: dict[str, str] | None = None) -> None:
+        """A message that is not an envelope of ours: a dead letter's original bytes."""
+        await self.conn.execute(
+            "INSERT INTO outbox (event_id, topic, key, raw, headers) VALUES ($1, $2, $3, $4, $5)",
+            uuid.uuid4(), topic, key, raw, headers or {},
+        )
 
 
-async def add_raw(conn: asyncpg.Connection, topic: str, key: str, raw: bytes, headers: dict[str, str] | None = None) -> None:
-    """Write a message that is not an envelope of ours (a dead letter's original bytes)."""
-    await conn.execute(
-        "INSERT INTO outbox (event_id, topic, key, raw, headers) VALUES ($1, $2, $3, $4, $5)",
-        uuid.uuid4(), topic, key, raw, headers or {},
-    )
+class RecordingOutbox:
+    """An in-memory outbox for unit tests of one handler: keeps what was published, in order."""
+
+    def __init__(self, source: str = "test") -> None:
+        self.source = source
+        self.published: list[Envelope] = []
+        self.raw: list[tuple[str, str, bytes, dict[str, str]]] = []
+
+    async def add(self, payload: Payload, *, event_id: uuid.UUID | None = None) -> Envelope:
+        [envelope] = await self.add_all([payload], event_ids=[event_id] if event_id else None)
+        return envelope
+
+    async def add_all(self, payloads: Sequence[Payload], *, event_ids: Sequence[uuid.UUID] | None = None,
+                      correlation_ids: Sequence[str | None] | None = None) -> list[Envelope]:
+        built = [build_envelope(p, source=self.source, event_id=event_ids[i] if event_ids else None,
+                                correlation_id=correlation_ids[i] if correlation_ids else None)[2]
+                 for i, p in enumerate(payloads)]
+        self.published += built
+        return built
+
+    async def add_raw(self, topic: str, key: str, raw: bytes, headers: dict[str, str] | None = None) -> None:
+        self.raw.append((topic, key, raw, headers or {}))
+
+    def of(self, topic: str) -> list[dict[str, Any]]:
+        """The `data` of every event published to `topic`."""
+        return [e.data for e in self.published if e.type == topic]
 
 
 # Under the producer's 1 MB request limit: a bigger event would fail to publish forever.
@@ -139,14 +182,16 @@ class OutboxRelay:
         return await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
 
     async def _run(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             try:
                 await self._hold_leadership_and_relay()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - database or broker away: nothing is marked, retry
+                failures += 1
                 log.warning("outbox_relay_waiting", schema=self.schema, error=type(exc).__name__)
-                await asyncio.sleep(1.0)
+                await RESTART.sleep(min(failures, 2))  # back within a couple of seconds of a broker's return
 
     async def _hold_leadership_and_relay(self) -> None:
         self._lock_conn = await self.pool.acquire()

@@ -35,7 +35,7 @@ RECEIVER_SQL = "CREATE TABLE IF NOT EXISTS received (event_id uuid NOT NULL, per
 
 
 async def on_contact_reactivated(ctx: EventContext) -> None:
-    await ctx.conn.execute("INSERT INTO received (event_id, person_id) VALUES ($1, $2)",
+    await ctx.store.execute("INSERT INTO received (event_id, person_id) VALUES ($1, $2)",
                            ctx.envelope.id, ctx.payload.person_id)
 
 

@@ -31,9 +31,9 @@ CREATE TABLE IF NOT EXISTS effects (event_id uuid PRIMARY KEY, external_ref text
 
 
 async def on_contact_upserted(ctx: EventContext) -> None:
-    if not await ctx.conn.fetchval("SELECT true FROM allowed WHERE external_ref = $1", ctx.payload.external_ref):
+    if not await ctx.store.fetchval("SELECT true FROM allowed WHERE external_ref = $1", ctx.payload.external_ref):
         raise Rejected("external_ref: not on the allow list")
-    await ctx.conn.execute("INSERT INTO effects VALUES ($1, $2)", ctx.envelope.id, ctx.payload.external_ref)
+    await ctx.store.execute("INSERT INTO effects VALUES ($1, $2)", ctx.envelope.id, ctx.payload.external_ref)
 
 
 @pytest.fixture

@@ -86,3 +86,47 @@ async def test_accept_requires_a_service_token_and_a_known_topic(probe_http):
     assert unknown.status_code == 404 and "topic" in unknown.json()["fields"]
     too_many = await client.post("/events/contact-upserted", json={"events": [event] * 10_001}, headers=auth("service"))
     assert too_many.status_code == 422 and "events" in too_many.json()["fields"]
+
+
+async def test_concurrent_accepts_report_each_event_by_its_own_outcome(start_service):
+    """Issue 21: two HTTP accepts in flight at once. The first batch holds a poison event, so
+    its events are applied one by one; while its good event is being applied, the second
+    batch's duplicate commits. The first must still report its event accepted: the outcome
+    comes from the apply itself, not from a shared duplicate counter read before and after."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from shared.messaging.consumer import Incoming, InboxConsumer
+    from shared.messaging.events import ContactReactivated
+    from shared.messaging.outbox import build_envelope
+    from shared.metrics import Metrics
+
+    svc = await start_service("retention")
+    poison, gated, duplicate = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    async def handler(ctx):
+        if ctx.payload.person_id == poison:
+            raise RuntimeError("poison event")
+        if ctx.payload.person_id == gated:
+            entered.set()
+            await gate.wait()
+
+    host = SimpleNamespace(name=f"accept_{uuid.uuid4().hex[:6]}", settings=svc.runtime.settings,
+                           metrics=Metrics(f"accept_{uuid.uuid4().hex[:6]}"), pool=svc.runtime.pool,
+                           store_for=lambda conn: conn)
+    consumer = InboxConsumer(host, "contact-reactivated", handler=handler)
+
+    def message(person_id: uuid.UUID) -> Incoming:
+        return Incoming(build_envelope(ContactReactivated(person_id=person_id), source="crm")[2].to_bytes())
+
+    repeated = message(duplicate)
+    assert (await consumer.handle_batch([repeated], wait_for_database=False)).accepted == 1
+    first = asyncio.create_task(consumer.handle_batch([message(poison), message(gated)], wait_for_database=False))
+    await asyncio.wait_for(entered.wait(), timeout=30)
+    second = await consumer.handle_batch([repeated], wait_for_database=False)
+    gate.set()
+    outcome = await asyncio.wait_for(first, timeout=30)
+    assert (second.accepted, second.duplicates) == (0, 1)
+    assert (outcome.accepted, outcome.duplicates) == (1, 0)
+    assert [r["index"] for r in outcome.rejected] == [0]

@@ -12,7 +12,7 @@ import pytest
 
 from shared.messaging.consumer import EventContext
 from shared.messaging.events import ContactReactivated, ContactUpserted, DataSource
-from shared.messaging.outbox import add_event, add_raw
+from shared.messaging.outbox import Outbox
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.conftest import service_test_settings
@@ -31,9 +31,9 @@ def upsert(ref: str, email: str = "matti.meikalainen@example.fi") -> ContactUpse
 
 
 async def on_contact_upserted(ctx: EventContext) -> None:
-    await ctx.conn.execute("INSERT INTO effects (event_id, external_ref) VALUES ($1, $2)",
+    await ctx.store.execute("INSERT INTO effects (event_id, external_ref) VALUES ($1, $2)",
                            ctx.envelope.id, ctx.payload.external_ref)
-    await ctx.publish(ContactReactivated(person_id=uuid.uuid5(uuid.NAMESPACE_URL, ctx.payload.external_ref)))
+    await ctx.outbox.add(ContactReactivated(person_id=uuid.uuid5(uuid.NAMESPACE_URL, ctx.payload.external_ref)))
 
 
 def build_probe(infra, database_url: str, tmp_path: Path, schema: str, **overrides) -> ServiceRuntime:
@@ -119,7 +119,7 @@ async def test_outbox_row_committed_before_a_crash_is_relayed_on_start(infra, da
     await migrate(pool, runtime.name, runtime.migrations_dir)
     async with pool.acquire() as conn, conn.transaction():  # the state change and its event, then "crash"
         await conn.execute("INSERT INTO effects (event_id, external_ref) VALUES ($1, 'state')", uuid.uuid4())
-        await add_event(conn, ContactReactivated(person_id=person_id), source=runtime.name)
+        await Outbox(conn, runtime.name).add(ContactReactivated(person_id=person_id))
     await pool.close()
     await runtime.start()
     try:
@@ -159,8 +159,8 @@ async def test_redelivery_after_effect_commit_has_no_second_effect(probe):
     consumer = probe.consumers["contact-upserted"]
     from shared.messaging.consumer import Incoming
 
-    await consumer.handle(Incoming(envelope.to_bytes(), ref.encode(), 0, 1))
-    await consumer.handle(Incoming(envelope.to_bytes(), ref.encode(), 0, 1))
+    await consumer.apply([Incoming(envelope.to_bytes(), ref.encode(), 0, 1)])
+    await consumer.apply([Incoming(envelope.to_bytes(), ref.encode(), 0, 1)])
     assert await effects_for(probe, ref) == 1
 
 
@@ -198,9 +198,9 @@ async def test_no_log_line_carries_a_seeded_email_or_phone(infra, database_url, 
 async def test_an_event_too_large_for_the_broker_is_set_aside_and_does_not_stall_the_relay(infra, probe):
     huge, after = uuid.uuid4(), uuid.uuid4()
     async with probe.pool.acquire() as conn, conn.transaction():
-        await add_raw(conn, "contact-upserted-dlq", "k", b"x" * (1024 * 1024))
+        await Outbox(conn, "test").add_raw("contact-upserted-dlq", "k", b"x" * (1024 * 1024))
         await conn.execute("UPDATE outbox SET event_id = $1 WHERE seq = (SELECT max(seq) FROM outbox)", huge)
-        await add_event(conn, ContactReactivated(person_id=after), source=probe.name)
+        await Outbox(conn, probe.name).add(ContactReactivated(person_id=after))
     await read_topic(infra.bootstrap, "contact-reactivated", until=lambda rs: any(
         e["data"]["person_id"] == str(after) for e in envelopes(rs)))
     reason = await eventually(lambda: probe.pool.fetchval(

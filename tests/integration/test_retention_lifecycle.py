@@ -14,7 +14,8 @@ import pytest
 
 from services.retention.domain import FrozenClock
 from shared.messaging.events import (
-    AccessRequested, AssignmentEnded, AssignmentStarted, Channel, ConsentGranted, ContactErased, ContactReactivated,
+    AccessRequested, AssignmentEnded, AssignmentStarted, Channel, ConsentGranted, ContactErased, ContactPassivated,
+    ContactReactivated,
     DispositionConfirmed, OptoutRegistered, Purpose, RelationshipEnded, RelationshipStarted,
 )
 from shared.messaging.consumer import Incoming, parse
@@ -56,6 +57,10 @@ async def command_due(svc, person_id: uuid.UUID) -> None:
     async def commanded() -> bool:
         return any(e["action"] != "passivate" for e in await evidence(svc, person_id))
     assert await scheduler_passes_until(svc, commanded), "the disposition was never commanded"
+
+
+async def _is(state, expected: str) -> bool:
+    return (await state) == expected
 
 
 async def evidence(svc, person_id: uuid.UUID) -> list[dict]:
@@ -156,7 +161,10 @@ async def test_r6_r7_open_assignment_keeps_person_active_then_passive_then_erase
 
         await retention.runtime.scheduler.run_due()
         passivation = (await commands(infra, "passivation-commanded", person_id))[0]["data"]
-        assert await state_of(retention, person_id) == "passive"
+        assert await state_of(retention, person_id) == "ended"  # issue 21: passive once contacts confirms
+        await crm.publish(ContactPassivated(person_id=person_id, command_id=uuid.UUID(passivation["command_id"])),
+                          source="contacts")
+        assert await eventually(lambda: _is(state_of(retention, person_id), "passive"))
 
         clock.advance(days=364)
         outcome = await retention.runtime.scheduler.run_due()
