@@ -21,6 +21,9 @@ class Metrics:
             "rekisteri_handler_seconds", "Time to apply one event or batch", ["topic"], registry=self.registry)
         self.outbox_backlog = Gauge(
             "rekisteri_outbox_backlog", "Outbox rows not yet relayed", registry=self.registry)
+        self.outbox_set_aside = Gauge(
+            "rekisteri_outbox_set_aside", "Outbox rows set aside (e.g. too large for the broker), kept until re-published",
+            registry=self.registry)
         self.consumer_lag = Gauge(
             "rekisteri_consumer_lag", "Approximate consumer lag (approximate on the embedded broker, SPEC §8)",
             ["topic"], registry=self.registry)

@@ -279,6 +279,7 @@ class ServiceRuntime:
     async def refresh_gauges(self) -> None:
         if self.relay is not None and self._pool is not None:
             self.metrics.outbox_backlog.set(await self.relay.backlog())
+            self.metrics.outbox_set_aside.set(await self.relay.set_aside())
 
 
 async def _report_consumer_lag(runtime: ServiceRuntime, interval_s: float = 30.0) -> None:

@@ -179,7 +179,10 @@ class OutboxRelay:
         self._wake.set()
 
     async def backlog(self) -> int:
-        return await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        return await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_reason IS NULL")
+
+    async def set_aside(self) -> int:
+        return await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_reason IS NOT NULL")
 
     async def _run(self) -> None:
         failures = 0
@@ -230,19 +233,23 @@ class OutboxRelay:
             pass
 
     async def relay_once(self) -> int:
-        """Publish one batch of unpublished rows; returns how many."""
+        """Publish one batch of unpublished rows; returns how many were handled. A row set
+        aside (too large for the broker) stays unpublished and visible until an operator
+        re-publishes it (`rekisteri outbox --republish`); it never blocks the rows behind it."""
         rows = await self.pool.fetch(
-            "SELECT seq, topic, key, envelope, raw, headers FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            "SELECT seq, topic, key, envelope, raw, headers FROM outbox"
+            " WHERE published_at IS NULL AND failed_reason IS NULL ORDER BY seq LIMIT $1",
             self.batch_size,
         )
         if not rows:
             return 0
-        await self._publish(rows)
-        await self.pool.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
+        sent = await self._publish(rows)
+        await self.pool.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", sent)
         return len(rows)
 
-    async def _publish(self, rows: list[asyncpg.Record]) -> None:
-        futures = []
+    async def _publish(self, rows: list[asyncpg.Record]) -> list[int]:
+        """Send rows in order; the seqs sent (acknowledged by the broker), without those set aside."""
+        futures, sent = [], []
         for row in rows:
             envelope = row["envelope"]
             if envelope is not None:
@@ -263,9 +270,11 @@ class OutboxRelay:
                     no_confirm=True,
                 )
             )
+            sent.append(row)
         await asyncio.gather(*futures)
-        for row in rows:
+        for row in sent:
             self.metrics.events_published.labels(topic=row["topic"]).inc()
+        return [row["seq"] for row in sent]
 
     async def _set_aside(self, seq: int, topic: str, size: int) -> None:
         """Never block the events behind one that cannot be published: keep it, with a reason."""

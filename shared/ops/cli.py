@@ -170,6 +170,16 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     from shared.ops import operations as ops
 
     async def backlog(conn) -> int:  # noqa: ANN001
+        if args.republish:
+            count = await ops.republish_set_aside(conn, args.republish, args.service)
+            print(f"{count} set-aside row(s) handed back to the relay")
+            return 0
+        if args.set_aside:
+            rows = await ops.set_aside_rows(conn, args.service)
+            for r in rows:
+                print(f"{r.service}:{r.seq:<10} {r.topic:<32} {r.created_at:%Y-%m-%d %H:%M}  {r.reason}")
+            print(f"{len(rows)} set-aside row(s)")
+            return 0
         print(f"{'service':<24} {'unpublished':>11} {'oldest':>10} {'open dead letters':>18}")
         for b in await ops.outbox_backlog(conn, args.service):
             print(f"{b.service:<24} {b.unpublished:>11} {_age(b.oldest_age_s):>10} {b.open_dead_letters:>18}")
@@ -262,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_replay.set_defaults(func=cmd_dlq)
     outbox = sub.add_parser("outbox", help="outbox backlog per service: unpublished events, oldest age")
     outbox.add_argument("--service", help="one service schema (default: all)")
+    outbox.add_argument("--set-aside", action="store_true",
+                        help="list rows the relay set aside (too large for the broker); they are kept until re-published")
+    outbox.add_argument("--republish", nargs="+", metavar="SERVICE:SEQ",
+                        help="hand set-aside rows back to the relay once their cause is fixed")
     outbox.set_defaults(func=cmd_outbox)
     lag = sub.add_parser("lag", help="consumer lag per group and topic (committed vs end offsets)")
     lag.add_argument("--group", action="append", help="a consumer group, e.g. billing or billing.usage-recorded (repeatable)")

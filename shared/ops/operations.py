@@ -105,7 +105,7 @@ async def list_dead_letters(conn: asyncpg.Connection, service: str | None = None
 
 
 def parse_refs(refs: Iterable[str], service: str | None) -> dict[str, list[int]]:
-    """`consent:12` or `12` (with --service) → {schema: [ids]}."""
+    """`consent:12` or `12` (with --service) → {schema: [ids]} (dead-letter ids, outbox seqs)."""
     wanted: dict[str, list[int]] = {}
     for ref in refs:
         schema, _, raw_id = ref.rpartition(":")
@@ -186,12 +186,51 @@ async def outbox_backlog(conn: asyncpg.Connection, service: str | None = None) -
     for schema in await register_schemas(conn, service):
         row = await conn.fetchrow(
             f"SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age"
-            f' FROM "{schema}".outbox WHERE published_at IS NULL'
+            f' FROM "{schema}".outbox WHERE published_at IS NULL AND failed_reason IS NULL'
         )
         dead = await conn.fetchval(f'SELECT count(*) FROM "{schema}".dead_letters WHERE replayed_at IS NULL')
         age = float(row["age"]) if row["age"] is not None else None
         backlog.append(Backlog(schema, row["n"], age, dead))
     return backlog
+
+
+@dataclass(frozen=True)
+class SetAside:
+    service: str
+    seq: int
+    topic: str
+    reason: str
+    created_at: datetime
+
+
+async def set_aside_rows(conn: asyncpg.Connection, service: str | None = None) -> list[SetAside]:
+    """Outbox rows the relay set aside (never published, never pruned while set aside)."""
+    found = []
+    for schema in await register_schemas(conn, service):
+        rows = await conn.fetch(f'SELECT seq, topic, failed_reason, created_at FROM "{schema}".outbox'  # noqa: S608
+                                " WHERE published_at IS NULL AND failed_reason IS NOT NULL ORDER BY seq")
+        found += [SetAside(schema, r["seq"], r["topic"], r["failed_reason"], r["created_at"]) for r in rows]
+    return found
+
+
+async def republish_set_aside(conn: asyncpg.Connection, refs: list[str], service: str | None = None) -> int:
+    """Hand set-aside rows (`service:seq`) back to the relay, after the cause was fixed; a row
+    that still cannot be published is set aside again with its reason."""
+    wanted = parse_refs(refs, service)
+    known = set(await register_schemas(conn))
+    count = 0
+    for schema, seqs in wanted.items():
+        if schema not in known:
+            raise OperationError(f"service {schema!r} has no schema with platform tables in this database")
+        status = await conn.execute(f'UPDATE "{schema}".outbox SET failed_reason = NULL'  # noqa: S608
+                                    " WHERE seq = ANY($1::bigint[]) AND published_at IS NULL AND failed_reason IS NOT NULL",
+                                    seqs)
+        changed = int(status.split()[-1])
+        if changed < len(set(seqs)):
+            raise OperationError(f"{schema}: only {changed} of {len(set(seqs))} rows were set aside")
+        await conn.execute(f"SELECT pg_notify('outbox_{schema}', '')")
+        count += changed
+    return count
 
 
 # -- publishing by hand ----------------------------------------------------------------------

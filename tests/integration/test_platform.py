@@ -206,3 +206,27 @@ async def test_an_event_too_large_for_the_broker_is_set_aside_and_does_not_stall
     reason = await eventually(lambda: probe.pool.fetchval(
         "SELECT failed_reason FROM outbox WHERE event_id = $1", huge))
     assert reason.startswith("too large for the broker")
+
+
+async def test_a_set_aside_event_stays_visible_unpruned_and_can_be_republished(infra, probe, database_url):
+    """Issue 20: a row set aside is not marked published, is never pruned while set aside,
+    shows in the operator's listing and the metric, and reaches the broker once re-published."""
+    from shared.ops import operations as ops
+
+    marker = f"set-aside-{uuid.uuid4()}".encode()
+    async with probe.pool.acquire() as conn, conn.transaction():
+        await Outbox(conn, "test").add_raw("contact-upserted-dlq", "k", marker + b"x" * (1024 * 1024))
+        seq = await conn.fetchval("SELECT max(seq) FROM outbox")
+    assert await eventually(lambda: probe.pool.fetchval("SELECT failed_reason FROM outbox WHERE seq = $1", seq))
+    assert await probe.pool.fetchval("SELECT published_at FROM outbox WHERE seq = $1", seq) is None
+    await probe.pool.execute("UPDATE outbox SET created_at = now() - interval '30 days' WHERE seq = $1", seq)
+    await probe.relay.prune()
+    async with probe.pool.acquire() as conn:
+        listed = [r for r in await ops.set_aside_rows(conn, probe.name) if r.seq == seq]
+        assert len(listed) == 1 and listed[0].reason.startswith("too large")
+        await probe.refresh_gauges()
+        assert probe.metrics.outbox_set_aside._value.get() >= 1
+        await conn.execute("UPDATE outbox SET raw = $2 WHERE seq = $1", seq, marker)  # the cause is fixed
+        assert await ops.republish_set_aside(conn, [f"{probe.name}:{seq}"]) == 1
+    await read_topic(infra.bootstrap, "contact-upserted-dlq", until=lambda rs: any(r["value"] == marker for r in rs))
+    assert await eventually(lambda: probe.pool.fetchval("SELECT published_at FROM outbox WHERE seq = $1", seq))
