@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from shared.logging import configure_logging
+from shared.messaging.signing import generate_keyring
 from tests.infra import Infra, _start_embedded
+
+
+# Every service's command-signing key for this run (SPEC §9); stand-in processes inherit it.
+os.environ.setdefault("REKISTERI_SIGNING_KEYRING",
+                      str(generate_keyring(Path(tempfile.mkdtemp(prefix="rekisteri-keys-")) / "keyring.json")))
 
 
 def run_on_embedded_stack(name: str, measure: Callable[[Infra], Awaitable[dict[str, Any]]], *,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing
 import os
@@ -25,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.retention.app import SETTINGS, build_app
+from shared.messaging.signing import SIGNED_TOPICS, canonical, keyring
 from bench.common import run_on_embedded_stack
 from tests.infra import create_database
 
@@ -48,11 +50,17 @@ async def seed_due(pool, count: int, now: datetime) -> None:
 
 
 def _envelope(topic: str, source: str, data: dict, correlation_id: str) -> bytes:
-    """The shared envelope, built by hand: the stand-in services must not be the bottleneck."""
-    return json.dumps({
+    """The shared envelope, built by hand (the stand-in services must not be the bottleneck),
+    signed like a real service's on the command topics (SPEC §9)."""
+    envelope = {
         "id": str(uuid.uuid4()), "type": topic, "source": source, "time": datetime.now(UTC).isoformat(),
         "subject": data["person_id"], "schema_version": 1, "data": data, "correlation_id": correlation_id,
-    }, separators=(",", ":")).encode()
+    }
+    if topic in SIGNED_TOPICS:
+        key = keyring().private_key(source)
+        assert key is not None, "the benchmark's keyring has every service's key"
+        envelope["signature"] = base64.b64encode(key.sign(canonical(envelope))).decode()
+    return json.dumps(envelope, separators=(",", ":")).encode()
 
 
 def other_services_process(bootstrap: str, stop, sent) -> None:  # noqa: ANN001 - multiprocessing primitives

@@ -23,6 +23,7 @@ from shared.logging import get_logger
 from shared.metrics import Metrics
 from shared.messaging.outbox import Outbox, OutboxRelay
 from shared.messaging.retry import RESTART
+from shared.messaging.signing import keyring
 from shared.messaging.pipeline import BatchPipeline
 from shared.settings import ServiceSettings
 from shared.messaging.topics import topic as topic_spec
@@ -214,6 +215,7 @@ class ServiceRuntime:
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        keyring().require(self.name, self.consumers)  # refuse to start unable to sign or verify commands
         tune_garbage_collector()
         self._pool = await create_pool(s.database_url, s.schema, min_size=s.db_pool_min, max_size=s.db_pool_max)
         await migrate(self._pool, s.schema, self.migrations_dir)

@@ -3,6 +3,7 @@ in-process against them, each test session in a fresh database."""
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,8 +14,15 @@ import httpx
 import pytest
 
 from shared.logging import configure_logging
+from shared.messaging.signing import generate_keyring
 from shared.runtime import ServiceRuntime
 from tests.infra import Infra, create_database, start_infra
+
+
+# Every service's command-signing key for this test session (SPEC §9), set before any use:
+# services run in-process sign and verify with it, and `rekisteri up` subprocesses inherit it.
+os.environ.setdefault("REKISTERI_SIGNING_KEYRING",
+                      str(generate_keyring(Path(tempfile.mkdtemp(prefix="rekisteri-keys-")) / "keyring.json")))
 
 
 @pytest.fixture(scope="session")

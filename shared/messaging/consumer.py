@@ -32,6 +32,7 @@ from shared.messaging.envelope import Envelope
 from shared.messaging.events import Payload
 from shared.messaging.outbox import Outbox, RecordingOutbox
 from shared.messaging.retry import HANDLER_FAILURE, INFRASTRUCTURE_ERRORS, OUTAGE
+from shared.messaging.signing import SIGNED_TOPICS, keyring
 from shared.messaging.topics import Topic, topic as topic_spec
 
 log = get_logger(__name__)
@@ -187,6 +188,8 @@ def parse(spec: Topic, incoming: Incoming) -> Parsed:
         _raise_precise_rejection(spec, incoming.value)
         raise Rejected(f"invalid event: {describe_validation_error(exc)}") from None
     _check_type_and_version(spec, envelope)
+    if spec.name in SIGNED_TOPICS:
+        keyring().verify(envelope, incoming.value)
     return Parsed(incoming, envelope, envelope.data)
 
 

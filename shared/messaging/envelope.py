@@ -26,6 +26,8 @@ class Envelope(BaseModel):
     schema_version: int = Field(default=1, ge=1)
     data: dict[str, Any]
     correlation_id: str | None = Field(default=None, max_length=200)
+    # The publisher's Ed25519 signature, on command topics only (shared/messaging/signing.py).
+    signature: str | None = Field(default=None, max_length=200)
 
     @field_validator("time")
     @classmethod
@@ -33,11 +35,11 @@ class Envelope(BaseModel):
         return value.astimezone(UTC)
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.model_dump_json(exclude={"signature"} if self.signature is None else None).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Envelope":
         return cls.model_validate_json(raw)
 
     def to_json_dict(self) -> dict[str, Any]:
-        return json.loads(self.model_dump_json())
+        return json.loads(self.to_bytes())

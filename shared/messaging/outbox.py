@@ -25,6 +25,7 @@ from shared.messaging.events import Payload
 from shared.logging import correlation_id_var, get_logger
 from shared.metrics import Metrics
 from shared.messaging.retry import RESTART
+from shared.messaging.signing import SIGNED_TOPICS, keyring
 from shared.messaging.topics import EVENT_TYPES, Topic
 
 log = get_logger(__name__)
@@ -62,6 +63,8 @@ def build_envelope(
         data=data,
         correlation_id=correlation_id or correlation_id_var.get(),
     )
+    if spec.name in SIGNED_TOPICS:  # commands carry their publisher's signature (SPEC §9)
+        envelope = keyring().sign(envelope)
     return spec.name, key, envelope
 
 

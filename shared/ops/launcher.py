@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import httpx
 
 from shared.db import ensure_database
+from shared.messaging.signing import generate_keyring
 from shared.messaging.kafka import ensure_topics, list_groups, publish_incarnation
 from shared.messaging.lag import consumer_lag
 from shared.logging import get_logger
@@ -107,6 +108,13 @@ class Stack:
         # (Apache Kafka's minimum is 6 s, the settings' default.)
         env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "2000")
         env.setdefault("KAFKA_HEARTBEAT_INTERVAL_MS", "300")
+        # Commands between services are signed (SPEC §9): the embedded stack's development
+        # keyring, made once in the data directory, unless keys are configured.
+        if not (env.get("REKISTERI_SIGNING_KEYRING") or env.get("REKISTERI_SIGNING_KEY")):
+            keyring_file = self.root / "signing-keyring.json"
+            if not keyring_file.exists():
+                generate_keyring(keyring_file)
+            env["REKISTERI_SIGNING_KEYRING"] = str(keyring_file)
         return env
 
     def endpoints(self) -> dict[str, str]:

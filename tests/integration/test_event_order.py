@@ -56,7 +56,7 @@ async def test_contacts_and_retention_converge_for_every_order_of_a_persons_even
         seen = await states()
         return seen if all(s == ("ended", "ended") for s in seen.values()) else None
 
-    assert await eventually(all_ended, timeout=60)
+    assert await eventually(all_ended, timeout=120)
     dead = await contacts.runtime.pool.fetchval(
         "SELECT count(*) FROM dead_letters WHERE convert_from(key, 'UTF8') = ANY($1::text[])",
         [str(p) for p in persons])
