@@ -30,6 +30,11 @@ class PlatformSettings(BaseSettings):
     kafka_metadata_max_age_ms: int = 5000
     # Fetch wait for latency-critical person topics; bulk topics use their own (catalogue).
     kafka_fetch_max_wait_ms: int = 10
+    # Command signatures (SPEC §9, shared/messaging/signing.py): this service's Ed25519 seed and
+    # every publisher's public key, or a keyring file of every seed (embedded stack, compose).
+    rekisteri_signing_key: str = ""
+    rekisteri_signing_public_keys: str = ""
+    rekisteri_signing_keyring: str = ""
     rekisteri_token_secret: str = DEV_TOKEN_SECRET
     rekisteri_token_ttl_s: int = 8 * 3600
     log_level: str = "INFO"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from shared.errors import Rejected
 from shared.messaging.envelope import Envelope
+from shared.settings import PlatformSettings
 
 SIGNED_TOPICS = frozenset({
     "passivation-commanded", "disposition-commanded", "disposition-confirmed", "access-requested",
@@ -71,7 +71,8 @@ class Keyring:
 
     @classmethod
     def from_env(cls) -> "Keyring":
-        keyring_file = os.environ.get("REKISTERI_SIGNING_KEYRING")
+        settings = PlatformSettings()
+        keyring_file = settings.rekisteri_signing_keyring
         if keyring_file:
             try:
                 seeds = json.loads(Path(keyring_file).read_text())
@@ -79,8 +80,8 @@ class Keyring:
                 raise SigningKeyError("REKISTERI_SIGNING_KEYRING does not name a readable JSON keyring") from None
             private = {name: _seed(seed, f"REKISTERI_SIGNING_KEYRING[{name}]") for name, seed in seeds.items()}
             return cls(private, {name: key.public_key() for name, key in private.items()})
-        default = os.environ.get("REKISTERI_SIGNING_KEY")
-        public_json = os.environ.get("REKISTERI_SIGNING_PUBLIC_KEYS", "")
+        default = settings.rekisteri_signing_key
+        public_json = settings.rekisteri_signing_public_keys
         try:
             public_raw = json.loads(public_json) if public_json else {}
             public = {name: Ed25519PublicKey.from_public_bytes(base64.b64decode(value, validate=True))

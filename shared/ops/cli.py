@@ -48,6 +48,28 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Command-signing keys (SPEC §9): a keyring of every service's seed, or its public half."""
+    import json
+    from pathlib import Path
+
+    from shared.messaging.signing import generate_keyring, public_keys
+
+    path = Path(args.file)
+    if args.action == "generate":
+        if path.exists() and args.keep:
+            print(f"kept the existing keyring {path}")
+            return 0
+        if path.exists():
+            print(f"{path} exists: pass --keep to leave it, or remove it to make new keys", file=sys.stderr)
+            return 2
+        generate_keyring(path)
+        print(f"wrote {path} (keep it secret; services read it from REKISTERI_SIGNING_KEYRING)")
+        return 0
+    print(json.dumps(public_keys(path)))  # for REKISTERI_SIGNING_PUBLIC_KEYS
+    return 0
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
     from shared.messaging.kafka import describe_topics, ensure_topics
 
@@ -241,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one service (for containers)")
     serve.add_argument("service", choices=SERVICE_NAMES)
     serve.set_defaults(func=cmd_serve)
+    keys = sub.add_parser("keys", help="command-signing keys: generate a keyring, or print its public keys")
+    keys.add_argument("action", choices=["generate", "public"])
+    keys.add_argument("--file", required=True, help="the keyring file (JSON of service → Ed25519 seed)")
+    keys.add_argument("--keep", action="store_true", help="with generate: leave an existing keyring as it is")
+    keys.set_defaults(func=cmd_keys)
     token = sub.add_parser("token", help="mint a signed bearer token")
     token.add_argument("--role", required=True,
                        choices=["register_owner", "register_user", "marketing", "billing", "subject", "service"])
