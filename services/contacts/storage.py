@@ -214,6 +214,7 @@ async def end_participation_seen_first(conn: Conn, assignment_id: uuid.UUID, per
     status = await conn.execute(
         "INSERT INTO assignment_participants (assignment_id, person_id, ended_at) VALUES ($1, $2, $3)"
         " ON CONFLICT DO NOTHING", assignment_id, person_id, ended_at)
+    await _end_assignment_when_no_one_is_left(conn, assignment_id, ended_at)
     return status.endswith(" 1")
 
 
@@ -221,11 +222,15 @@ async def end_participation(conn: Conn, assignment_id: uuid.UUID, person_id: uui
     status = await conn.execute(
         "UPDATE assignment_participants SET ended_at = $3"
         " WHERE assignment_id = $1 AND person_id = $2 AND ended_at IS NULL", assignment_id, person_id, ended_at)
+    await _end_assignment_when_no_one_is_left(conn, assignment_id, ended_at)
+    return status.endswith(" 1")
+
+
+async def _end_assignment_when_no_one_is_left(conn: Conn, assignment_id: uuid.UUID, ended_at: datetime) -> None:
     await conn.execute(
         "UPDATE assignments SET status = 'ended', ended_at = $2 WHERE id = $1 AND status = 'open' AND NOT EXISTS"
         " (SELECT 1 FROM assignment_participants WHERE assignment_id = $1 AND ended_at IS NULL)",
         assignment_id, ended_at)
-    return status.endswith(" 1")
 
 
 async def open_connections(conn: Conn, person_id: uuid.UUID) -> int:

@@ -61,3 +61,7 @@ async def test_contacts_and_retention_converge_for_every_order_of_a_persons_even
         "SELECT count(*) FROM dead_letters WHERE convert_from(key, 'UTF8') = ANY($1::text[])",
         [str(p) for p in persons])
     assert dead == 0  # no order is dead-lettered as "no such relationship"
+    still_open = await contacts.runtime.pool.fetchval(
+        "SELECT count(*) FROM assignments a JOIN assignment_participants p ON p.assignment_id = a.id"
+        " WHERE p.person_id = ANY($1::uuid[]) AND a.status <> 'ended'", persons)
+    assert still_open == 0  # an assignment whose end came first is ended too, not left open

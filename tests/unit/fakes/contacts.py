@@ -189,17 +189,21 @@ class ContactsStore:
             return False
         self._require_person(person_id)
         self.participants[key] = dict(started_at=None, ended_at=ended_at)
+        self._end_assignment_when_no_one_is_left(assignment_id, ended_at)
         return True
+
+    def _end_assignment_when_no_one_is_left(self, assignment_id, ended_at: datetime) -> None:
+        assignment = self.assignments.get(assignment_id)
+        if assignment is not None and assignment["status"] == "open" and not any(
+                a == assignment_id and v["ended_at"] is None for (a, _), v in self.participants.items()):
+            assignment.update(status="ended", ended_at=ended_at)
 
     async def end_participation(self, assignment_id, person_id, ended_at: datetime) -> bool:
         part = self.participants.get((assignment_id, person_id))
         ended = part is not None and part["ended_at"] is None
         if ended:
             part["ended_at"] = ended_at  # type: ignore[index]
-        assignment = self.assignments.get(assignment_id)
-        if assignment is not None and assignment["status"] == "open" and not any(
-                a == assignment_id and v["ended_at"] is None for (a, _), v in self.participants.items()):
-            assignment.update(status="ended", ended_at=ended_at)
+        self._end_assignment_when_no_one_is_left(assignment_id, ended_at)
         return ended
 
     async def open_connections(self, person_id) -> int:
