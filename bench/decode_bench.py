@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from shared.messaging.consumer import Incoming, _typed_envelope, parse
+from shared.messaging.parsing import Incoming, _typed_envelope, parse
 from shared.messaging.events import UsageRecorded
 from shared.messaging.outbox import build_envelope
 from shared.messaging.topics import topic

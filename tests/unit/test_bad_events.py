@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from shared.messaging.consumer import MAX_EVENT_BYTES, Incoming, parse
+from shared.messaging.parsing import MAX_EVENT_BYTES, Incoming, parse
 from shared.errors import Rejected
 from shared.messaging.events import ContactUpserted, DataSource
 from shared.messaging.topics import topic
