@@ -208,7 +208,7 @@ M: dict[str, tuple[str, str]] = {
     # -- access requests
     "access.title": ("Tarkastuspyyntö", "Access request"),
     "access.status": ("Tila", "Status"),
-    "access.status.awaiting_decision": ("odottaa päätöstä (maksullinen)", "awaiting a decision (chargeable)"),
+    "access.status.awaiting_decision": ("odottaa päätöstä", "awaiting a decision"),
     "access.status.collecting": ("tietoja kootaan", "collecting the data"),
     "access.status.fulfilled": ("valmis", "ready"),
     "access.status.refused": ("hylätty", "refused"),

@@ -148,6 +148,15 @@ class Browser:
 
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
+    def follow(self, css: str) -> None:
+        """Click what navigates (a link, a submit button) and wait for the next page."""
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        old = self.by_css("html")
+        self.by_css(css).click()
+        WebDriverWait(self.driver, 30).until(expected_conditions.staleness_of(old))
+
     def fill(self, css: str, value: str) -> None:
         element = self.by_css(css)
         element.clear()
@@ -157,16 +166,15 @@ class Browser:
         return self.by_css("main").text
 
     def sign_out(self) -> None:
-        buttons = self.all_css("form[action='/logout'] button")
-        if buttons:
-            buttons[0].click()
+        if self.all_css("form[action='/logout'] button"):
+            self.follow("form[action='/logout'] button")
         self.driver.delete_all_cookies()
 
     def staff_sign_in(self, username: str, password: str = PASSWORD) -> None:
         self.open("/login")
         self.fill("#f-username", username)
         self.fill("#f-password", password)
-        self.by_css("form.card button[type=submit]").click()
+        self.follow("form.card button[type=submit]")
 
     def accessibility_violations(self) -> list[dict[str, Any]]:
         """axe-core's serious and critical violations of WCAG 2.1 A/AA on the current page."""
@@ -185,7 +193,7 @@ class Browser:
         assert not bad, f"{self.driver.current_url}: accessibility violations {bad}"
         if screenshot:
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            height = self.driver.execute_script("return document.documentElement.scrollHeight")
+            height = self.driver.execute_script("window.scrollTo(0, 0); return document.documentElement.scrollHeight")
             self.driver.set_window_size(1280, min(max(int(height), 700), 2400))
             self.driver.save_screenshot(str(SCREENSHOTS / f"{screenshot}.png"))
             self.driver.set_window_size(1280, 1000)
