@@ -29,7 +29,7 @@ NAVIGATION = {
 
 
 def make_environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), auto_reload=False,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["date"] = i18n.format_date
     env.filters["datetime"] = i18n.format_datetime
