@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.portal import i18n, pages_auth, pages_console, pages_privacy, web
 from services.portal.accounts import Passwords
 from services.portal.backends import Backends, ServiceError
+from services.portal.oidc import OidcClient
 from services.portal.sessions import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, load_session, set_cookie
 from services.portal.settings import PortalSettings
 from shared.db import create_pool, migrate
@@ -49,6 +50,7 @@ class Portal:
         self._transports = transports
         self._pool: asyncpg.Pool | None = None
         self.backends: Backends | None = None
+        self.oidc: OidcClient | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -62,11 +64,15 @@ class Portal:
         await migrate(self._pool, s.schema, MIGRATIONS)
         self.backends = Backends(s.service_urls(), s.rekisteri_token_secret, s.portal_staff_token_ttl_s,
                                  s.portal_service_timeout_s, self._transports)
+        if s.portal_oidc_issuer and s.portal_oidc_client_id:
+            self.oidc = OidcClient(s)
         log.info("service_started", port=s.portal_port)
 
     async def stop(self) -> None:
         if self.backends is not None:
             await self.backends.aclose()
+        if self.oidc is not None:
+            await self.oidc.aclose()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

@@ -64,6 +64,11 @@ M: dict[str, tuple[str, str]] = {
                      "The account is locked after repeated failed attempts. Try again later."),
     "login.totp_required": ("Anna todennussovelluksen kertakäyttökoodi.", "Enter the one-time code from your authenticator app."),
     "login.expired": ("Istuntosi päättyi. Kirjaudu uudelleen.", "Your session ended. Please sign in again."),
+    "oidc.unavailable": ("Kertakirjautumispalvelu ei vastaa. Yritä myöhemmin uudelleen.",
+                         "The single sign-on service is not answering. Try again later."),
+    "oidc.state": ("Kirjautuminen vanheni tai keskeytyi. Aloita alusta.", "The sign-in expired or was interrupted. Start again."),
+    "oidc.failed": ("Kertakirjautumisen tunnistetta ei voitu vahvistaa.", "The single sign-on token could not be verified."),
+    "oidc.no_role": ("Tunnuksellesi ei ole määritelty roolia tässä rekisterissä.", "Your account has no role in this register."),
     # -- forms
     "form.required": ("Pakollinen tieto puuttuu.", "This is required."),
     "form.required_mark": ("pakollinen", "required"),

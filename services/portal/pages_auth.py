@@ -6,10 +6,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from services.portal import accounts, i18n
+from services.portal.oidc import FLOW_COOKIE, FLOW_MAX_AGE_S, OidcError
 from services.portal.backends import ServiceError
 from services.portal.sessions import (LANG_COOKIE, SESSION_COOKIE, WebSession, close_session, open_session,
                                       rotate_csrf, set_cookie)
-from services.portal.web import portal_of, read_form, redirect, render, session_of
+from services.portal.web import error_page, portal_of, read_form, redirect, render, session_of
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -62,6 +63,44 @@ async def staff_login(request: Request) -> Response:
             errors = {"totp": "login.totp_required"}
     return render(request, "login_staff.html", status=422 if "form" not in errors else 401, errors=errors,
                   values={"username": username}, expired=False, oidc=bool(portal.settings.portal_oidc_issuer))
+
+
+@router.get("/login/oidc")
+async def oidc_start(request: Request) -> Response:
+    """Single sign-on: to the identity provider, with state, nonce and PKCE in a signed cookie."""
+    portal = portal_of(request)
+    if portal.oidc is None:
+        return error_page(request, 404, "error.not_found.text")
+    redirect_uri = portal.settings.portal_oidc_redirect_url or str(request.url_for("oidc_callback"))
+    try:
+        url, flow = await portal.oidc.start(redirect_uri)
+    except OidcError as exc:
+        return error_page(request, 503, exc.key)
+    response = redirect(url)
+    set_cookie(response, FLOW_COOKIE, flow, secure=portal.settings.portal_cookie_secure, max_age=FLOW_MAX_AGE_S,
+               samesite="lax")  # Lax: the provider's redirect back is a top-level GET from its site
+    return response
+
+
+@router.get("/login/oidc/callback", name="oidc_callback")
+async def oidc_callback(request: Request) -> Response:
+    portal = portal_of(request)
+    if portal.oidc is None:
+        return error_page(request, 404, "error.not_found.text")
+    try:
+        username, role = await portal.oidc.finish(request.cookies.get(FLOW_COOKIE), request.query_params.get("state"),
+                                                  request.query_params.get("code"))
+    except OidcError as exc:
+        log.warning("oidc_sign_in_refused", reason=exc.key)
+        response = error_page(request, 403 if exc.key == "oidc.no_role" else 400, exc.key)
+        response.delete_cookie(FLOW_COOKIE, path="/")
+        return response
+    value = await open_session(portal.pool, WebSession(kind="staff", username=username, role=role),
+                               portal.settings.portal_session_max_s)
+    log.info("staff_signed_in", role=role, method="oidc")
+    response = _signed_in(request, value, "/staff")
+    response.delete_cookie(FLOW_COOKIE, path="/")
+    return response
 
 
 @router.get("/me/login")

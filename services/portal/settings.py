@@ -28,6 +28,8 @@ class PortalSettings(PlatformSettings):
     portal_oidc_issuer: str | None = None
     portal_oidc_client_id: str | None = None
     portal_oidc_client_secret: str | None = None
+    # Where the provider sends the browser back; by default this portal's /login/oidc/callback.
+    portal_oidc_redirect_url: str | None = None
     portal_oidc_role_claim: str = "roles"
     # JSON object: claim value -> register role, e.g. {"rekisteri-owners": "register_owner"}.
     portal_oidc_role_map: dict[str, str] = Field(default_factory=dict)

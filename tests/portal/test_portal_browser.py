@@ -21,7 +21,6 @@ from tests.helpers import ExternalSystem, auth, eventually
 from tests.portal.conftest import PASSWORD, add_staff
 from tests.portal.helpers import OWNER, new_account, new_person
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 fi = lambda key, **kw: i18n.translate("fi", key, **kw)  # noqa: E731
 
 

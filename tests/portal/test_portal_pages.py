@@ -16,7 +16,6 @@ from tests.helpers import auth, eventually
 from tests.portal.conftest import PASSWORD, add_staff
 from tests.portal.helpers import PortalClient, new_account, new_person
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest.fixture
