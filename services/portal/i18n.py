@@ -168,6 +168,10 @@ M: dict[str, tuple[str, str]] = {
     "source.public_register": ("julkinen rekisteri", "a public register"),
     "source.private_register": ("yksityinen rekisteri", "a private register"),
     "source.staff": ("henkilökunnan kirjaama", "recorded by staff"),
+    "org.business_id": ("Y-tunnus", "Business id (y-tunnus)"),
+    "org.address": ("Osoite", "Address"),
+    "org.phone": ("Puhelin", "Phone"),
+    "org.persons": ("Yhteyshenkilöt", "Contact persons"),
     # -- consent
     "consent.grid.caption": ("Markkinoinnin tarkoitus ja kanava", "Marketing purpose and channel"),
     "consent.purpose": ("Tarkoitus", "Purpose"),

@@ -191,6 +191,16 @@ async def record_access_request(person_id: uuid.UUID, request: Request) -> Respo
     return redirect(f"/staff/access-requests/{answer['id']}")
 
 
+@router.get("/organisations/{org_id}")
+async def organisation_page(org_id: uuid.UUID, request: Request) -> Response:
+    """An employer organisation (R3) and the persons of it this role may see."""
+    session = staff(request)
+    org, members = await asyncio.gather(
+        _call(request, session, "contacts", "GET", f"/organisations/{org_id}"),
+        _call(request, session, "contacts", "GET", "/persons", params={"organisation_id": str(org_id)}))
+    return render(request, "staff_organisation.html", org=org, members=members["persons"])
+
+
 # ---- the register owner's work queues ------------------------------------------------------
 
 def _with_clock(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -194,7 +194,7 @@ class Browser:
         if screenshot:
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             height = self.driver.execute_script("window.scrollTo(0, 0); return document.documentElement.scrollHeight")
-            self.driver.set_window_size(1280, min(max(int(height), 700), 2400))
+            self.driver.set_window_size(1280, min(max(int(height) + 160, 700), 2600))  # + the window frame
             self.driver.save_screenshot(str(SCREENSHOTS / f"{screenshot}.png"))
             self.driver.set_window_size(1280, 1000)
 

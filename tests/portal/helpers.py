@@ -63,9 +63,10 @@ class PortalClient:
         return await self.post("/me/login", {"username": username, "password": password})
 
 
-async def new_person(contacts: Any, *, last_name: str | None = None, email: str | None = None) -> dict[str, Any]:
+async def new_person(contacts: Any, *, last_name: str | None = None, email: str | None = None,
+                     organisation_id: str | None = None) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
-    body = {"first_name": "Testi", "last_name": last_name or f"Henkilö{tag}",
+    body = {"organisation_id": organisation_id, "first_name": "Testi", "last_name": last_name or f"Henkilö{tag}",
             "emails": [email or f"p{tag}@example.fi"], "phones": [], "legal_basis": "customer_relationship",
             "purposes": ["customer_relationship"], "title": "Hankintapäällikkö"}
     resp = await contacts.http.post("/persons", json=body, headers=OWNER)

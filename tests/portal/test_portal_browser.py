@@ -27,7 +27,8 @@ fi = lambda key, **kw: i18n.translate("fi", key, **kw)  # noqa: E731
 async def test_register_owner_finds_a_person_places_a_hold_and_answers_an_access_request(stack, browser):
     contacts = stack.services["contacts"]
     last_name = f"Virtanen{uuid.uuid4().hex[:6]}"
-    person = await new_person(contacts, last_name=last_name)
+    org = await contacts.http.post("/organisations", headers=OWNER, json={"name": f"Testi{last_name} Oy"})
+    person = await new_person(contacts, last_name=last_name, organisation_id=org.json()["id"])
     pid = person["person"]["id"]
     for _ in range(2):  # the second request within twelve months waits for the owner (R12)
         resp = await contacts.http.post("/access-requests", headers=OWNER, json={
@@ -60,6 +61,9 @@ async def test_register_owner_finds_a_person_places_a_hold_and_answers_an_access
         assert fi("hold.placed") in b.text()
         assert "Riita-asia käräjäoikeudessa" in b.by_css("section[aria-labelledby=holds]").text
         b.check_page("staff-person")
+        b.follow(f"a[href='/staff/organisations/{org.json()['id']}']")
+        assert last_name in b.text() and f"Testi{last_name} Oy" in b.text()
+        b.check_page()
 
     await b.run(place_hold)
     held = await stack.services["retention"].http.get("/reports/held", headers=OWNER)
