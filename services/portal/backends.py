@@ -43,11 +43,10 @@ class Backends:
             await client.aclose()
 
     def token_for(self, session: WebSession) -> str:
-        """A staff member gets a short-lived token minted for this request; a data subject
-        uses the one contacts issued at sign-in."""
-        if session.kind == "subject":
-            return session.subject_token or ""
-        return mint_token(self._secret, user=session.username, role=session.role, ttl_s=self._ttl)
+        """A short-lived token minted for this request: the staff member's role, or a data
+        subject's own person (contacts verified their password at sign-in). No token is stored."""
+        return mint_token(self._secret, user=session.username, role=session.role, person_id=session.person_id,
+                          ttl_s=self._ttl)
 
     async def call(self, session: WebSession | None, service: str, method: str, path: str, *,
                    json: Any = None, params: dict[str, Any] | None = None, raw: bool = False) -> Any:

@@ -25,8 +25,11 @@ async def landing(request: Request) -> Response:
     return render(request, "landing.html")
 
 
-def _signed_in(request: Request, session_value: str, target: str) -> Response:
-    settings = portal_of(request).settings
+async def _signed_in(request: Request, session_value: str, target: str) -> Response:
+    """A new session cookie (any earlier session of this browser ends) and a new CSRF token."""
+    portal = portal_of(request)
+    settings = portal.settings
+    await close_session(portal.pool, request.cookies.get(SESSION_COOKIE))
     response = redirect(target)
     set_cookie(response, SESSION_COOKIE, session_value, secure=settings.portal_cookie_secure, samesite="lax")
     request.state.session_cookie_set = True
@@ -56,7 +59,7 @@ async def staff_login(request: Request) -> Response:
             value = await open_session(portal.pool, WebSession(kind="staff", username=username, role=outcome.role),
                                        portal.settings.portal_session_max_s)
             log.info("staff_signed_in", role=outcome.role)
-            return _signed_in(request, value, "/staff")
+            return await _signed_in(request, value, "/staff")
         errors["form"] = {"locked": "login.locked", "totp_required": "login.totp_required"}.get(
             outcome.reason or "", "login.wrong")
         if outcome.reason == "totp_required":
@@ -98,7 +101,7 @@ async def oidc_callback(request: Request) -> Response:
     value = await open_session(portal.pool, WebSession(kind="staff", username=username, role=role),
                                portal.settings.portal_session_max_s)
     log.info("staff_signed_in", role=role, method="oidc")
-    response = _signed_in(request, value, "/staff")
+    response = await _signed_in(request, value, "/staff")
     response.delete_cookie(FLOW_COOKIE, path="/")
     return response
 
@@ -128,11 +131,11 @@ async def subject_login(request: Request) -> Response:
                 raise
             errors["form"] = "login.locked" if exc.status == 423 else "login.wrong"
         else:
+            # contacts verified the password; the portal keeps only whose session it is
             session = WebSession(kind="subject", username=f"person:{answer['person_id']}", role="subject",
-                                 person_id=answer["person_id"], subject_token=answer["token"])
-            value = await open_session(portal.pool, session, min(portal.settings.portal_session_max_s,
-                                                                 portal.settings.rekisteri_token_ttl_s))
-            return _signed_in(request, value, "/me")
+                                 person_id=answer["person_id"])
+            value = await open_session(portal.pool, session, portal.settings.portal_session_max_s)
+            return await _signed_in(request, value, "/me")
     return render(request, "login_subject.html", status=401 if "form" in errors else 422, errors=errors,
                   values={"username": username}, expired=False)
 

@@ -2,7 +2,7 @@
 an idle timeout and a maximum age, and the double-submit CSRF token every form carries.
 
 Cookies are Secure, HttpOnly and SameSite; the session row holds no personal data of a data
-subject (their person id and the bearer token contacts issued them)."""
+subject (only their person id) and no bearer token."""
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +30,6 @@ class WebSession:
     username: str
     role: str
     person_id: uuid.UUID | None = None
-    subject_token: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     digest: bytes = b""
 
@@ -51,10 +50,9 @@ async def open_session(pool: asyncpg.Pool, session: WebSession, max_age_s: int) 
     """Store a new session; returns the cookie value (never stored itself)."""
     value = secrets.token_urlsafe(32)
     await pool.execute(
-        "INSERT INTO web_sessions (id_digest, kind, username, role, person_id, subject_token, data, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        _digest(value), session.kind, session.username, session.role, session.person_id, session.subject_token,
-        session.data, _now() + timedelta(seconds=max_age_s))
+        "INSERT INTO web_sessions (id_digest, kind, username, role, person_id, data, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        _digest(value), session.kind, session.username, session.role, session.person_id, session.data, _now() + timedelta(seconds=max_age_s))
     await pool.execute("DELETE FROM web_sessions WHERE expires_at < now()")
     return value
 
@@ -74,7 +72,7 @@ async def load_session(pool: asyncpg.Pool, cookie: str | None, idle_timeout_s: i
     if now - row["last_seen_at"] > TOUCH_EVERY:
         await pool.execute("UPDATE web_sessions SET last_seen_at = $2 WHERE id_digest = $1", digest, now)
     return WebSession(kind=row["kind"], username=row["username"], role=row["role"], person_id=row["person_id"],
-                      subject_token=row["subject_token"], data=row["data"] or {}, digest=digest), False
+                      data=row["data"] or {}, digest=digest), False
 
 
 async def save_data(pool: asyncpg.Pool, session: WebSession) -> None:

@@ -18,7 +18,7 @@ class PortalSettings(PlatformSettings):
     # A session unused this long is signed out; none lives longer than the maximum.
     portal_idle_timeout_s: int = Field(default=15 * 60, ge=10)
     portal_session_max_s: int = Field(default=8 * 3600, ge=60)
-    # A staff member's bearer token towards the services, minted per request, lives this long.
+    # The bearer token towards the services, minted per request for the signed-in user, lives this long.
     portal_staff_token_ttl_s: int = Field(default=300, ge=30)
     # argon2id cost of staff passwords (the contacts service's profile).
     argon2_time_cost: int = 3

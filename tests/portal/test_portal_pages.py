@@ -209,3 +209,21 @@ async def test_staff_cli_adds_lists_and_disables_accounts(stack, monkeypatch, ca
                                               "--password-stdin"]) == 2
     finally:
         await client.aclose()
+
+
+async def test_a_subject_session_stores_no_token_and_signing_in_again_ends_the_old_session(stack, client):
+    """R11: the session row names the person only; a new sign-in replaces the browser's session."""
+    contacts = stack.services["contacts"]
+    person = await new_person(contacts)
+    username = await new_account(contacts, person["person"]["id"], PASSWORD)
+    await client.subject_sign_in(username, PASSWORD)
+    first = client.cookies["rk_session"]
+    row = await stack.portal.pool.fetchrow("SELECT * FROM web_sessions WHERE person_id = $1",
+                                           uuid.UUID(person["person"]["id"]))
+    assert set(row.keys()) >= {"person_id", "role"} and not any("token" in k for k in row.keys())
+    assert "ey" not in str(dict(row["data"]))  # no JWT kept in the session's data either
+    assert (await client.get("/me")).status_code == 200
+    await client.subject_sign_in(username, PASSWORD)
+    assert client.cookies["rk_session"] != first
+    assert await stack.portal.pool.fetchval("SELECT count(*) FROM web_sessions WHERE person_id = $1",
+                                            uuid.UUID(person["person"]["id"])) == 1

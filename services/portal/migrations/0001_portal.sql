@@ -1,5 +1,6 @@
 -- The portal's own schema: staff accounts and web sign-in sessions. No personal data of
--- data subjects: a subject's session names only the person id and holds their bearer token.
+-- data subjects (a subject's session names only the person id) and no bearer tokens: the
+-- portal mints a short-lived one per request to the services.
 CREATE TABLE IF NOT EXISTS staff_accounts (
     username        text PRIMARY KEY,
     role            text NOT NULL CHECK (role IN ('register_owner', 'register_user', 'marketing', 'billing')),
@@ -17,7 +18,6 @@ CREATE TABLE IF NOT EXISTS web_sessions (
     username      text NOT NULL,
     role          text NOT NULL,
     person_id     uuid,
-    subject_token text,                       -- the contacts-issued token of a data subject
     data          jsonb NOT NULL DEFAULT '{}',
     created_at    timestamptz NOT NULL DEFAULT now(),
     last_seen_at  timestamptz NOT NULL DEFAULT now(),
