@@ -227,3 +227,80 @@ async def test_a_subject_session_stores_no_token_and_signing_in_again_ends_the_o
     assert client.cookies["rk_session"] != first
     assert await stack.portal.pool.fetchval("SELECT count(*) FROM web_sessions WHERE person_id = $1",
                                             uuid.UUID(person["person"]["id"])) == 1
+
+
+async def test_rectification_asked_in_the_privacy_portal_is_decided_in_the_console(stack, client):
+    """R14: the person asks for a correction; the register owner approves it from the work queue."""
+    contacts = stack.services["contacts"]
+    person = await new_person(contacts)
+    pid = person["person"]["id"]
+    username = await new_account(contacts, pid, PASSWORD)
+    await client.subject_sign_in(username, PASSWORD)
+    values = {"first_name": "Testi", "last_name": person["person"]["last_name"], "title": "Hankintapäällikkö",
+              "expertise": "", "emails": person["person"]["emails"][0], "phones": ""}
+    empty = await client.post("/me/rectification", {**values, "reason": ""})
+    assert empty.status_code == 422 and 'id="reason-error"' in empty.text
+    sent = await client.post("/me/rectification", {**values, "title": "Ostojohtaja", "reason": "Ylennys"})
+    assert sent.status_code == 303 and sent.headers["location"] == "/me?done=rectification"
+    owner_name, _ = await add_staff(stack, "register_owner")
+    owner = PortalClient(stack.portal_url)
+    try:
+        await owner.staff_sign_in(owner_name, PASSWORD)
+        queue = await owner.get("/staff/queues")
+        rect_id = re.search(r'href="/staff/rectifications/([0-9a-f-]{36})"', queue.text).group(1)
+        page = await owner.get(f"/staff/rectifications/{rect_id}")
+        assert "Ostojohtaja" in page.text and "Ylennys" in page.text
+        decided = await owner.post(f"/staff/rectifications/{rect_id}/decision", {"approve": "yes", "reason": "Tarkistettu"})
+        assert decided.status_code == 303
+        again = await owner.post(f"/staff/rectifications/{rect_id}/decision", {"approve": "yes", "reason": "x"})
+        assert again.status_code == 422  # already decided: the conflict is told on the form, no crash
+    finally:
+        await owner.aclose()
+    me = await contacts.http.get("/me", headers=auth(Role.subject, person_id=pid))
+    assert me.json()["person"]["title"] == "Ostojohtaja"
+
+
+async def test_subject_requests_and_downloads_the_access_report(stack, client):
+    """R12: an authenticated self-service user asks for their data and downloads the report."""
+    contacts = stack.services["contacts"]
+    person = await new_person(contacts)
+    username = await new_account(contacts, person["person"]["id"], PASSWORD)
+    await client.subject_sign_in(username, PASSWORD)
+    assert (await client.post("/me/access")).status_code == 303
+    page = await client.get("/me/access")
+    request_id = re.search(r"/me/access/([0-9a-f-]{36})/report|<td class=\"status\">", page.text)
+    assert request_id is not None
+
+    async def report_link() -> str | None:
+        found = re.search(r'href="(/me/access/[0-9a-f-]{36}/report\?format=json)"', (await client.get("/me/access")).text)
+        return found.group(1) if found else None
+    link = await eventually(report_link, timeout=60, interval=0.3)
+    report = await client.get(link)
+    assert report.status_code == 200 and person["person"]["last_name"] in report.text
+    assert "attachment" in report.headers["content-disposition"]
+    html = await client.get(link.replace("format=json", "format=html"))
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+
+
+async def test_a_service_that_does_not_answer_gives_the_unavailable_page_not_a_trace(stack, infra, database_url):
+    from services.portal.app import build_app
+    from services.portal.settings import PortalSettings
+    from tests.conftest import service_test_settings
+    from tests.portal.conftest import free_port, serve, shutdown
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    settings = PortalSettings(**service_test_settings(infra, database_url), portal_port=free_port(),
+                              portal_contacts_url=dead, argon2_time_cost=1, argon2_memory_kib=8192,
+                              argon2_parallelism=1)
+    server = await serve(build_app(settings), settings.portal_port, lifespan="on")
+    username, _ = await add_staff(stack, "register_user")
+    broken = PortalClient(f"http://127.0.0.1:{settings.portal_port}")
+    try:
+        await broken.staff_sign_in(username, PASSWORD)
+        page = await broken.get("/staff/persons", params={"name": "x"})
+        assert page.status_code == 503 and i18n.translate("fi", "error.unavailable.text") in page.text
+        assert "Traceback" not in page.text and "httpx" not in page.text
+        assert (await broken.get("/readyz")).json()["services"]["contacts"] is False
+    finally:
+        await broken.aclose()
+        await shutdown(server)
