@@ -298,6 +298,8 @@ M: dict[str, tuple[str, str]] = {
     "marketing.summary": ("Tarkistettu {checked}, joista kiellettyjä {denied}.", "{checked} checked, {denied} denied."),
     "marketing.line": ("Rivi", "Line"),
     "marketing.kind": ("Laji", "Kind"),
+    "marketing.kind.email": ("sähköposti", "email"),
+    "marketing.kind.phone": ("puhelin", "phone"),
     "marketing.value": ("Yhteystieto", "Contact point"),
     "marketing.allowed": ("Saa markkinoida", "May be marketed to"),
     "marketing.reason": ("Syy", "Reason"),

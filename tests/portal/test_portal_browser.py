@@ -113,7 +113,7 @@ async def test_register_user_cannot_open_a_passivated_person(stack, browser, inf
         return await contacts.runtime.pool.fetchval("SELECT lifecycle_state FROM persons WHERE id = $1",
                                                     uuid.UUID(pid)) == "passive"
     await eventually(passive)
-    user, _ = await add_staff(stack, "register_user")
+    user, _ = await add_staff(stack, "register_user", "kayttaja")
     b = browser
 
     def try_to_open() -> None:
@@ -192,7 +192,7 @@ async def test_marketing_user_uploads_a_csv_and_gets_results(stack, browser):
     resp = await stack.services["consent"].http.post("/optouts", headers=OWNER, json={
         "emails": [banned], "purposes": ["direct_advertising"], "channels": ["email"], "method": "email"})
     assert resp.status_code == 201
-    marketer, _ = await add_staff(stack, "marketing")
+    marketer, _ = await add_staff(stack, "marketing", "markkinointi")
     upload = Path(tempfile.mkdtemp()) / "kampanja.csv"
     upload.write_text(f"sähköposti;puhelin\n{banned};\n{fresh};+358 40 123 4567\n", encoding="utf-8")
     b = browser
@@ -216,7 +216,7 @@ async def test_marketing_user_uploads_a_csv_and_gets_results(stack, browser):
 
 
 async def test_billing_user_sees_invoices_read_only(stack, browser):
-    user, _ = await add_staff(stack, "billing")
+    user, _ = await add_staff(stack, "billing", "laskutus")
     b = browser
 
     def billing_page() -> None:

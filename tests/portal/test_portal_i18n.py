@@ -53,7 +53,7 @@ def test_every_key_a_page_uses_is_in_the_catalogue():
     ("nav", ["search", "queues", "marketing", "billing"]), ("audit", ["allowed", "denied", "locked"]),
     ("me.nav", ["data", "edit", "marketing", "access", "rectification", "password"]),
     ("me.done", ["saved", "rectification", "password"]), ("billing.kind", ["invoice", "credit_note"]),
-    ("relationship", ["customer", "prospect"]), ("given_by", ["principal", "partner", "customer"]),
+    ("relationship", ["customer", "prospect"]), ("marketing.kind", ["email", "phone"]), ("given_by", ["principal", "partner", "customer"]),
     ("field", [*EDITABLE, "other_contact", "organisation_id", "username", "nickname"]),
 ])
 def test_every_value_a_page_translates_has_a_translation(prefix, values):
