@@ -313,7 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="JSON file ('-' for stdin): payload(s) or full envelope(s); an object, an array or JSON lines")
     publish.add_argument("--source", default="rekisteri-cli", help="the envelope's source for payloads (default: rekisteri-cli)")
     publish.set_defaults(func=cmd_publish)
+    _add_staff_parser(sub)
     return parser
+
+
+def _add_staff_parser(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argparse's own type
+    """`rekisteri staff add|disable|list`: the portal's staff accounts (services/portal/staff_cli.py)."""
+    from services.portal.staff_cli import add_parser
+
+    add_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

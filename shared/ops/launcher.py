@@ -54,16 +54,17 @@ async def drain(bootstrap_servers: str, timeout_s: float, quiet_s: float = 1.0) 
 
 
 class ServiceProcess:
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, command: list[str] | None = None) -> None:
         self.name = name
         self.env = env
+        self.command = command or [sys.executable, "-m", "shared.ops.cli", "serve", name]
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
     def start(self) -> None:
         out = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "shared.ops.cli", "serve", self.name], env=self.env,
+        self.proc = subprocess.Popen(self.command, env=self.env,
                                      stdout=out, stderr=out, start_new_session=True, preexec_fn=_die_with_parent)
 
     def alive(self) -> bool:
@@ -85,7 +86,7 @@ class Stack:
     """The embedded stack. `start()` returns once every service answers /readyz."""
 
     def __init__(self, settings: PlatformSettings | None = None, *, root: Path | None = None,
-                 durable: bool = True, services: tuple[str, ...] = SERVICE_NAMES) -> None:
+                 durable: bool = True, services: tuple[str, ...] = SERVICE_NAMES, portal: bool = False) -> None:
         self.settings = settings or PlatformSettings()
         self.root = root or data_dir()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,7 @@ class Stack:
         self.postgres = EmbeddedPostgres(self.root / "pgdata", pg_port, durable=durable)
         self.broker = EmbeddedBroker(kafka_port, self.root / "broker.log")
         self.service_names = services
+        self.portal = portal  # the web front end, started after the services (issue 19)
         self.services: list[ServiceProcess] = []
         self.broker_recycles = 0
 
@@ -104,6 +106,9 @@ class Stack:
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.settings.kafka_bootstrap_servers
         # The ports `endpoints()` and `wait_ready()` use: a Stack given other ports must run its services there.
         env.update({f"{name.upper()}_PORT": str(self.settings.port_of(name)) for name in self.service_names})
+        if self.portal:
+            env["PORTAL_PORT"] = str(self.settings.portal_port)
+            env.update({f"PORTAL_{name.upper()}_URL": url for name, url in self.endpoints().items() if name != "portal"})
         # Tansu lets a group form in half the session timeout; 2 s keeps start-up quick here.
         # (Apache Kafka's minimum is 6 s, the settings' default.)
         env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "2000")
@@ -119,7 +124,8 @@ class Stack:
 
     def endpoints(self) -> dict[str, str]:
         host = self.settings.http_host
-        return {name: f"http://{host}:{self.settings.port_of(name)}" for name in self.service_names}
+        names = (*self.service_names, "portal") if self.portal else self.service_names
+        return {name: f"http://{host}:{self.settings.port_of(name)}" for name in names}
 
     async def start_infrastructure(self) -> None:
         started = time.monotonic()
@@ -153,11 +159,16 @@ class Stack:
             process = ServiceProcess(name, self.env, self.root)
             process.start()
             self.services.append(process)
-        await self.wait_ready(timeout)
+        await self.wait_ready(timeout, names=self.service_names)
+        if self.portal:  # after the services: its pages call them
+            process = ServiceProcess("portal", self.env, self.root, command=[sys.executable, "-m", "services.portal"])
+            process.start()
+            self.services.append(process)
+            await self.wait_ready(timeout, names=("portal",))
 
-    async def wait_ready(self, timeout: float = 60) -> None:
+    async def wait_ready(self, timeout: float = 60, names: tuple[str, ...] | None = None) -> None:
         deadline = time.monotonic() + timeout
-        pending = dict(self.endpoints())
+        pending = {name: url for name, url in self.endpoints().items() if names is None or name in names}
         async with httpx.AsyncClient(timeout=2) as client:
             while pending:
                 for name, url in list(pending.items()):
@@ -195,7 +206,7 @@ class Stack:
 
 
 async def run_up() -> int:
-    stack = Stack()
+    stack = Stack(portal=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -207,7 +218,8 @@ async def run_up() -> int:
         await stack.start_infrastructure()
         await stack.start_services()
         for name, url in stack.endpoints().items():
-            print(f"  {name:<10} {url}  (docs {url}/docs)", flush=True)
+            print(f"  {name:<10} {url}  " + ("(the web front end)" if name == "portal" else f"(docs {url}/docs)"),
+                  flush=True)
         print(f"  {'kafka':<10} {stack.settings.kafka_bootstrap_servers}", flush=True)
         print(f"  {'postgres':<10} {stack.settings.database_url}", flush=True)
         print(f"Logs in {stack.root}/*.log. Ctrl-C stops everything.", flush=True)
