@@ -5,11 +5,10 @@
 #
 # The base is pinned by digest (python:3.11-slim, multi-arch index), so a rebuild gets the
 # same bytes. To move to a newer base: `docker buildx imagetools inspect python:3.11-slim`
-# and put its "Digest:" here (or let Renovate/Dependabot's docker updater do it).
-ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
+# and put its "Digest:" in both FROM lines (or let Renovate/Dependabot's docker updater do it).
 
 # --- build: the locked runtime dependencies and the code, into one virtualenv -------------
-FROM ${PYTHON_IMAGE} AS build
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7 AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -32,7 +31,7 @@ RUN /opt/rekisteri/bin/pip install --no-deps . \
     && /opt/rekisteri/bin/pip uninstall --yes pip
 
 # --- runtime: the virtualenv and a non-root user, nothing else --------------------------
-FROM ${PYTHON_IMAGE}
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -90,9 +90,9 @@ def stages() -> list[str]:
 
 def test_image_is_multi_stage_on_a_base_pinned_by_digest():
     assert len(stages()) >= 2
-    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, re.MULTILINE)[1]
-    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", base)
-    assert all(s.split()[0] == "${PYTHON_IMAGE}" for s in stages())
+    bases = {s.split()[0] for s in stages()}
+    assert len(bases) == 1, "every stage on the same base"
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", bases.pop())
 
 
 def test_image_installs_the_runtime_lock_and_the_code_not_editable():
