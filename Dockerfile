@@ -45,6 +45,10 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonex
         --shell /usr/sbin/nologin rekisteri
 COPY --from=build /opt/rekisteri /opt/rekisteri
 
+# `rekisteri_build_info{commit=...}` on /metrics: docker build --build-arg REKISTERI_COMMIT=$(git rev-parse HEAD) .
+ARG REKISTERI_COMMIT=unknown
+ENV REKISTERI_COMMIT=${REKISTERI_COMMIT}
+
 # Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001
 WORKDIR /tmp
