@@ -50,8 +50,8 @@ async def consumer_lag(bootstrap_servers: str, groups: list[str] | None = None, 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await probe.start()
     try:
+        await probe.start()  # inside: a broker that does not answer still leaves nothing open
         topics = await probe.topics()
         partitions = [TopicPartition(t, p) for t in sorted(topics & set(CATALOGUE))
                       for p in sorted(probe.partitions_for_topic(t) or ())]
