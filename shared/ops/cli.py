@@ -101,10 +101,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from shared.logging import configure_logging
 
+    from shared import tracing
+
     module = _service_module(args.service)
     settings = module.SETTINGS()
     configure_logging(args.service, settings.log_level)
     app = module.build_app(settings)
+    if tracing.configure(args.service):  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
+        tracing.instrument_app(app)
     config = uvicorn.Config(app, host=settings.http_host, port=settings.port, log_config=None,
                             access_log=False, timeout_graceful_shutdown=15, lifespan="on")
     uvicorn.Server(config).run()
