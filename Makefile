@@ -1,19 +1,38 @@
 # The two commands: `make run` (the whole system on the embedded stack) and `make test`.
+# Dependencies come from the hashed lock files in requirements/; `make lock` regenerates them
+# after a change to pyproject.toml (README "Dependencies").
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+LOCKS := requirements/runtime.txt requirements/dev.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCKS) | cksum | cut -d' ' -f1)
+# Hashes for every file of each pinned release; pip, setuptools pinned too; no machine's index in the file.
+LOCK_FLAGS := --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install lock lock-upgrade clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCKS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@$(BIN)/python -m pip check || { echo "requirements/ is behind pyproject.toml: run 'make lock'" >&2; exit 1; }
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# The runtime lock (the image) and the dev lock (runtime + embedded + dev extras: make install).
 install: $(STAMP)
+
+# Keeps every pin that still fits pyproject.toml and adds what is new; runtime.txt is
+# resolved within dev.txt, so both agree on every shared package.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet 'pip-tools>=7.4'
+	$(BIN)/pip-compile $(LOCK_FLAGS) $(UPGRADE) --extra dev --extra embedded -o requirements/dev.txt pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) $(UPGRADE) -c requirements/dev.txt -o requirements/runtime.txt pyproject.toml
+
+# Every package to its newest release that pyproject.toml allows.
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
 
 run: $(STAMP)
 	$(BIN)/rekisteri up

@@ -298,5 +298,6 @@ async def _report_consumer_lag(runtime: ServiceRuntime, interval_s: float = 30.0
         try:
             for entry in await consumer_lag(runtime.settings.kafka_bootstrap_servers, groups):
                 runtime.metrics.consumer_lag.labels(topic=entry.topic).set(entry.lag)
+                runtime.metrics.set_consumer_lag(entry.group, entry.topic, entry.by_partition)
         except Exception as exc:  # noqa: BLE001 - a metric must never take the service down
             log.debug("consumer_lag_unavailable", error=type(exc).__name__)

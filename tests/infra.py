@@ -76,7 +76,7 @@ def _start_containers() -> Infra:
 
     exit_stack = ExitStack()
     kafka = exit_stack.enter_context(KafkaContainer("apache/kafka:3.8.0").with_kraft())
-    postgres = exit_stack.enter_context(PostgresContainer("postgres:17", username="postgres", password="postgres"))
+    postgres = exit_stack.enter_context(PostgresContainer("postgres:18", username="postgres", password="postgres"))
     url = postgres.get_connection_url(driver=None)
     return Infra(kafka.get_bootstrap_server(), _strip_database(url), "testcontainers", _exit=exit_stack)
 

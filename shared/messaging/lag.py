@@ -2,7 +2,7 @@
 embedded broker, SPEC §8). Read by the service runtime for its metric and by the CLI."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from shared.messaging.topics import CATALOGUE
@@ -17,6 +17,7 @@ class Lag:
     topic: str
     partitions: int
     lag: int  # end offset − committed offset, summed over the group's partitions of the topic
+    by_partition: dict[int, int] = field(default_factory=dict)  # partition → its lag
 
 
 def default_groups() -> list[str]:
@@ -49,8 +50,8 @@ async def consumer_lag(bootstrap_servers: str, groups: list[str] | None = None, 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await probe.start()
     try:
+        await probe.start()  # inside: a broker that does not answer still leaves nothing open
         topics = await probe.topics()
         partitions = [TopicPartition(t, p) for t in sorted(topics & set(CATALOGUE))
                       for p in sorted(probe.partitions_for_topic(t) or ())]
@@ -65,14 +66,14 @@ async def consumer_lag(bootstrap_servers: str, groups: list[str] | None = None, 
         reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
         await reader.start()
         try:
-            per_topic: dict[str, list[int]] = {}
+            per_topic: dict[str, dict[int, int]] = {}
             for tp in _partitions_of_group(group, partitions):
                 committed = await reader.committed(tp)
                 if committed is not None and committed >= 0:
-                    per_topic.setdefault(tp.topic, []).append(ends[tp] - committed)
+                    per_topic.setdefault(tp.topic, {})[tp.partition] = ends[tp] - committed
         finally:
             await reader.stop()
-        result += [Lag(group, topic, len(lags), sum(lags)) for topic, lags in sorted(per_topic.items())]
+        result += [Lag(group, topic, len(lags), sum(lags.values()), lags) for topic, lags in sorted(per_topic.items())]
         if bar:
             bar.advance()
     return result

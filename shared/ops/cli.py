@@ -1,4 +1,8 @@
-"""The `rekisteri` command: run the register and operate it (SPEC §7)."""
+"""The `rekisteri` command: run the register and operate it (SPEC §7).
+
+Exit codes: 0 done, 2 a usage or operator error (argparse's too), 3 infrastructure the
+command needs (PostgreSQL, Kafka) did not answer: one line on stderr naming it.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +10,78 @@ import asyncio
 import importlib
 import json
 import sys
-from typing import Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict
+from typing import Any, AsyncIterator, Iterator, Sequence
 
+from shared.ops.endpoints import Stack, StackUnknown, resolve_stack
 from shared.settings import SERVICE_NAMES, PlatformSettings
+
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+class UsageError(Exception):
+    """The operator asked for something the command cannot do (exit code 2)."""
+
+
+class Unreachable(Exception):
+    """PostgreSQL or Kafka did not answer (exit code 3); says which and where."""
+
+    def __init__(self, what: str, where: str, cause: BaseException) -> None:
+        name = type(cause).__name__
+        reason = (str(cause).strip().splitlines() or [""])[0].removeprefix(f"{name}: ")
+        super().__init__(f"cannot reach {what} at {where}: {name}{': ' + reason if reason else ''}")
+
+
+def _stack(*needs: str) -> Stack:
+    """The stack the command talks to. Each part is named on stderr once it answered (stdout
+    stays for data and --json); one that does not answer is the error line instead."""
+    stack = resolve_stack()
+    stack.require(*needs)
+    return stack
+
+
+@asynccontextmanager
+async def _kafka(stack: Stack) -> AsyncIterator[None]:
+    """Kafka errors (a broker that does not answer above all) as one line, exit code 3."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        yield
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        raise Unreachable("Kafka", stack.where("kafka"), exc) from exc
+    print(stack.describe("kafka"), file=sys.stderr)
+
+
+async def _start_producer(stack: Stack, producer) -> None:  # noqa: ANN001 - an AIOKafkaProducer
+    async with _kafka(stack):
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # a failed start leaves no client open
+            raise
+
+
+async def _postgres(stack: Stack):  # noqa: ANN202 - an asyncpg connection
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(stack.settings.database_url, timeout=10)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise Unreachable("PostgreSQL", stack.where("postgres"), exc) from exc
+    print(stack.describe("postgres"), file=sys.stderr)
+    return conn
+
+
+def _print_json(rows: Any) -> None:
+    sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False, default=_json_value) + "\n")
+
+
+def _json_value(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
 
 
 def _service_module(name: str):  # noqa: ANN202 - a module
@@ -28,10 +101,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from shared.logging import configure_logging
 
+    from shared import tracing
+
     module = _service_module(args.service)
     settings = module.SETTINGS()
     configure_logging(args.service, settings.log_level)
     app = module.build_app(settings)
+    if tracing.configure(args.service):  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
+        tracing.instrument_app(app)
     config = uvicorn.Config(app, host=settings.http_host, port=settings.port, log_config=None,
                             access_log=False, timeout_graceful_shutdown=15, lifespan="on")
     uvicorn.Server(config).run()
@@ -41,6 +118,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     from shared.web.auth import mint_token
 
+    if args.role == "subject" and not args.person_id:
+        raise UsageError("--role subject needs --person-id (the person the token belongs to)")
     settings = PlatformSettings()
     ttl = args.ttl or settings.rekisteri_token_ttl_s
     print(mint_token(settings.rekisteri_token_secret, user=args.user, role=args.role,
@@ -72,14 +151,26 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     from shared.messaging.kafka import describe_topics, ensure_topics
-
-    bootstrap = PlatformSettings().kafka_bootstrap_servers
-    if args.action == "create":
-        created = asyncio.run(ensure_topics(bootstrap, replication=args.replication))
-        print(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
-    described = asyncio.run(describe_topics(bootstrap))
     from shared.messaging.topics import CATALOGUE
 
+    stack = _stack("kafka")
+    bootstrap = stack.settings.kafka_bootstrap_servers
+
+    async def run() -> tuple[list[str], dict[str, int]]:
+        async with _kafka(stack):
+            created = await ensure_topics(bootstrap, replication=args.replication) if args.action == "create" else []
+            return created, await describe_topics(bootstrap)
+
+    created, described = asyncio.run(run())
+    if args.json:
+        _print_json([{"name": name, "partitions": partitions, "created": name in created,
+                      "dead_letters": name not in CATALOGUE,
+                      "key": CATALOGUE[name].key if name in CATALOGUE else None,
+                      "personal_data": CATALOGUE[name].personal_data if name in CATALOGUE else None}
+                     for name, partitions in sorted(described.items())])
+        return 0
+    if args.action == "create":
+        print(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
     for name, partitions in sorted(described.items()):
         spec = CATALOGUE.get(name)
         note = f"key={spec.key} personal={'yes' if spec.personal_data else 'no'}" if spec else "dead letters"
@@ -88,13 +179,15 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    stack = _stack("postgres")
+
     async def run() -> None:
         from shared.db import create_pool, migrate
 
+        await (await _postgres(stack)).close()  # unreachable: one line, exit code 3
         for name in args.services or SERVICE_NAMES:
             module = _service_module(name)
-            settings = PlatformSettings()
-            pool = await create_pool(settings.database_url, name)
+            pool = await create_pool(stack.settings.database_url, name)
             try:
                 applied = await migrate(pool, name, module.MIGRATIONS)
                 print(f"{name}: {len(applied)} migration(s) applied")
@@ -122,14 +215,12 @@ def cmd_asyncapi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_operation(coro_factory) -> int:  # noqa: ANN001 - an async callable taking (conn)
+def _run_operation(stack: Stack, coro_factory) -> int:  # noqa: ANN001 - an async callable taking (conn)
     """Connect to PostgreSQL, run one operation; an operator's mistake is exit code 2."""
     from shared.ops.operations import OperationError
 
     async def run() -> int:
-        import asyncpg
-
-        conn = await asyncpg.connect(PlatformSettings().database_url)
+        conn = await _postgres(stack)
         try:
             return await coro_factory(conn)
         finally:
@@ -156,8 +247,13 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     from shared.ops import operations as ops
 
     if args.action == "list":
+        stack = _stack("postgres")
+
         async def listing(conn) -> int:  # noqa: ANN001
             letters = await ops.list_dead_letters(conn, args.service, include_replayed=args.all)
+            if args.json:
+                _print_json([{"ref": d.ref, **asdict(d)} for d in letters])
+                return 0
             for d in letters:
                 state = f"replayed {d.replayed_at:%Y-%m-%d %H:%M:%S}" if d.replayed_at else "open"
                 print(f"{d.ref:<24} {d.topic:<32} {d.received_at:%Y-%m-%d %H:%M:%S} {state:<28}"
@@ -165,15 +261,16 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             print(f"{len(letters)} dead letter(s)", file=sys.stderr)
             return 0
 
-        return _run_operation(listing)
+        return _run_operation(stack, listing)
 
     if bool(args.ids) == bool(args.all):
         print("error: give dead letter ids (SERVICE:ID ...) or --all: exactly one of them", file=sys.stderr)
         return 2
+    stack = _stack("postgres", "kafka")
 
     async def replaying(conn) -> int:  # noqa: ANN001
-        producer = ops.producer_for(PlatformSettings())
-        await producer.start()
+        producer = ops.producer_for(stack.settings)
+        await _start_producer(stack, producer)
         try:
             replayed = await ops.replay_dead_letters(
                 conn, producer, refs=args.ids or None, service=args.service,
@@ -185,11 +282,13 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         print(f"{len(replayed)} dead letter(s) replayed", file=sys.stderr)
         return 0
 
-    return _run_operation(replaying)
+    return _run_operation(stack, replaying)
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     from shared.ops import operations as ops
+
+    stack = _stack("postgres")
 
     async def backlog(conn) -> int:  # noqa: ANN001
         if args.republish:
@@ -197,25 +296,42 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             print(f"{count} set-aside row(s) handed back to the relay")
             return 0
         if args.set_aside:
-            rows = await ops.set_aside_rows(conn, args.service)
-            for r in rows:
+            aside = await ops.set_aside_rows(conn, args.service)
+            if args.json:
+                _print_json([asdict(r) for r in aside])
+                return 0
+            for r in aside:
                 print(f"{r.service}:{r.seq:<10} {r.topic:<32} {r.created_at:%Y-%m-%d %H:%M}  {r.reason}")
-            print(f"{len(rows)} set-aside row(s)")
+            print(f"{len(aside)} set-aside row(s)")
+            return 0
+        rows = await ops.outbox_backlog(conn, args.service)
+        if args.json:
+            _print_json([asdict(b) for b in rows])
             return 0
         print(f"{'service':<24} {'unpublished':>11} {'oldest':>10} {'open dead letters':>18}")
-        for b in await ops.outbox_backlog(conn, args.service):
+        for b in rows:
             print(f"{b.service:<24} {b.unpublished:>11} {_age(b.oldest_age_s):>10} {b.open_dead_letters:>18}")
         return 0
 
-    return _run_operation(backlog)
+    return _run_operation(stack, backlog)
 
 
 def cmd_lag(args: argparse.Namespace) -> int:
     from shared.messaging.lag import consumer_lag
     from shared.ops.operations import Progress
 
-    lags = asyncio.run(consumer_lag(PlatformSettings().kafka_bootstrap_servers, args.group or None,
-                                    progress=lambda total: Progress("groups", total)))
+    stack = _stack("kafka")
+
+    async def run():  # noqa: ANN202 - list[Lag]
+        async with _kafka(stack):
+            return await consumer_lag(stack.settings.kafka_bootstrap_servers, args.group or None,
+                                      progress=lambda total: Progress("groups", total))
+
+    lags = asyncio.run(run())
+    if args.json:
+        _print_json([{**asdict(lag), "by_partition": {str(p): n for p, n in sorted(lag.by_partition.items())}}
+                     for lag in lags])
+        return 0
     print(f"{'group':<36} {'topic':<36} {'partitions':>10} {'lag':>10}")
     for lag in lags:
         print(f"{lag.group:<36} {lag.topic:<36} {lag.partitions:>10} {lag.lag:>10}")
@@ -238,8 +354,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     async def publish() -> int:
         # Validate before connecting: a bad file fails fast, even without a broker.
         built = ops.build_publications(args.topic, ops.load_documents(text), source=args.source)
-        producer = ops.producer_for(PlatformSettings())
-        await producer.start()
+        stack = _stack("kafka")
+        producer = ops.producer_for(stack.settings)
+        await _start_producer(stack, producer)
         try:
             sent = await ops.publish_envelopes(producer, args.topic, built,
                                                progress=lambda total: ops.Progress("publishing", total))
@@ -256,8 +373,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 2
 
 
+JSON_HELP = "print a JSON array on stdout instead of the table"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rekisteri", description=__doc__)
+    from shared.metrics import build_commit, build_version
+
+    parser = argparse.ArgumentParser(prog="rekisteri", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"rekisteri {build_version()} (commit {build_commit()})")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run the embedded stack: PostgreSQL, broker, topics, all four services").set_defaults(func=cmd_up)
     serve = sub.add_parser("serve", help="run one service (for containers)")
@@ -278,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="create or describe the topic set")
     topics.add_argument("action", choices=["create", "describe"])
     topics.add_argument("--replication", type=int, default=1)
+    topics.add_argument("--json", action="store_true", help=JSON_HELP)
     topics.set_defaults(func=cmd_topics)
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.add_argument("services", nargs="*", help=f"any of {', '.join(SERVICE_NAMES)} (default: all)")
@@ -291,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_list = dlq_sub.add_parser("list", help="dead letters not yet replayed (--all: replayed ones too)")
     dlq_list.add_argument("--service", help="one service schema (default: all)")
     dlq_list.add_argument("--all", action="store_true", help="include replayed dead letters")
+    dlq_list.add_argument("--json", action="store_true", help=JSON_HELP)
     dlq_list.set_defaults(func=cmd_dlq)
     dlq_replay = dlq_sub.add_parser("replay", help="republish dead letters' original bytes to their topics")
     dlq_replay.add_argument("ids", nargs="*", metavar="SERVICE:ID", help="as `dlq list` prints them (ID alone with --service)")
@@ -303,9 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="list rows the relay set aside (too large for the broker); they are kept until re-published")
     outbox.add_argument("--republish", nargs="+", metavar="SERVICE:SEQ",
                         help="hand set-aside rows back to the relay once their cause is fixed")
+    outbox.add_argument("--json", action="store_true", help=JSON_HELP)
     outbox.set_defaults(func=cmd_outbox)
     lag = sub.add_parser("lag", help="consumer lag per group and topic (committed vs end offsets)")
     lag.add_argument("--group", action="append", help="a consumer group, e.g. billing or billing.usage-recorded (repeatable)")
+    lag.add_argument("--json", action="store_true", help=JSON_HELP + " (with the lag of each partition)")
     lag.set_defaults(func=cmd_lag)
     publish = sub.add_parser("publish", help="validate and publish events of a catalogued topic from JSON")
     publish.add_argument("topic", help="a catalogued topic, e.g. usage-recorded")
@@ -324,9 +452,34 @@ def _add_staff_parser(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 
     add_parser(sub)
 
 
+@contextmanager
+def _quiet_client_logs(command: str) -> Iterator[None]:
+    """The Kafka client logs each failed connection and asyncio each client left open after
+    one: an operator gets the one error line instead (`serve` and `up` keep every log)."""
+    import logging
+
+    loggers = [] if command in {"serve", "up"} else [logging.getLogger(n) for n in ("aiokafka", "asyncio")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here
+    try:
+        with _quiet_client_logs(args.command):
+            return int(args.func(args) or 0)
+    except (UsageError, StackUnknown) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Unreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":

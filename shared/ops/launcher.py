@@ -19,13 +19,10 @@ from shared.messaging.kafka import ensure_topics, list_groups, publish_incarnati
 from shared.messaging.lag import consumer_lag
 from shared.logging import get_logger
 from shared.settings import SERVICE_NAMES, PlatformSettings
+from shared.ops.endpoints import data_dir, write_endpoints
 from shared.ops.stack import EmbeddedBroker, EmbeddedPostgres, _die_with_parent
 
 log = get_logger(__name__)
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("REKISTERI_DATA_DIR", ".rekisteri")).resolve()
 
 
 async def drain(bootstrap_servers: str, timeout_s: float, quiet_s: float = 1.0) -> bool:
@@ -222,6 +219,9 @@ async def run_up() -> int:
                   flush=True)
         print(f"  {'kafka':<10} {stack.settings.kafka_bootstrap_servers}", flush=True)
         print(f"  {'postgres':<10} {stack.settings.database_url}", flush=True)
+        # The operator CLI run from here talks to this stack without any variable set.
+        endpoints = write_endpoints(stack.root, stack.settings, stack.endpoints())
+        print(f"Endpoints in {endpoints} (read by the rekisteri CLI).", flush=True)
         print(f"Logs in {stack.root}/*.log. Ctrl-C stops everything.", flush=True)
         print(f"Started in {time.monotonic() - started:.1f} s", flush=True)
         print("READY", flush=True)

@@ -3,6 +3,7 @@ services come up, `READY` is printed once every /readyz answers, and Ctrl-C stop
 it with no orphan processes."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -70,6 +71,15 @@ def test_up_reaches_ready_and_ctrl_c_leaves_no_orphans(tmp_path: Path) -> None:
             assert any(f":{port}" in line and name in line for line in lines), f"{name} endpoint not printed"
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
             assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True}
+        # Issue 17: the CLI run with no variable talks to this stack, from its endpoints file.
+        endpoints = json.loads((tmp_path / "data" / "endpoints.json").read_text())
+        assert endpoints["DATABASE_URL"] == env["DATABASE_URL"]
+        cli_env = {k: v for k, v in env.items() if k not in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}}
+        outbox = subprocess.run([sys.executable, "-m", "shared.ops.cli", "outbox", "--json"], env=cli_env,
+                                capture_output=True, text=True, timeout=60)
+        assert outbox.returncode == 0, outbox.stderr
+        assert {row["service"] for row in json.loads(outbox.stdout)} >= set(SERVICE_NAMES)
+        assert "endpoints.json, written by rekisteri up" in outbox.stderr
         descendants = _descendants(proc.pid)
         assert len(descendants) >= 6  # postgres, broker, four services
         proc.send_signal(signal.SIGINT)

@@ -79,6 +79,11 @@ async def test_dlq_list_shows_reason_and_replay_applies_the_fixed_message(infra,
     line = next(line for line in out.splitlines() if line.startswith(ref_id + " "))
     assert "contact-upserted" in line and "external_ref: not on the allow list" in line and str(sent.id) in line
     assert "maija" not in out.lower()  # no message bodies, no personal data
+    code, out, err = await rekisteri(capsys, "dlq", "list", "--service", picky.name, "--json")
+    letter = next(d for d in json.loads(out) if d["ref"] == ref_id)  # issue 17: scripts read --json
+    assert code == 0 and letter["event_id"] == str(sent.id) and letter["replayed_at"] is None
+    assert letter["reason"] == "external_ref: not on the allow list" and "maija" not in out.lower()
+    assert err.splitlines()[0].startswith("stack: PostgreSQL ") and "(from DATABASE_URL)" in err
 
     await picky.pool.execute("INSERT INTO allowed VALUES ($1)", ref)  # the fix
     code, out, err = await rekisteri(capsys, "dlq", "replay", ref_id)
@@ -138,6 +143,10 @@ async def test_outbox_shows_unpublished_count_and_oldest_age(database_url, cli_e
     fields = next(line for line in out.splitlines() if line.startswith(schema)).split()
     assert fields[1] == "2"  # the published row is not backlog
     assert fields[2:4] == ["2.0", "h"]  # the oldest unpublished is two hours old
+    code, out, _ = await rekisteri(capsys, "outbox", "--service", schema, "--json")
+    (backlog,) = json.loads(out)
+    assert code == 0 and backlog["service"] == schema and backlog["unpublished"] == 2
+    assert 7100 < backlog["oldest_age_s"] < 7500
 
 
 async def test_publish_validates_wraps_and_produces_payloads_and_envelopes(infra, cli_env, tmp_path, capsys):
@@ -189,6 +198,11 @@ async def test_topics_create_is_idempotent_and_describe_shows_the_catalogue(cli_
     lines = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert "partitions=6" in lines["usage-recorded"] and "key=customer_id" in lines["usage-recorded"]
     assert "dead letters" in lines["contact-registered-dlq"]
+    code, out, err = await rekisteri(capsys, "topics", "describe", "--json")
+    topics = {t["name"]: t for t in json.loads(out)}
+    assert code == 0 and topics["usage-recorded"]["partitions"] == 6 and topics["usage-recorded"]["key"] == "customer_id"
+    assert topics["contact-registered-dlq"]["dead_letters"] is True and not topics["usage-recorded"]["created"]
+    assert err.startswith("stack: Kafka ")
 
 
 async def test_lag_shows_what_a_group_has_not_consumed(infra, cli_env, capsys):
@@ -219,6 +233,10 @@ async def test_lag_shows_what_a_group_has_not_consumed(infra, cli_env, capsys):
     # At least what was published past the committed offset; Tansu's end offsets are approximate
     # (SPEC §8) and other tests publish invoices too, so more is possible.
     assert fields[1] == "invoice-issued" and fields[2] == "3" and int(fields[3]) >= 2
+    code, out, _ = await rekisteri(capsys, "lag", "--group", group, "--json")
+    (lag,) = json.loads(out)  # issue 17: lag of each partition, as the metric has it
+    assert code == 0 and (lag["group"], lag["topic"], lag["partitions"]) == (group, "invoice-issued", 3)
+    assert sorted(lag["by_partition"]) == ["0", "1", "2"] and sum(lag["by_partition"].values()) == lag["lag"] >= 2
 
 
 async def _assigned(consumer) -> bool:
