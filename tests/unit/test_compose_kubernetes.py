@@ -55,7 +55,9 @@ def test_settings_are_known_and_secrets_come_from_the_secret():
     for deployment in of_kind("Deployment").values():
         for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
             assert e["name"] in known, e["name"]
-            if "SECRET" in e["name"] or "KEY" in e["name"] or e["name"] == "DATABASE_URL":
+            if e["name"] == "REKISTERI_SIGNING_KEY":  # each service's own entry of the signing Secret
+                assert e["valueFrom"]["secretKeyRef"] == {"name": "rekisteri-signing", "key": deployment["metadata"]["name"]}
+            elif "SECRET" in e["name"] or "KEY" in e["name"] or e["name"] == "DATABASE_URL":
                 assert e["valueFrom"]["secretKeyRef"]["name"] == "rekisteri-secrets"
     assert "Secret" not in {d["kind"] for d in manifests()}  # the operator creates it
 
