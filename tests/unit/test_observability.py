@@ -138,3 +138,26 @@ def test_alerts_fire_on_the_series_they_watch_and_not_below_their_thresholds():
     result = subprocess.run([promtool(), "test", "rules", "rekisteri-rules.test.yml"], cwd=OBSERVABILITY,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_the_runtime_lag_job_sets_the_per_partition_gauge(monkeypatch):
+    """shared/runtime.py `_report_consumer_lag`: what `consumer_lag` reads reaches /metrics."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from shared.messaging import lag as lag_module
+    from shared.messaging.lag import Lag
+    from shared.runtime import _report_consumer_lag
+
+    runtime = SimpleNamespace(name="billing", consumers={}, stopping=asyncio.Event(), metrics=Metrics("billing"),
+                              settings=SimpleNamespace(kafka_bootstrap_servers="unused:9092"))
+
+    async def fake_lag(bootstrap, groups):
+        runtime.stopping.set()  # one pass
+        return [Lag("billing", "usage-recorded", 2, 9, {0: 4, 1: 5})]
+
+    monkeypatch.setattr(lag_module, "consumer_lag", fake_lag)
+    await asyncio.wait_for(_report_consumer_lag(runtime, interval_s=0.01), timeout=5)
+    text = runtime.metrics.render().decode()
+    assert 'rekisteri_consumer_lag{topic="usage-recorded"} 9.0' in text
+    assert 'rekisteri_consumer_partition_lag{group="billing",partition="1",topic="usage-recorded"} 5.0' in text
