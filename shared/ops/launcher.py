@@ -136,6 +136,7 @@ class Stack:
         self.services: list[ServiceProcess] = []
         self.broker_recycles = 0
         self.supervisor = SupervisorSettings()
+        self.supervising = False
         self.components: list[Supervised] = [
             Supervised("postgres", self.postgres.exit_code, self._restart_postgres),
             Supervised("broker", self.broker.exit_code, self._restart_broker),
@@ -229,8 +230,8 @@ class Stack:
                             del pending[name]
                     except httpx.HTTPError:
                         pass
-                for process in self.services:
-                    if not process.alive() and process.name in pending:
+                for process in self.services:  # under supervision a dead service is started again: wait
+                    if not process.alive() and process.name in pending and not self.supervising:
                         raise RuntimeError(f"service {process.name} exited; see {process.log_path}")
                 if pending and time.monotonic() > deadline:
                     raise TimeoutError(f"not ready within {timeout:.0f} s: {', '.join(pending)}")
@@ -238,6 +239,13 @@ class Stack:
 
     async def supervise(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:
         """Restart any component that died (crash, SIGKILL, OOM) until asked to stop."""
+        self.supervising = True
+        try:
+            await self._supervise(stop, interval_s)
+        finally:
+            self.supervising = False
+
+    async def _supervise(self, stop: asyncio.Event, interval_s: float) -> None:
         while not stop.is_set():
             await self.recycle_broker_if_needed()
             for component in self.components:

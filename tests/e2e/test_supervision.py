@@ -39,7 +39,7 @@ from tests.helpers import auth, envelope_for, eventually, scaled
 
 pytestmark = pytest.mark.slow
 METER = "supervised_calls"
-BACKOFF_S = 4  # the first restart's delay: long enough to see /readyz name what is missing
+BACKOFF_S = 5  # the first restart's delay: long enough to see /readyz name what is missing, even on a busy machine
 
 
 class Register:
