@@ -85,6 +85,7 @@ class ServiceRuntime:
         self.stopping = asyncio.Event()
         self._declared = False
         self.pipelines: dict[str, BatchPipeline] = {}  # bulk topic -> its batch transactions
+        self._incarnation_dead_letters = InboxConsumer(self, INCARNATION_TOPIC)  # applies nothing: dead-letters only
         self.started = False
 
     @property
@@ -189,8 +190,8 @@ class ServiceRuntime:
         """Replay the outbox when the embedded broker comes back empty (SPEC §8)."""
         try:
             parsed = parse(topic_spec(INCARNATION_TOPIC), incoming)
-        except Rejected as exc:
-            log.warning("incarnation_marker_ignored", reason=exc.reason)
+        except Rejected as exc:  # poison: kept with its reason like on every other topic
+            await self._incarnation_dead_letters.dead_letter(incoming, exc.reason)
             return
         marker = parsed.payload
         await self.observe_incarnation(marker.incarnation, replay=not marker.previous_drained)  # type: ignore[attr-defined]

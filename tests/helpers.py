@@ -1,14 +1,22 @@
-"""What tests need to drive the register from outside, as other systems would."""
+"""What tests need to drive the register from outside, as other systems would.
+
+Tests synchronise by waiting on conditions, never on fixed sleeps. Every wait's timeout is
+multiplied by `REKISTERI_TEST_TIMEOUT_SCALE` (default 1): on a slow or busy machine set it
+to 2 or 3 and every `eventually`, `read_topic` and `until_consumed` waits that much longer.
+"""
 from __future__ import annotations
 
 import asyncio
 import inspect
 import json
+import os
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any, Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from shared.web.auth import Role, mint_token
 from shared.messaging.envelope import Envelope
@@ -17,6 +25,12 @@ from shared.messaging.outbox import build_envelope
 from shared.settings import DEV_TOKEN_SECRET
 
 TEST_TOKEN_SECRET = DEV_TOKEN_SECRET
+TIMEOUT_SCALE = float(os.environ.get("REKISTERI_TEST_TIMEOUT_SCALE", "1"))
+
+
+def scaled(seconds: float) -> float:
+    """A test's timeout on this machine (see the module's docstring)."""
+    return seconds * TIMEOUT_SCALE
 
 
 def token(role: Role | str, user: str = "tester", person_id: uuid.UUID | str | None = None) -> str:
@@ -28,7 +42,10 @@ def auth(role: Role | str, user: str = "tester", person_id: uuid.UUID | str | No
 
 
 async def eventually(check: Callable[[], Awaitable[Any] | Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll `check` until it returns something truthy; fail with its last value."""
+    """Poll `check` until it returns something truthy; fail with its last value.
+
+    `timeout` is scaled by `REKISTERI_TEST_TIMEOUT_SCALE`."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -38,7 +55,7 @@ async def eventually(check: Callable[[], Awaitable[Any] | Any], timeout: float =
         if last:
             return last
         await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s; last value: {last!r}")
+    raise AssertionError(f"condition not met within {timeout:.0f} s; last value: {last!r}")
 
 
 def envelope_for(payload: Payload, *, source: str = "test-system", event_id: uuid.UUID | None = None,
@@ -50,7 +67,20 @@ class ExternalSystem:
     """A producer standing in for the company's other systems."""
 
     def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+        self.sent: list[RecordMetadata] = []  # where each message went: `until_consumed` waits past them
+
+    async def send_many(self, topic: str, values: Iterable[bytes], key: bytes | None) -> None:
+        """Many messages at once (batched by the producer), each acknowledged."""
+        futures = [await self.producer.send(topic, value, key=key) for value in values]
+        await self.producer.flush()
+        self.sent += [await future for future in futures]
+
+    async def until_consumed(self, group: str, topic: str | None = None, timeout: float = 20.0) -> None:
+        """Wait until `group` has committed past everything this system sent (on `topic`)."""
+        await until_consumed(self.bootstrap, group, [m for m in self.sent if topic in (None, m.topic)],
+                             timeout=timeout)
 
     async def __aenter__(self) -> "ExternalSystem":
         await self.producer.start()
@@ -62,14 +92,39 @@ class ExternalSystem:
     async def publish(self, payload: Payload, *, source: str = "test-system", event_id: uuid.UUID | None = None
                       ) -> Envelope:
         topic, key, envelope = envelope_for(payload, source=source, event_id=event_id)
-        await self.producer.send_and_wait(topic, envelope.to_bytes(), key=key.encode())
+        self.sent.append(await self.producer.send_and_wait(topic, envelope.to_bytes(), key=key.encode()))
         return envelope
 
     async def publish_envelope(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
-        await self.producer.send_and_wait(topic, envelope.to_bytes(), key=(key or envelope.subject).encode())
+        self.sent.append(await self.producer.send_and_wait(topic, envelope.to_bytes(),
+                                                           key=(key or envelope.subject).encode()))
 
     async def publish_raw(self, topic: str, value: bytes, key: bytes | None = b"raw") -> None:
-        await self.producer.send_and_wait(topic, value, key=key)
+        self.sent.append(await self.producer.send_and_wait(topic, value, key=key))
+
+
+async def until_consumed(bootstrap: str, group: str, sent: Iterable[RecordMetadata], timeout: float = 20.0) -> None:
+    """Wait until consumer group `group` has committed an offset past each of `sent`.
+
+    A service commits offsets after its database commit and in fetch order, so once this
+    holds everything sent has been applied, or found a duplicate, or dead-lettered: a test can
+    then assert that nothing more happens, without sleeping "long enough"."""
+    last: dict[TopicPartition, int] = {}
+    for meta in sent:
+        tp = TopicPartition(meta.topic, meta.partition)
+        last[tp] = max(last.get(tp, -1), meta.offset)
+    if not last:
+        return
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await reader.start()
+    try:
+        async def passed() -> dict[str, int] | bool:
+            behind = {f"{tp.topic}[{tp.partition}]": offset for tp, offset in last.items()
+                      if ((await reader.committed(tp)) or -1) <= offset}
+            return not behind
+        await eventually(passed, timeout=timeout, interval=0.1)
+    finally:
+        await reader.stop()
 
 
 async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict[str, Any]]], bool],
@@ -86,6 +141,7 @@ async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict[s
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records: list[dict[str, Any]] = []
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
@@ -97,7 +153,7 @@ async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict[s
                     })
             if until(records):
                 return records
-        raise AssertionError(f"{topic}: condition not met within {timeout} s ({len(records)} records read)")
+        raise AssertionError(f"{topic}: condition not met within {timeout:.0f} s ({len(records)} records read)")
     finally:
         await consumer.stop()
 

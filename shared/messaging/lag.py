@@ -1,5 +1,10 @@
 """Consumer lag per group and topic, from committed and end offsets (approximate on the
-embedded broker, SPEC §8). Read by the service runtime for its metric and by the CLI."""
+embedded broker, SPEC §8). Read by the service runtime for its metric and by the CLI.
+
+A lag is never negative: on the embedded broker an end offset is the last batch's base
+offset + 1, and after a broker restart a consumer may commit a position it reached on the
+broker before (its new log starts again at 0); both put a committed offset past the end.
+Such a partition has nothing left to consume, so its lag counts as 0."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,8 +21,14 @@ class Lag:
     group: str
     topic: str
     partitions: int
-    lag: int  # end offset − committed offset, summed over the group's partitions of the topic
+    lag: int  # end offset − committed offset (at least 0), summed over the group's partitions of the topic
     by_partition: dict[int, int] = field(default_factory=dict)  # partition → its lag
+    approximate: bool = False  # measured on the embedded broker (see the module's docstring)
+
+
+def partition_lag(end: int, committed: int) -> int:
+    """What is left to consume on one partition: never below 0 (see the module's docstring)."""
+    return max(0, end - committed)
 
 
 def default_groups() -> list[str]:
@@ -45,7 +56,8 @@ async def consumer_lag(bootstrap_servers: str, groups: list[str] | None = None, 
     """Lag per consumer group and topic, from the group's committed and the topics' end offsets.
 
     Groups without committed offsets are left out. On the embedded broker the figures are
-    approximate (SPEC §8: its end offset is the last batch's base offset + 1).
+    approximate (SPEC §8: its end offset is the last batch's base offset + 1); the embedded
+    broker is the one the launcher marks on the incarnation topic, and its entries say so.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -58,6 +70,7 @@ async def consumer_lag(bootstrap_servers: str, groups: list[str] | None = None, 
         ends = await probe.end_offsets(partitions) if partitions else {}
     finally:
         await probe.stop()
+    embedded = any(tp.topic == INCARNATION_TOPIC and end > 0 for tp, end in ends.items())
     result: list[Lag] = []
     groups = groups or default_groups()
     bar = progress(len(groups)) if progress else None
@@ -70,10 +83,11 @@ async def consumer_lag(bootstrap_servers: str, groups: list[str] | None = None, 
             for tp in _partitions_of_group(group, partitions):
                 committed = await reader.committed(tp)
                 if committed is not None and committed >= 0:
-                    per_topic.setdefault(tp.topic, {})[tp.partition] = ends[tp] - committed
+                    per_topic.setdefault(tp.topic, {})[tp.partition] = partition_lag(ends[tp], committed)
         finally:
             await reader.stop()
-        result += [Lag(group, topic, len(lags), sum(lags.values()), lags) for topic, lags in sorted(per_topic.items())]
+        result += [Lag(group, topic, len(lags), sum(lags.values()), lags, embedded)
+                   for topic, lags in sorted(per_topic.items())]
         if bar:
             bar.advance()
     return result

@@ -335,6 +335,9 @@ def cmd_lag(args: argparse.Namespace) -> int:
     print(f"{'group':<36} {'topic':<36} {'partitions':>10} {'lag':>10}")
     for lag in lags:
         print(f"{lag.group:<36} {lag.topic:<36} {lag.partitions:>10} {lag.lag:>10}")
+    if any(lag.approximate for lag in lags):
+        print("lag is approximate on the embedded broker (end offsets are each partition's last batch, SPEC §8);"
+              " a committed offset past the end counts as 0")
     return 0
 
 

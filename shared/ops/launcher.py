@@ -1,5 +1,11 @@
 """`rekisteri up`: PostgreSQL, the broker, the topics and all four services on this
-machine, supervised until Ctrl-C, then stopped in order with no orphans (SPEC §7)."""
+machine, supervised until Ctrl-C, then stopped in order with no orphans (SPEC §7).
+
+Supervised means: any component that dies (PostgreSQL, the broker, a service) is started
+again after a back-off, and logged as `component_died_restarting`. A new broker gets the
+topic set and a new incarnation marker before anything else uses it, so the services replay
+their outboxes by themselves (SPEC §8); a new PostgreSQL recovers from its own log and the
+services' pools reconnect. See docs/OPERATIONS.md."""
 from __future__ import annotations
 
 import asyncio
@@ -8,10 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Awaitable, Callable, Iterator
 from urllib.parse import urlparse
 
 import httpx
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.db import ensure_database
 from shared.messaging.signing import generate_keyring
@@ -50,6 +60,33 @@ async def drain(bootstrap_servers: str, timeout_s: float, quiet_s: float = 1.0) 
     return False
 
 
+class SupervisorSettings(BaseSettings):
+    """How soon a component that died is started again: `first_s`, doubling on each attempt
+    up to `max_s`; one that stayed up for `stable_s` starts from `first_s` again."""
+
+    model_config = SettingsConfigDict(env_prefix="rekisteri_restart_", extra="ignore", case_sensitive=False)
+
+    backoff_first_s: float = 0.5
+    backoff_max_s: float = 30.0
+    stable_s: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.backoff_max_s, self.backoff_first_s * 2 ** (attempt - 1))
+
+
+@dataclass
+class Supervised:
+    """One component as the supervisor sees it: whether it died, and how to start it again."""
+
+    name: str
+    exit_code: Callable[[], int | None]
+    restart: Callable[[], Awaitable[None]]
+    attempt: int = 0  # restarts since it last stayed up for `stable_s`
+    restart_at: float | None = None  # a restart is due then (it died, or the last try failed)
+    up_since: float = field(default_factory=time.monotonic)
+    paused: bool = False  # stopped on purpose (an operator's or a test's outage): not restarted
+
+
 class ServiceProcess:
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, command: list[str] | None = None) -> None:
         self.name = name
@@ -66,6 +103,9 @@ class ServiceProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def exit_code(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
 
     def stop(self, timeout: float = 20) -> None:
         if not self.alive():
@@ -95,6 +135,12 @@ class Stack:
         self.portal = portal  # the web front end, started after the services (issue 19)
         self.services: list[ServiceProcess] = []
         self.broker_recycles = 0
+        self.supervisor = SupervisorSettings()
+        self.supervising = False
+        self.components: list[Supervised] = [
+            Supervised("postgres", self.postgres.exit_code, self._restart_postgres),
+            Supervised("broker", self.broker.exit_code, self._restart_broker),
+        ]
 
     @property
     def env(self) -> dict[str, str]:
@@ -134,8 +180,26 @@ class Stack:
     async def start_broker(self, *, previous_drained: bool = False) -> None:
         """Start the broker, re-create the topic set before anything produces, mark it."""
         self.broker.start()
+        await self._prepare_broker(previous_drained=previous_drained)
+
+    async def _prepare_broker(self, *, previous_drained: bool = False) -> None:
         await ensure_topics(self.settings.kafka_bootstrap_servers)
         await publish_incarnation(self.settings.kafka_bootstrap_servers, previous_drained=previous_drained)
+
+    async def _restart_broker(self) -> None:
+        """A broker that crashed comes back empty: topics and a new marker, so every service
+        replays its outbox (its log is gone, drained or not).
+
+        Started from this thread, not a worker thread: a child's parent-death signal fires
+        when the thread that forked it ends."""
+        if self.broker.exit_code() is not None:
+            self.broker.start()
+        await self._prepare_broker(previous_drained=False)
+
+    async def _restart_postgres(self) -> None:
+        if self.postgres.exit_code() is not None:  # crash recovery replays its WAL on start
+            self.postgres.reap_leftovers()
+            self.postgres.start()
 
     async def recycle_broker_if_needed(self) -> bool:
         """Past the memory cap: drain, then restart the broker empty (SPEC §8)."""
@@ -156,12 +220,21 @@ class Stack:
             process = ServiceProcess(name, self.env, self.root)
             process.start()
             self.services.append(process)
+            self.components.append(Supervised(name, process.exit_code, self._restarter(process)))
         await self.wait_ready(timeout, names=self.service_names)
         if self.portal:  # after the services: its pages call them
             process = ServiceProcess("portal", self.env, self.root, command=[sys.executable, "-m", "services.portal"])
             process.start()
             self.services.append(process)
+            self.components.append(Supervised("portal", process.exit_code, self._restarter(process)))
             await self.wait_ready(timeout, names=("portal",))
+
+    @staticmethod
+    def _restarter(process: ServiceProcess) -> Callable[[], Awaitable[None]]:
+        async def restart() -> None:
+            process.restarts += 1
+            process.start()
+        return restart
 
     async def wait_ready(self, timeout: float = 60, names: tuple[str, ...] | None = None) -> None:
         deadline = time.monotonic() + timeout
@@ -174,26 +247,74 @@ class Stack:
                             del pending[name]
                     except httpx.HTTPError:
                         pass
-                for process in self.services:
-                    if not process.alive() and process.name in pending:
+                for process in self.services:  # under supervision a dead service is started again: wait
+                    if not process.alive() and process.name in pending and not self.supervising:
                         raise RuntimeError(f"service {process.name} exited; see {process.log_path}")
                 if pending and time.monotonic() > deadline:
                     raise TimeoutError(f"not ready within {timeout:.0f} s: {', '.join(pending)}")
                 await asyncio.sleep(0.2)
 
-    async def supervise(self, stop: asyncio.Event) -> None:
-        """Restart a service that died (crash, SIGKILL) until asked to stop."""
+    async def supervise(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:
+        """Restart any component that died (crash, SIGKILL, OOM) until asked to stop."""
+        self.supervising = True
+        try:
+            await self._supervise(stop, interval_s)
+        finally:
+            self.supervising = False
+
+    async def _supervise(self, stop: asyncio.Event, interval_s: float) -> None:
         while not stop.is_set():
             await self.recycle_broker_if_needed()
-            for process in self.services:
-                if not process.alive() and not stop.is_set():
-                    process.restarts += 1
-                    log.warning("service_died_restarting", service=process.name, restarts=process.restarts)
-                    process.start()
+            for component in self.components:
+                if stop.is_set():
+                    break
+                await self._check(component)
             try:
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
             except asyncio.TimeoutError:
                 pass
+
+    @contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """Leave component `name` alone while inside (stop it, keep it down, start it again);
+        if it is down on leaving, the supervisor starts it as after a crash."""
+        component = next(c for c in self.components if c.name == name)
+        component.paused = True
+        try:
+            yield
+        finally:
+            component.paused = False
+
+    async def _check(self, component: Supervised) -> None:
+        if component.paused:
+            return
+        now = time.monotonic()
+        if component.restart_at is None:
+            code = component.exit_code()
+            if code is None:
+                return
+            if now - component.up_since >= self.supervisor.stable_s:
+                component.attempt = 0
+            component.attempt += 1
+            delay = self.supervisor.delay(component.attempt)
+            component.restart_at = now + delay
+            # Names and numbers only: a component's own log (in the data directory) says why.
+            log.warning("component_died_restarting", component=component.name, exit_code=code,
+                        attempt=component.attempt, restart_in_s=round(delay, 2))
+        if now < component.restart_at:
+            return
+        try:
+            await component.restart()
+        except Exception as exc:  # noqa: BLE001 - try again later, longer
+            component.attempt += 1
+            delay = self.supervisor.delay(component.attempt)
+            component.restart_at = time.monotonic() + delay
+            log.error("component_restart_failed", component=component.name, attempt=component.attempt,
+                      error=type(exc).__name__, restart_in_s=round(delay, 2))
+            return
+        component.restart_at = None
+        component.up_since = time.monotonic()
+        log.warning("component_restarted", component=component.name, attempt=component.attempt)
 
     def stop(self) -> None:
         for process in reversed(self.services):

@@ -174,6 +174,42 @@ class EmbeddedPostgres:
             self.proc.kill()
             self.proc.wait()
 
+    def exit_code(self) -> int | None:
+        """The postmaster's exit code once it has died; None while it runs (or before it started)."""
+        return None if self.proc is None else self.proc.poll()
+
+    def reap_leftovers(self, timeout: float = 10) -> None:
+        """After a crash of the postmaster, end the backends it leaves (they would exit by
+        themselves on noticing its death) before a new one starts on the same data directory.
+        The postmaster led its own session (`start_new_session`), so they are its process group."""
+        if self.proc is None:
+            return
+        _end_process_group(self.proc.pid, timeout)
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group `pgid` still running (zombies left out: they hold nothing)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _end_process_group(pgid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (members := _live_members(pgid)) and time.monotonic() < deadline:
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.05)
+
 
 class EmbeddedBroker:
     """Tansu, memory-only: a restart empties every topic and offset (SPEC §8)."""
@@ -219,6 +255,10 @@ class EmbeddedBroker:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def exit_code(self) -> int | None:
+        """The broker's exit code once it has died; None while it runs (or before it started)."""
+        return None if self.proc is None else self.proc.poll()
 
     def rss_bytes(self) -> int:
         """Resident memory of the broker process (Linux /proc)."""

@@ -16,30 +16,16 @@ import pytest
 
 from shared.settings import SERVICE_NAMES
 from shared.ops.stack import free_port
+from tests.e2e.processes import alive, descendants
+from tests.helpers import scaled
 
 
-def _children_alive(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            status = Path(f"/proc/{pid}/status").read_text()
-            if "State:\tZ" not in status:
-                alive.append(pid)
-        except (ProcessLookupError, FileNotFoundError):
-            pass
-    return alive
-
-
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,sess=,args="], capture_output=True, text=True).stdout
-    rows = [line.split(None, 3) for line in out.splitlines() if line.strip()]
-    found, frontier = [], {pid}
-    while frontier:
-        children = [int(r[0]) for r in rows if int(r[1]) in frontier]
-        found += children
-        frontier = set(children)
-    return found
+def _all_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until none of `pids` runs; those still running after `timeout`."""
+    deadline = time.monotonic() + scaled(timeout)
+    while (running := alive(pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return running
 
 
 @pytest.mark.slow
@@ -58,7 +44,7 @@ def test_up_reaches_ready_and_ctrl_c_leaves_no_orphans(tmp_path: Path) -> None:
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + scaled(120)
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
@@ -80,13 +66,12 @@ def test_up_reaches_ready_and_ctrl_c_leaves_no_orphans(tmp_path: Path) -> None:
         assert outbox.returncode == 0, outbox.stderr
         assert {row["service"] for row in json.loads(outbox.stdout)} >= set(SERVICE_NAMES)
         assert "endpoints.json, written by rekisteri up" in outbox.stderr
-        descendants = _descendants(proc.pid)
-        assert len(descendants) >= 6  # postgres, broker, four services
+        tree = descendants(proc.pid)
+        assert len(tree) >= 6  # postgres, broker, four services
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        proc.wait(timeout=scaled(60))
         assert proc.returncode == 0
-        time.sleep(0.5)
-        assert _children_alive(descendants) == []
+        assert _all_gone(tree, timeout=5) == []
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import asyncpg
+import httpx
 import pytest
 
 from shared.messaging.events import AccessRequested, ContactErased, UsageRecorded
-from tests.helpers import ExternalSystem, auth, envelope_for, envelopes, eventually, read_topic
+from shared.ops.launcher import ServiceProcess
+from shared.ops.stack import free_port
+from tests.helpers import ExternalSystem, auth, envelope_for, envelopes, eventually, read_topic, scaled
 
 BILLING = auth("billing")
+USAGE_GROUP = "billing.usage-recorded"  # the bulk topic's own consumer group
 GRADUATED_PLAN = {"flat_fee": "0", "components": [{"meter": "bt_calls", "model": "graduated", "tiers": [
     {"up_to": "100", "unit_price": "0.10"}, {"up_to": "1000", "unit_price": "0.08"}, {"up_to": None, "unit_price": "0.05"}]}]}
 
@@ -76,8 +81,8 @@ async def test_same_event_delivered_twice_bills_once(infra, billing):
         await platform.publish_envelope("usage-recorded", first)
         # same id from another source is another event
         await platform.publish(usage(customer, "2.5", when), source="cloud-b", event_id=first.id)
-    await until_billed(billing, customer, "2025-01", D("42.5"))
-    await asyncio.sleep(0.5)  # a late second copy would show up here
+        await until_billed(billing, customer, "2025-01", D("42.5"))
+        await platform.until_consumed(USAGE_GROUP)  # the second copy too has been read (and skipped)
     assert await billed_sum(billing, customer, "2025-01") == D("42.5")
     report = (await billing.http.get(f"/billing/customers/{customer}/usage", params={"period": "2025-01"},
                                      headers=BILLING)).json()
@@ -236,37 +241,53 @@ async def test_access_report_then_erasure_pseudonymises_person_and_confirms(infr
     assert await billed_sum(billing, customer, "2025-09") == 7
 
 
-async def test_ten_percent_redelivered_after_a_kill_bills_once(infra, database_url, start_service):
-    """SPEC §6: a crash at any point loses nothing and counts nothing twice."""
-    # small batches, so the stop lands mid-stream
-    billing = await with_meters(await start_service("billing", fresh=True, billing_auto_close=False,
-                                                    billing_batch_max_records=100))
-    customer = await new_customer(billing)
+async def test_ten_percent_redelivered_after_a_sigkill_mid_stream_bills_once(infra, database_url, start_service,
+                                                                              tmp_path):
+    """SPEC §6: a crash at any point loses nothing and counts nothing twice. Billing runs as
+    its own process (`rekisteri serve billing`) and is SIGKILLed while the stream goes on: no
+    graceful shutdown, its batch transactions cut wherever they are."""
+    in_process = await with_meters(await start_service("billing", billing_auto_close=False))
+    customer = await new_customer(in_process)
+    await in_process.runtime.stop()  # the process below is the consumer group's only member
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap,
+           "BILLING_PORT": str(port), "KAFKA_SESSION_TIMEOUT_MS": "2000", "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+           "OUTBOX_POLL_INTERVAL_S": "0.1", "BILLING_AUTO_CLOSE": "false", "LOG_LEVEL": "WARNING",
+           "BILLING_BATCH_MAX_RECORDS": "100"}  # small batches, so the kill lands mid-stream
+    process = ServiceProcess("billing", env, tmp_path)
     payloads = [usage(customer, f"{i % 7}.25", datetime(2025, 10, 1 + i % 28, tzinfo=UTC),
                       dimensions={"region": f"r{i % 3}"}) for i in range(3000)]
     expected = sum((p.quantity for p in payloads), D(0))
-    async with ExternalSystem(infra.bootstrap) as platform:
-        sent = [envelope_for(p)[2] for p in payloads]
-
-        async def produce(envelopes_to_send) -> None:
-            for envelope in envelopes_to_send:
-                await platform.producer.send(topic="usage-recorded", value=envelope.to_bytes(),
-                                             key=str(customer).encode())
-            await platform.producer.flush()
-
-        await produce(sent[:2000])
-        await eventually(lambda: billed_sum(billing, customer, "2025-10"), interval=0.01)
-        await billing.runtime.stop()  # killed while the stream goes on
-        partial = await billing_count(database_url, customer)
-        await produce(sent[2000:])
-        await produce(sent[::10])  # 10 % redelivered, most of them already applied before the kill
-    restarted = await start_service("billing", fresh=True, billing_auto_close=False)
-    await until_billed(restarted, customer, "2025-10", expected, timeout=60)
-    await asyncio.sleep(1.0)  # the redelivered tail is applied (or skipped) by now
+    sent = [envelope_for(p)[2].to_bytes() for p in payloads]
+    key = str(customer).encode()
+    process.start()
+    try:
+        async def ready() -> bool:
+            try:
+                async with httpx.AsyncClient(timeout=5) as client:
+                    return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+            except httpx.TransportError:
+                if not process.alive():
+                    pytest.fail(f"billing exited; see {process.log_path}")
+                return False
+        await eventually(ready, timeout=60, interval=0.2)
+        async with ExternalSystem(infra.bootstrap) as platform:
+            await platform.send_many("usage-recorded", sent[:2000], key=key)
+            await eventually(lambda: billing_count(database_url, customer), interval=0.01)
+            process.proc.kill()  # SIGKILL while the stream goes on
+            process.proc.wait()
+            partial = await billing_count(database_url, customer)
+            await platform.send_many("usage-recorded", sent[2000:], key=key)
+            await platform.send_many("usage-recorded", sent[::10], key=key)  # 10 % redelivered, most already applied
+            restarted = await start_service("billing", fresh=True, billing_auto_close=False)
+            await until_billed(restarted, customer, "2025-10", expected, timeout=60)
+            await platform.until_consumed(USAGE_GROUP, timeout=60)  # the redelivered tail too
+    finally:
+        process.stop()
     assert await billed_sum(restarted, customer, "2025-10") == expected
     assert await restarted.runtime.pool.fetchval(
         "SELECT sum(event_count) FROM usage_aggregates WHERE customer_id = $1", customer) == 3000
-    assert 0 < partial <= 2000
+    assert 0 < partial < 3000  # the kill came after some events were applied, before all were
 
 
 async def billing_count(database_url: str, customer: uuid.UUID) -> int:
@@ -289,27 +310,30 @@ async def test_a_batch_that_fails_mid_pipeline_is_read_again_and_nothing_is_skip
     consumer = billing.runtime.consumers["usage-recorded"]
     pipeline = billing.runtime.pipelines["usage-recorded"]
     real_apply, calls = consumer.apply_prepared, []
+    later_batch_committed = asyncio.Event()
 
     async def apply_failing_once(prepared, **kwargs):
         calls.append(len(prepared.valid))
-        if len(calls) == 3:
-            await asyncio.sleep(0.2)  # let the batch after it commit its transaction first
+        call = len(calls)
+        if call == 3:  # fails only once the batch after it has committed its transaction
+            await asyncio.wait_for(later_batch_committed.wait(), timeout=scaled(30))
             raise RuntimeError("connection to the database lost mid-batch")
-        return await real_apply(prepared, **kwargs)
+        outcome = await real_apply(prepared, **kwargs)
+        if call > 3 and not later_batch_committed.is_set():
+            later_batch_committed.set()
+        return outcome
 
     consumer.apply_prepared = apply_failing_once
     try:
         payloads = [usage(customer, "1.5", datetime(2025, 9, 1 + i % 28, tzinfo=UTC)) for i in range(600)]
         async with ExternalSystem(infra.bootstrap) as platform:
-            for payload in payloads:
-                await platform.producer.send(topic="usage-recorded", value=envelope_for(payload)[2].to_bytes(),
-                                             key=str(customer).encode())
-            await platform.producer.flush()
-        await until_billed(billing, customer, "2025-09", D("900.0"), timeout=60)
-        await asyncio.sleep(1.0)  # anything read twice has been applied (or skipped) by now
+            await platform.send_many("usage-recorded", [envelope_for(p)[2].to_bytes() for p in payloads],
+                                     key=str(customer).encode())
+            await until_billed(billing, customer, "2025-09", D("900.0"), timeout=60)
+            await platform.until_consumed(USAGE_GROUP, timeout=60)  # anything read twice is applied or skipped
     finally:
         consumer.apply_prepared = real_apply
-    assert len(calls) >= 3 and pipeline.rewinds >= 1
+    assert len(calls) > 3 and later_batch_committed.is_set() and pipeline.rewinds >= 1
     assert await billing.runtime.pool.fetchval(
         "SELECT sum(event_count) FROM usage_aggregates WHERE customer_id = $1", customer) == 600
     assert await billed_sum(billing, customer, "2025-09") == D("900.0")

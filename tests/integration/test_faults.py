@@ -2,7 +2,7 @@
 restarted mid-stream. Nothing sent may be lost and nothing applied twice.
 
 The stack is `shared.ops.launcher.Stack`: PostgreSQL, the broker, the topics and the four services
-as subprocesses, with its `supervise()` loop restarting services that die. Events arrive the two
+as subprocesses, with its `supervise()` loop restarting any component that dies. Events arrive the two
 ways other systems send them: on the topics, and through the durable HTTP accept
 (`POST /events/{topic}`, service token; a sender retries until it gets a 202, with the same
 event ids). Changes also come through the services' own APIs (consent decisions).
@@ -279,6 +279,47 @@ async def test_services_killed_repeatedly_lose_nothing_and_count_nothing_twice(s
     assert all(p.restarts >= 2 for p in stack.services), {p.name: p.restarts for p in stack.services}
 
 
+def log_mark(stack: FaultStack, service: str) -> int:
+    path = stack.root / f"{service}.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def logged_since(stack: FaultStack, service: str, mark: int, *needles: str) -> bool:
+    """Has `service` written a log line with all of `needles` after byte `mark` of its log?"""
+    with open(stack.root / f"{service}.log", "rb") as log:
+        log.seek(mark)
+        return any(all(n in line for n in needles) for line in log.read().decode(errors="replace").splitlines())
+
+
+async def database_outage(stack: FaultStack, client: httpx.AsyncClient, url: dict[str, str], http_batch: list[Any],
+                          kafka_events: list[Any], upserts: list[Any]) -> None:
+    """While PostgreSQL is down: not ready, 5xx answers, and events on the topics wait."""
+    for name, base in url.items():
+        async def not_ready(base: str = base) -> bool:
+            response = await client.get(f"{base}/readyz")
+            return response.status_code == 503 and response.json()["checks"]["database"] is False
+        await eventually(not_ready, timeout=20, interval=0.2)
+    refused = await client.post(f"{url['billing']}/events/usage-recorded", json={"events": http_batch},
+                                headers=auth("service"))
+    assert refused.status_code >= 500  # never a 202 that the database did not commit
+    for service, path, role in (("contacts", f"/persons/{uuid.uuid4()}", "register_user"),
+                                ("consent", f"/persons/{uuid.uuid4()}/consents", "register_user"),
+                                ("retention", "/reports/summary", "register_owner"),
+                                ("billing", "/billing/meters", "billing")):
+        answer = await client.get(f"{url[service]}{path}", headers=auth(role))  # answers, does not hang
+        assert answer.status_code >= 500 and answer.json()["error"], (service, answer.status_code)
+    marks = {name: log_mark(stack, name) for name in ("billing", "contacts")}
+    async with ExternalSystem(stack.settings.kafka_bootstrap_servers) as kafka:
+        for envelope in kafka_events:  # consumed while the database is away: must wait, not dead-letter
+            await kafka.publish_envelope("usage-recorded", envelope)
+        for upsert in upserts:
+            await kafka.publish_envelope("contact-upserted", upsert)
+    # Both consumers took their events and are waiting for the database (not dead-lettering them).
+    for service, topic in (("billing", "usage-recorded"), ("contacts", "contact-upserted")):
+        await eventually(lambda service=service, topic=topic: logged_since(
+            stack, service, marks[service], "consumer_waiting_for_database", f'"topic": "{topic}"'), timeout=30)
+
+
 async def test_postgresql_restart_mid_stream_services_wait_then_carry_on(stack):
     """SPEC §7/§8: with the database gone, /readyz says not ready and the durable accept gives
     5xx (no false 202); consumers wait; when it is back, everything sent is applied once."""
@@ -297,30 +338,12 @@ async def test_postgresql_restart_mid_stream_services_wait_then_carry_on(stack):
     upserts = outage.upserts()
     async with httpx.AsyncClient(timeout=15) as client:
         await setup_billing(client, url["billing"], scenario)
-        stack.postgres.stop()
-        try:
-            for name, base in url.items():
-                async def not_ready(base: str = base) -> bool:
-                    response = await client.get(f"{base}/readyz")
-                    return response.status_code == 503 and response.json()["checks"]["database"] is False
-                await eventually(not_ready, timeout=20, interval=0.2)
-            refused = await client.post(f"{url['billing']}/events/usage-recorded", json={"events": http_batch},
-                                        headers=auth("service"))
-            assert refused.status_code >= 500  # never a 202 that the database did not commit
-            for service, path, role in (("contacts", f"/persons/{uuid.uuid4()}", "register_user"),
-                                        ("consent", f"/persons/{uuid.uuid4()}/consents", "register_user"),
-                                        ("retention", "/reports/summary", "register_owner"),
-                                        ("billing", "/billing/meters", "billing")):
-                answer = await client.get(f"{url[service]}{path}", headers=auth(role))  # answers, does not hang
-                assert answer.status_code >= 500 and answer.json()["error"], (service, answer.status_code)
-            async with ExternalSystem(stack.settings.kafka_bootstrap_servers) as kafka:
-                for envelope in kafka_events:  # consumed while the database is away: must wait, not dead-letter
-                    await kafka.publish_envelope("usage-recorded", envelope)
-                for upsert in upserts:
-                    await kafka.publish_envelope("contact-upserted", upsert)
-            await asyncio.sleep(3)
-        finally:
-            stack.postgres.start()
+        with stack.paused("postgres"):  # an outage of our making: the supervisor must not end it early
+            stack.postgres.stop()
+            try:
+                await database_outage(stack, client, url, http_batch, kafka_events, upserts)
+            finally:
+                stack.postgres.start()
         await stack.wait_ready(timeout=90)
         accepted = await deliver(client, "POST", f"{url['billing']}/events/usage-recorded", {"events": http_batch})
         assert accepted.json()["rejected"] == []

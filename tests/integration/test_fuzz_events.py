@@ -25,7 +25,7 @@ from shared.messaging.topics import CATALOGUE, EXTERNAL, dead_letter_topic, topi
 from tests.helpers import auth, envelope_for, eventually, read_topic
 from tests.integration.test_fuzz_isolated import isolated  # noqa: F401 - fixture
 
-INCARNATION = "rekisteri-broker-incarnation"  # a marker, not an event: never dead-lettered by design
+INCARNATION = "rekisteri-broker-incarnation"  # a marker with no inbox: its poison has a test of its own below
 OVERSIZE = 1_100_000
 NOW = datetime.now(UTC)
 
@@ -200,6 +200,46 @@ async def test_a_good_usage_event_is_not_rejected_while_the_billing_catalogue_re
     parsed = parse(topic("usage-recorded"), Incoming(envelope.to_bytes()))
     billing.catalog.meters, billing.catalog.customers = {}, set()  # as at start-up
     first_load = asyncio.create_task(billing.catalog.reload(pool))  # the start-up job takes the lock
-    await asyncio.sleep(0)
+    await eventually(lambda: billing.catalog._lock.locked() or first_load.done(), interval=0)  # noqa: SLF001
+    assert not first_load.done(), "the first load finished before the event was validated: nothing was tested"
     assert await billing.validate_usage([parsed]) == [None]
     await first_load
+
+
+async def test_poison_on_the_incarnation_topic_is_dead_lettered_by_every_service_and_markers_still_apply(
+        isolated):  # noqa: F811
+    """SPEC §8: a bad message on `rekisteri-broker-incarnation` is kept in each service's
+    `dead_letters` with its reason and relayed to the topic's `-dlq`, like on every other
+    topic (it was only logged); a good marker after it is still observed."""
+    poison = {"malformed": b'{"id": "incarnation", "type": [unclosed',
+              "wrong_type": json.dumps({"id": str(uuid.uuid4()), "type": "usage-recorded", "data": {}}).encode()}
+    producer = AIOKafkaProducer(bootstrap_servers=isolated.bootstrap, acks="all", linger_ms=1)
+    await producer.start()
+    try:
+        for value in poison.values():
+            await producer.send_and_wait(INCARNATION, value, key=b"poison")
+        marker = uuid.uuid4()
+        _t, key, good = envelope_for(ev.BrokerIncarnation(incarnation=marker, started_at=NOW, previous_drained=True),
+                                     source="launcher")
+        await producer.send_and_wait(INCARNATION, good.to_bytes(), key=key.encode())
+    finally:
+        await producer.stop()
+    for service in CATALOGUE[INCARNATION].consumers:
+        pool = isolated.runtime(service).pool
+
+        async def kept(pool: Any = pool, service: str = service) -> dict[bytes, str]:
+            rows = await pool.fetch("SELECT original, reason FROM dead_letters WHERE consumer = $1 AND topic = $2",
+                                    f"{service}.{INCARNATION}", INCARNATION)
+            reasons = {bytes(r["original"]): r["reason"] for r in rows}
+            return set(poison.values()) <= set(reasons) and reasons
+
+        reasons = await eventually(kept)
+        assert all(reasons[value] for value in poison.values()), reasons
+        assert await eventually(lambda pool=pool: pool.fetchval(
+            "SELECT incarnation = $1 FROM broker_state", marker)), f"{service} did not observe the marker after the poison"
+
+    def relayed(records: list[dict[str, Any]]) -> bool:
+        consumers = {r["headers"].get("x-consumer") for r in records if r["value"] in poison.values()}
+        return {f"{s}.{INCARNATION}" for s in CATALOGUE[INCARNATION].consumers} <= consumers
+
+    await read_topic(isolated.bootstrap, dead_letter_topic(INCARNATION), until=relayed)

@@ -6,6 +6,7 @@ in its own table, so "exactly once in effect" is a count that could be wrong.
 from __future__ import annotations
 
 import uuid
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from shared.messaging.outbox import Outbox
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from tests.conftest import service_test_settings
-from tests.helpers import ExternalSystem, envelope_for, envelopes, eventually, read_topic
+from tests.helpers import ExternalSystem, envelope_for, envelopes, eventually, read_topic, until_consumed
 
 PROBE_SQL = """
 CREATE TABLE IF NOT EXISTS effects (
@@ -152,16 +153,47 @@ async def test_publish_without_mark_republishes_and_the_consumer_applies_once(in
     assert await effects_for(probe, ref) == 1
 
 
-async def test_redelivery_after_effect_commit_has_no_second_effect(probe):
-    """Killed between the effect's commit and the offset commit: the redelivery is a no-op."""
-    ref = f"crm-{uuid.uuid4()}"
-    _topic, _key, envelope = envelope_for(upsert(ref))
-    consumer = probe.consumers["contact-upserted"]
-    from shared.messaging.consumer import Incoming
+async def test_broker_redelivery_after_the_effect_committed_has_no_second_effect(infra, database_url, tmp_path,
+                                                                                 monkeypatch):
+    """SPEC §8: a service killed between its database commit and its offset commit gets the
+    event again from the broker when it comes back; the inbox makes that delivery a no-op.
 
-    await consumer.apply([Incoming(envelope.to_bytes(), ref.encode(), 0, 1)])
-    await consumer.apply([Incoming(envelope.to_bytes(), ref.encode(), 0, 1)])
-    assert await effects_for(probe, ref) == 1
+    The first probe applies the event but never commits an offset (as if killed right after
+    each database commit); the second, in the same group, is delivered it again by the broker."""
+    import shared.runtime as runtime_module
+
+    schema = f"probe_{uuid.uuid4().hex[:8]}"
+    ref = f"crm-{uuid.uuid4()}"
+    real_acknowledge = runtime_module._acknowledge  # noqa: SLF001
+
+    @asynccontextmanager
+    async def killed_before_the_offset_commit(msg):
+        if getattr(msg.consumer, "_group_id", None) != schema:  # other services: as usual
+            async with real_acknowledge(msg):
+                yield
+            return
+        yield  # the handler's transaction commits; the offset commit never happens
+
+    monkeypatch.setattr(runtime_module, "_acknowledge", killed_before_the_offset_commit)
+    first = build_probe(infra, database_url, tmp_path, schema)
+    await first.start()
+    try:
+        async with ExternalSystem(infra.bootstrap) as crm:
+            await crm.publish(upsert(ref))
+            [sent] = crm.sent
+            await eventually(lambda: effects_for(first, ref))
+    finally:
+        await first.stop()
+    monkeypatch.setattr(runtime_module, "_acknowledge", real_acknowledge)
+    second = build_probe(infra, database_url, tmp_path, schema)
+    await second.start()
+    try:
+        await until_consumed(infra.bootstrap, schema, [sent])  # the broker delivered it again, and it is committed
+        redelivered = second.metrics.events_duplicate.labels(topic="contact-upserted")._value.get()  # noqa: SLF001
+        assert redelivered >= 1
+        assert await effects_for(second, ref) == 1
+    finally:
+        await second.stop()
 
 
 async def test_no_log_line_carries_a_seeded_email_or_phone(infra, database_url, tmp_path):

@@ -27,7 +27,8 @@ async def seed_due(pool, count: int, ended_at: datetime) -> list[uuid.UUID]:
     return ids
 
 
-async def test_two_scheduler_replicas_never_dispose_twice(start_service, database_url):
+async def test_two_scheduler_replicas_never_dispose_twice_and_both_take_a_share(start_service, database_url):
+    """R7: SKIP LOCKED shares the due timers between replicas; no person is commanded twice."""
     # fresh: a retention left running by another test may have its own scheduler claim these first
     svc = await start_service("retention", fresh=True, **RETENTION_SETTINGS)
     for task in svc.runtime._tasks:  # only the two replicas below may claim: stop the background pass
@@ -39,12 +40,15 @@ async def test_two_scheduler_replicas_never_dispose_twice(start_service, databas
     try:
         replicas = [Scheduler(pool, svc.runtime.policy, FrozenClock(now), batch_size=25)
                     for pool in (svc.runtime.pool, other_pool)]
+        # Two passes of each replica, all four at once: replica i ran outcomes[i] and outcomes[i + 2].
         outcomes = await asyncio.gather(*(r.run_due(now) for r in replicas), *(r.run_due(now) for r in replicas))
     finally:
         await other_pool.close()
     commanded = Counter(pid for o in outcomes for pid in o.commanded_person_ids if pid in set(ids))
     assert set(commanded) == set(ids) and max(commanded.values()) == 1
-    assert sum(1 for o in outcomes if set(o.commanded_person_ids) & set(ids)) >= 2  # both replicas took a share
+    shares = [{pid for o in (outcomes[i], outcomes[i + 2]) for pid in o.commanded_person_ids} & set(ids)
+              for i in range(len(replicas))]
+    assert all(shares), [len(share) for share in shares]  # each replica commanded at least one person
     evidence = await svc.runtime.pool.fetchval("SELECT count(*) FROM evidence WHERE person_id = ANY($1::uuid[])", ids)
     outbox = await svc.runtime.pool.fetchval(
         "SELECT count(*) FROM outbox WHERE topic = 'disposition-commanded' AND key = ANY($1::text[])", [str(i) for i in ids])
