@@ -7,6 +7,7 @@ import io
 import json
 import uuid
 from collections import defaultdict
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -80,26 +81,42 @@ async def get_meters(request: Request, _: Principal = Depends(READERS)) -> list[
              "unique_dimension": m.unique_dimension, "unit": m.unit} for m in meters.values()]
 
 
-@router.put("/customers/{customer_id}/plan", summary="Set a customer's price plan")
+@router.put("/customers/{customer_id}/plan", summary="Set a customer's price plan (a new version)")
 async def put_plan(customer_id: uuid.UUID, plan: domain.PricePlan, request: Request,
+                   effective_from: datetime | None = Query(
+                       default=None, description="When the version takes effect (ISO 8601 with offset); default:"
+                       " the start for a customer's first version, now for a change"),
                    principal: Principal = Depends(BILLING)) -> dict[str, Any]:
     runtime = runtime_of(request)
+    if effective_from is not None and effective_from.tzinfo is None:
+        raise InvalidInput("effective_from: needs a UTC offset", fields={"effective_from": "needs a UTC offset"})
     meters = await storage.load_meters(runtime.pool)
     unknown = {f"components.{i}.meter": "unknown meter" for i, c in enumerate(plan.components) if c.meter not in meters}
     if unknown:
         raise InvalidInput("components: unknown meter", fields=unknown)
-    await storage.save_plan(runtime.pool, customer_id, plan)
-    await billing_of(request).catalog.reload(runtime.pool)
+    result = await billing_of(request).put_plan_version(customer_id, plan, effective_from)
     await write_audit(runtime.pool, principal, "plan.put", target=str(customer_id))
-    return {"customer_id": str(customer_id), "plan": plan.model_dump(mode="json")}
+    return result
 
 
-@router.get("/customers/{customer_id}/plan", summary="A customer's price plan")
+@router.get("/customers/{customer_id}/plan", summary="A customer's price plan in force now")
 async def get_plan(customer_id: uuid.UUID, request: Request, _: Principal = Depends(READERS)) -> dict[str, Any]:
     plan = await storage.load_plan(runtime_of(request).pool, customer_id)
     if plan is None:
         raise NotFound("price plan not found")
     return {"customer_id": str(customer_id), "plan": plan.model_dump(mode="json")}
+
+
+@router.get("/customers/{customer_id}/plan/versions", summary="A customer's plan versions, oldest first")
+async def get_plan_versions(customer_id: uuid.UUID, request: Request,
+                            _: Principal = Depends(READERS)) -> dict[str, Any]:
+    versions = await storage.plan_versions(runtime_of(request).pool, customer_id)
+    if not versions:
+        raise NotFound("price plan not found")
+    return {"customer_id": str(customer_id), "versions": [
+        {"effective_from": v.effective_from.isoformat(),
+         "effective_until": versions[i + 1].effective_from.isoformat() if i + 1 < len(versions) else None,
+         "plan": v.plan.model_dump(mode="json")} for i, v in enumerate(versions)]}
 
 
 @router.post("/periods/{period}/close", summary="Close a period: one invoice per customer (idempotent)")

@@ -36,6 +36,8 @@ class Catalog:
     def __init__(self) -> None:
         self.meters: dict[str, domain.Meter] = {}
         self.customers: set[uuid.UUID] = set()
+        self.versions: dict[uuid.UUID, tuple] = {}  # customer -> ascending effective-from instants
+        self.revision = 0
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
 
@@ -53,7 +55,8 @@ class Catalog:
 
     async def _load(self, pool: asyncpg.Pool) -> None:
         self.meters = await storage.load_meters(pool)
-        self.customers = await storage.load_customers(pool)
+        self.revision, self.versions = await storage.load_version_starts(pool)
+        self.customers = set(self.versions)
         self._loaded_at = time.monotonic()
 
 
@@ -79,17 +82,30 @@ class Billing:
         return reasons
 
     def _reasons(self, usage: list[Any]) -> list[str | None]:
-        meters, customers, now = self.catalog.meters, self.catalog.customers, datetime.now(UTC)
-        return [domain.validate_usage(u.customer_id in customers, meters.get(u.meter), u.quantity, u.time,
-                                      u.dimensions, now, self.max_future) for u in usage]
+        meters, versions, now = self.catalog.meters, self.catalog.versions, datetime.now(UTC)
+        reasons = []
+        for u in usage:
+            starts = versions.get(u.customer_id)
+            reason = domain.validate_usage(starts is not None, meters.get(u.meter), u.quantity, u.time,
+                                           u.dimensions, now, self.max_future)
+            if reason is None and domain.version_in_force(starts, u.time) is None:  # type: ignore[arg-type]
+                reason = "time: before the customer's first price plan version"
+            reasons.append(reason)
+        return reasons
 
     def fold_usage(self, parsed: list[Parsed]) -> domain.FoldedUsage:
         """Fold a batch of usage into rows (P3): pure, done before the transaction."""
-        return domain.fold_usage([p.payload for p in parsed], self.catalog.meters)
+        return domain.fold_usage([p.payload for p in parsed], self.catalog.meters, self.catalog.versions,
+                                 self.catalog.revision)
 
     async def apply_usage(self, conn: asyncpg.Connection, folded: domain.FoldedUsage) -> None:
         """Write folded usage. Usage of a closed period goes to the next open invoice as an
-        adjustment (SPEC §6): the period locks decide which, in this transaction."""
+        adjustment (SPEC §6): the period locks decide which, in this transaction. If plan
+        versions changed since the fold, fold again with the versions now committed."""
+        if await storage.plan_revision_for_usage(conn) != folded.revision:
+            revision, versions = await storage.load_version_starts(conn)
+            folded = domain.fold_usage(folded.events, self.catalog.meters, versions, revision)
+            self.catalog.versions, self.catalog.revision, self.catalog.customers = versions, revision, set(versions)
         targets = await storage.lock_invoice_periods(conn, folded.periods)
         await storage.apply_folded_usage(conn, folded, targets)
 
@@ -111,6 +127,35 @@ class Billing:
         await ctx.publish(AccessReportPart(request_id=ctx.payload.request_id, service="billing",
                                            person_id=ctx.payload.person_id, items=items))
 
+    # -- plan versions ------------------------------------------------------------------------
+    async def put_plan_version(self, customer_id: uuid.UUID, plan: domain.PricePlan,
+                               effective_from: datetime | None) -> dict[str, Any]:
+        """Add or change a plan version (SPEC §6). Without `effective_from`: a customer's
+        first version is in force from the start, a later change from now (the same plan as
+        the one in force is a no-op). 409 when it would re-price a period already invoiced
+        or split usage already recorded under the version in force before it."""
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            await storage.bump_plan_revision(conn)  # serialises with usage batches and other changes
+            versions = await storage.plan_versions(conn, customer_id)
+            now = utcnow()
+            if effective_from is None:
+                if versions and domain.plan_in_force(versions, now) == plan:
+                    return {"customer_id": str(customer_id), "effective_from":
+                            max(v.effective_from for v in versions if v.effective_from <= now).isoformat(),
+                            "plan": plan.model_dump(mode="json")}
+                effective_from = now if versions else domain.BEGINNING
+            reason = domain.version_change_conflict(effective_from, await storage.last_invoiced_period(conn, customer_id))
+            if reason:
+                raise Conflict(reason, fields={"effective_from": "in or before an invoiced period"})
+            if effective_from not in {v.effective_from for v in versions} and await storage.usage_recorded_across(
+                    conn, customer_id, effective_from):
+                raise Conflict("effective_from: usage after it is already recorded under the earlier version",
+                               fields={"effective_from": "usage already recorded after it"})
+            await storage.upsert_plan_version(conn, customer_id, effective_from, plan)
+        await self.catalog.reload(self.runtime.pool)
+        return {"customer_id": str(customer_id), "effective_from": effective_from.isoformat(),
+                "plan": plan.model_dump(mode="json")}
+
     # -- closing a period -----------------------------------------------------------------------
     async def close_period(self, period: str) -> dict[str, Any]:
         """Issue one invoice per customer for `period` and close it (SPEC §6). Idempotent:
@@ -128,23 +173,24 @@ class Billing:
             if await storage.lock_period_for_close(conn, period) == "closed":
                 return {"period": period, "status": "closed", "issued": 0}
             meters = await storage.load_meters(conn)
-            plans = await storage.all_plans(conn)
+            plans = await storage.all_plan_versions(conn)
             rows, uniques = await storage.usage_for_invoice(conn, period)
-            usage: dict[uuid.UUID, dict[tuple[str, str], domain.MeterUsage]] = defaultdict(dict)
+            usage: dict[uuid.UUID, dict[tuple, domain.MeterUsage]] = defaultdict(dict)
             for r in rows:
-                key = (r["meter"], r["period"])
+                key = (r["meter"], r["period"], r["version_from"])
                 item = usage[r["customer_id"]].get(key)
                 if item is None:
-                    item = usage[r["customer_id"]][key] = domain.MeterUsage(meters[r["meter"]], r["period"], [])
+                    item = usage[r["customer_id"]][key] = domain.MeterUsage(
+                        meters[r["meter"]], r["period"], [], version_from=r["version_from"])
                 item.rows.append(r)
             for u in uniques:
-                item = usage[u["customer_id"]].get((u["meter"], u["period"]))
+                item = usage[u["customer_id"]].get((u["meter"], u["period"], u["version_from"]))
                 if item is not None:
                     item.unique_values.append((u["value"], u["invoice_period"]))
             issued_at = utcnow()
             for customer_id in sorted(set(plans) | set(usage), key=str):
-                plan = plans.get(customer_id) or domain.PricePlan()
-                lines = domain.invoice_lines(plan, list(usage.get(customer_id, {}).values()), period)
+                versions = plans.get(customer_id) or [domain.PlanVersion(domain.BEGINNING, domain.PricePlan())]
+                lines = domain.invoice_lines(versions, list(usage.get(customer_id, {}).values()), period)
                 net, vat, gross = domain.invoice_totals(lines, vat_percent)
                 invoice = dict(invoice_id=uuid.uuid5(INVOICE_NAMESPACE, f"{customer_id}:{period}"),
                                customer_id=customer_id, period=period, kind="invoice", net=net,
