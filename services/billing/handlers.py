@@ -16,13 +16,12 @@ from typing import Any
 
 import asyncpg
 
-from services.billing import domain, storage
+from services.billing import domain, issuing, storage
 from shared.messaging.consumer import EventContext, Parsed
 from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.messaging.events import AccessReportPart, AccessRequested, ContactErased, DispositionConfirmed, InvoiceIssued
+from shared.messaging.events import AccessReportPart, AccessRequested, ContactErased, DispositionConfirmed
 from shared.logging import get_logger
-from shared.messaging.outbox import add_event
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
@@ -188,25 +187,23 @@ class Billing:
                 if item is not None:
                     item.unique_values.append((u["value"], u["invoice_period"]))
             issued_at = utcnow()
+            already = await storage.invoiced_customers(conn, period)
+            drafts = []
             for customer_id in sorted(set(plans) | set(usage), key=str):
+                if customer_id in already:
+                    continue
                 versions = plans.get(customer_id) or [domain.PlanVersion(domain.BEGINNING, domain.PricePlan())]
                 lines = domain.invoice_lines(versions, list(usage.get(customer_id, {}).values()), period)
                 net, vat, gross = domain.invoice_totals(lines, vat_percent)
-                invoice = dict(invoice_id=uuid.uuid5(INVOICE_NAMESPACE, f"{customer_id}:{period}"),
-                               customer_id=customer_id, period=period, kind="invoice", net=net,
-                               vat_rate=vat_percent, vat=vat, gross=gross, lines=lines, issued_at=issued_at)
-                if await storage.insert_invoice(conn, invoice):
-                    issued += 1
-                    await self._publish_invoice(conn, invoice)
+                drafts.append(dict(invoice_id=uuid.uuid5(INVOICE_NAMESPACE, f"{customer_id}:{period}"),
+                                   customer_id=customer_id, period=period, kind="invoice", net=net,
+                                   vat_rate=vat_percent, vat=vat, gross=gross, lines=lines, issued_at=issued_at))
+            await issuing.issue(conn, drafts, self.runtime.settings, self.runtime.name,
+                                buyers=await storage.all_customers(conn))
+            issued = len(drafts)
             await storage.mark_closed(conn, period)
         log.info("period_closed", period=period, issued=issued)
         return {"period": period, "status": "closed", "issued": issued}
-
-    async def _publish_invoice(self, conn: asyncpg.Connection, invoice: dict[str, Any]) -> None:
-        await add_event(conn, InvoiceIssued(
-            invoice_id=invoice["invoice_id"], customer_id=invoice["customer_id"], period=invoice["period"],
-            kind=invoice["kind"], net=invoice["net"], vat=invoice["vat"], gross=invoice["gross"],
-            issued_at=invoice["issued_at"]), source=self.runtime.name)
 
     async def issue_credit_note(self, invoice_id: uuid.UUID, reason: str, net: Decimal | None) -> dict[str, Any]:
         """Correct an immutable invoice with a credit note (SPEC §6); never credits more than it billed."""
@@ -222,9 +219,10 @@ class Billing:
             note = dict(invoice_id=uuid.uuid4(), customer_id=original["customer_id"], period=original["period"],
                         kind="credit_note", credits=invoice_id, reason=reason, net=-amount,
                         vat_rate=original["vat_rate"], vat=-vat, gross=-(amount + vat),
-                        lines=[{"kind": "credit", "description": reason, "amount": str(-amount)}], issued_at=utcnow())
-            await storage.insert_invoice(conn, note)
-            await self._publish_invoice(conn, note)
+                        lines=[{"kind": "credit", "description": reason, "amount": str(-amount)}],
+                        issued_at=utcnow(), parties=original["parties"])
+            await issuing.issue(conn, [note], self.runtime.settings, self.runtime.name,
+                                credits_numbers={note["invoice_id"]: original["invoice_number"]})
         return note
 
     # -- scheduled close ---------------------------------------------------------------------------

@@ -237,19 +237,6 @@ async def pseudonymise_person(conn: asyncpg.Connection, person_id: uuid.UUID) ->
 
 # ---- invoices ------------------------------------------------------------------------------------
 
-async def insert_invoice(conn: asyncpg.Connection, invoice: dict[str, Any]) -> bool:
-    """Insert unless the customer already has an invoice for the period; True if inserted."""
-    inserted = await conn.fetchval(
-        "INSERT INTO invoices (invoice_id, customer_id, period, kind, credits, reason, net, vat_rate, vat, gross,"
-        " lines, issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        " ON CONFLICT DO NOTHING RETURNING invoice_id",
-        invoice["invoice_id"], invoice["customer_id"], invoice["period"], invoice["kind"], invoice.get("credits"),
-        invoice.get("reason"), invoice["net"], invoice["vat_rate"], invoice["vat"], invoice["gross"],
-        invoice["lines"], invoice["issued_at"],
-    )
-    return inserted is not None
-
-
 async def get_invoice(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: uuid.UUID, *, lock: bool = False
                       ) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM invoices WHERE invoice_id = $1" + (" FOR UPDATE" if lock else ""),
@@ -265,3 +252,77 @@ async def list_invoices(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uu
     return await conn.fetch(
         "SELECT * FROM invoices WHERE ($1::uuid IS NULL OR customer_id = $1) AND ($2::text IS NULL OR period = $2)"
         " ORDER BY period, customer_id, issued_at LIMIT 1000", customer_id, period)
+
+
+# ---- invoice numbers, buyers, documents (issue 18) -----------------------------------------------
+
+async def take_numbers(conn: asyncpg.Connection, series: str, count: int) -> int:
+    """Reserve `count` consecutive numbers of `series` in this transaction; the first one.
+    The counter row stays locked (FOR UPDATE) until commit, so numbers are gapless: a rolled
+    back transaction gives its numbers back, and no two transactions hold the same ones."""
+    await conn.execute("INSERT INTO invoice_series (series) VALUES ($1) ON CONFLICT DO NOTHING", series)
+    first = await conn.fetchval("SELECT next_number FROM invoice_series WHERE series = $1 FOR UPDATE", series)
+    if count:
+        await conn.execute("UPDATE invoice_series SET next_number = $2 WHERE series = $1", series, first + count)
+    return first
+
+
+async def invoiced_customers(conn: asyncpg.Connection, period: str) -> set[uuid.UUID]:
+    return {r["customer_id"] for r in await conn.fetch(
+        "SELECT customer_id FROM invoices WHERE period = $1 AND kind = 'invoice'", period)}
+
+
+_INVOICE_COLUMNS = ("invoice_id", "customer_id", "period", "kind", "credits", "reason", "net", "vat_rate", "vat",
+                    "gross", "lines", "issued_at", "series", "number", "invoice_number", "reference", "rf_reference",
+                    "due_date", "parties")
+
+
+async def insert_invoices(conn: asyncpg.Connection, invoices: list[dict[str, Any]]) -> None:
+    """Insert numbered invoices; a duplicate fails the transaction (a skipped row would leave a gap)."""
+    await conn.executemany(
+        f"INSERT INTO invoices ({', '.join(_INVOICE_COLUMNS)}) VALUES"
+        f" ({', '.join(f'${i}' for i in range(1, len(_INVOICE_COLUMNS) + 1))})",
+        [[invoice.get(c) for c in _INVOICE_COLUMNS] for invoice in invoices])
+
+
+async def insert_documents(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, str, str, str]]) -> None:
+    if rows:
+        await conn.executemany("INSERT INTO invoice_documents (invoice_id, format, content, sha256)"
+                               " VALUES ($1, $2, $3, $4)", rows)
+
+
+async def invoice_document(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: uuid.UUID, fmt: str) -> str | None:
+    return await conn.fetchval("SELECT content FROM invoice_documents WHERE invoice_id = $1 AND format = $2",
+                               invoice_id, fmt)
+
+
+async def series_numbers(conn: asyncpg.Connection | asyncpg.Pool, series: str) -> list[int]:
+    return [r["number"] for r in await conn.fetch(
+        "SELECT number FROM invoices WHERE series = $1 ORDER BY number", series)]
+
+
+async def save_customer(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID, details: dict[str, Any],
+                        contact_person_id: uuid.UUID | None) -> None:
+    await conn.execute(
+        "INSERT INTO billing_customers (customer_id, details, contact_person_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (customer_id) DO UPDATE SET details = EXCLUDED.details,"
+        " contact_person_id = EXCLUDED.contact_person_id, updated_at = now()",
+        customer_id, details, contact_person_id)
+
+
+async def load_customer(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID) -> dict[str, Any] | None:
+    return await conn.fetchval("SELECT details FROM billing_customers WHERE customer_id = $1", customer_id)
+
+
+async def all_customers(conn: asyncpg.Connection) -> dict[uuid.UUID, dict[str, Any]]:
+    return {r["customer_id"]: r["details"] for r in await conn.fetch("SELECT customer_id, details FROM billing_customers")}
+
+
+async def page_invoices(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID | None, period: str | None,
+                        after: tuple[Any, uuid.UUID] | None, limit: int) -> list[asyncpg.Record]:
+    """Invoices in issue order, `limit` + 1 of them (the extra one says that more exist)."""
+    return await conn.fetch(
+        "SELECT * FROM invoices WHERE ($1::uuid IS NULL OR customer_id = $1) AND ($2::text IS NULL OR period = $2)"
+        " AND ($3::timestamptz IS NULL OR (issued_at, invoice_id) > ($3, $4::uuid))"
+        " ORDER BY issued_at, invoice_id LIMIT $5",
+        customer_id, period, after[0] if after else None, after[1] if after else None, limit + 1)

@@ -62,7 +62,7 @@ async def until_billed(svc, customer: uuid.UUID, period: str, expected: D, timeo
 async def invoice_of(svc, customer: uuid.UUID, period: str) -> dict:
     response = await svc.http.get("/billing/invoices", params={"customer_id": str(customer), "period": period},
                                   headers=BILLING)
-    invoices = [i for i in response.json() if i["kind"] == "invoice"]
+    invoices = [i for i in response.json()["invoices"] if i["kind"] == "invoice"]
     assert len(invoices) == 1, invoices
     return invoices[0]
 

@@ -139,3 +139,39 @@ def test_a_peppol_participant_id_becomes_the_endpoint():
     buyer = BUYER.model_copy(update={"einvoice_address": "0216:003726174164", "einvoice_operator": "PEPPOL"})
     xml = einvoice.ubl(einvoice.document_of(_invoice(buyer=buyer)))
     assert 'schemeID="0216">003726174164<' in xml and ubl_errors(xml) == []
+
+
+@pytest.mark.parametrize("language, words", [("fi", ["LASKU", "Viitenumero", "Y-tunnus", "ALV-tunnus"]),
+                                             ("en", ["INVOICE", "Reference number", "Business ID", "VAT number"])])
+def test_pdf_invoice_has_the_required_fields_and_the_virtual_barcode(language, words):
+    """Issue 18: the VAT Act's invoice fields, the reference and the virtual barcode, in fi and en."""
+    from services.billing import finnish, pdf
+    invoice = _invoice()
+    content = pdf.render(invoice, language)
+    assert content.startswith(b"%PDF")
+    text = _pdf_text(content)
+    code = pdf.virtual_barcode_of(invoice)
+    parsed = finnish.parse_virtual_barcode(code)
+    assert (parsed.amount, parsed.reference, parsed.due) == (invoice["gross"], "10171", date(2025, 4, 15))
+    for needle in [*words, "FI01120389", "FI26174164", "0112038-9", "2617416-4", "Asiakas & Co Oy", "17",
+                   "10171", "RF9110171", code, "25.5 %", "NDEAFIHH"]:
+        assert needle in text, needle
+
+
+def _pdf_text(content: bytes) -> str:
+    """The text drawn on the PDF's pages (streams ASCII85 and Flate encoded; strings in parentheses)."""
+    import base64
+    import re
+    import zlib
+    chunks = re.findall(rb"stream\r?\n(.*?)endstream", content, re.S)
+    out = []
+    for chunk in chunks:
+        try:
+            data = zlib.decompress(base64.a85decode(chunk.strip().removesuffix(b"~>")))
+        except (ValueError, zlib.error):
+            try:
+                data = zlib.decompress(chunk)
+            except zlib.error:
+                continue
+        out += [m.decode("latin-1").replace("\\(", "(").replace("\\)", ")") for m in re.findall(rb"\((.*?)\) Tj", data)]
+    return "\n".join(out)
