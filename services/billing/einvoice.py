@@ -150,7 +150,7 @@ def finvoice(doc: Document) -> str:
              e("ToIdentifier", b.get("einvoice_address") or finnish.vat_number_of(b["business_id"])[2:]),
              e("ToIntermediator", b.get("einvoice_operator") or s["einvoice_operator"]),
              "</MessageReceiverDetails><MessageDetails>",
-             e("MessageIdentifier", doc.number), e("MessageTimeStamp", doc.issued.isoformat() + "T00:00:00+02:00"),
+             e("MessageIdentifier", f"{doc.kind}-{doc.number}"), e("MessageTimeStamp", doc.issued.isoformat() + "T00:00:00+02:00"),
              e("SpecificationIdentifier", "EN16931"),
              "</MessageDetails></MessageTransmissionDetails>",
              "<SellerPartyDetails>", e("SellerPartyIdentifier", s["business_id"]),

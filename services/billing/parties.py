@@ -59,6 +59,8 @@ def _einvoice_problems(address: str | None, operator: str | None) -> dict[str, s
     problems = {}
     if address is not None and not _EINVOICE_ADDRESS.match(address):
         problems["einvoice_address"] = "must be an OVT code (0037 + 8 digits), a Peppol id (scheme:id) or an IBAN"
+    elif address is not None and address.startswith("FI") and (problem := finnish.iban_problem(address)):
+        problems["einvoice_address"] = f"IBAN {problem}"
     if operator is not None and not _OPERATOR.match(operator):
         problems["einvoice_operator"] = "must be the operator's id (OVT or BIC), 4 to 35 letters and digits"
     if (address is None) != (operator is None):

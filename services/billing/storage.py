@@ -239,7 +239,9 @@ async def pseudonymise_person(conn: asyncpg.Connection, person_id: uuid.UUID) ->
 
 async def get_invoice(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: uuid.UUID, *, lock: bool = False
                       ) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM invoices WHERE invoice_id = $1" + (" FOR UPDATE" if lock else ""),
+    # NO KEY UPDATE: serialises credit notes of one invoice without blocking the foreign-key
+    # checks (KEY SHARE) of other rows that reference it.
+    return await conn.fetchrow("SELECT * FROM invoices WHERE invoice_id = $1" + (" FOR NO KEY UPDATE" if lock else ""),
                                invoice_id)
 
 

@@ -104,7 +104,7 @@ def _invoice(kind: str = "invoice", buyer: BillingCustomer = BUYER) -> dict:
     net = sum(D(line["amount"]) for line in lines)
     vat = (net * D("25.5") / 100).quantize(D("0.01"))
     return {"invoice_id": uuid.uuid4(), "customer_id": uuid.uuid4(), "period": "2025-03", "kind": kind,
-            "invoice_number": "17" if kind == "invoice" else "H3", "reference": "10171" if kind == "invoice" else None,
+            "invoice_number": "7" if kind == "invoice" else "H3", "reference": "10171" if kind == "invoice" else None,
             "rf_reference": "RF9110171" if kind == "invoice" else None,
             "due_date": date(2025, 4, 15) if kind == "invoice" else None, "lines": lines, "net": net,
             "vat_rate": D("25.5"), "vat": vat, "gross": net + vat,
