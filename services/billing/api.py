@@ -7,7 +7,7 @@ import io
 import json
 import uuid
 from collections import defaultdict
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.billing import domain, pages, pdf, storage
+from services.billing import domain, pages, payments, pdf, storage
 from services.billing.handlers import Billing, validate_period
 from services.billing.parties import BillingCustomer, customer_problems
 from shared.web.auth import Principal, Role, write_audit
@@ -156,7 +156,10 @@ async def get_invoice(invoice_id: uuid.UUID, request: Request,
     if row is None:
         raise NotFound("invoice not found")
     if format == "json":
-        return _invoice_json(row)
+        settled = await payments.invoice_settlement(pool, invoice_id, helsinki_today()) if row["kind"] == "invoice" \
+            else None
+        return _invoice_json(row) | {"payment": settled and {k: settled[k] for k in (
+            "paid", "credited", "open", "status", "days_overdue")}}
     if not (row["parties"] or {}).get("buyer"):
         raise Conflict("format: the invoice was issued without billing customer details, so only as JSON",
                        fields={"format": "no buyer details recorded at issue"})
@@ -169,6 +172,20 @@ async def get_invoice(invoice_id: uuid.UUID, request: Request,
     filename = f"invoice-{row['invoice_number']}.{'pdf' if format == 'pdf' else 'xml'}"
     return Response(content, media_type=MEDIA[format],
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def helsinki_today() -> date:
+    return datetime.now(domain.HELSINKI).date()
+
+
+@router.get("/receivables", summary="Invoices with an open (or overpaid) amount and how long past due")
+async def get_receivables(request: Request, customer_id: uuid.UUID | None = None,
+                          limit: int = Query(default=1000, ge=1, le=10_000),
+                          _: Principal = Depends(READERS)) -> dict[str, Any]:
+    today = helsinki_today()
+    items = await payments.receivables(runtime_of(request).pool, customer_id, today, limit)
+    return {"as_of": today.isoformat(), "receivables": items,
+            "open_total": str(sum((Decimal(i["open"]) for i in items), Decimal(0)))}
 
 
 @router.put("/customers/{customer_id}", summary="Set a billing customer's details (the buyer on invoices)")

@@ -16,11 +16,12 @@ from typing import Any
 
 import asyncpg
 
-from services.billing import domain, issuing, storage
+from services.billing import domain, issuing, payments, storage
 from shared.messaging.consumer import EventContext, Parsed
 from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.messaging.events import AccessReportPart, AccessRequested, ContactErased, DispositionConfirmed
+from shared.messaging.events import (AccessReportPart, AccessRequested, ContactErased, DispositionConfirmed,
+                                     PaymentReceived)
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime
 
@@ -112,9 +113,16 @@ class Billing:
     async def on_contact_erased(self, ctx: EventContext[ContactErased]) -> None:
         """R7: pseudonymise the person's references in usage; amounts and invoices stay."""
         count = await storage.pseudonymise_person(ctx.conn, ctx.payload.person_id)
+        count += await storage.pseudonymise_contact_person(ctx.conn, ctx.payload.person_id)
         await ctx.publish(DispositionConfirmed(command_id=ctx.payload.command_id, person_id=ctx.payload.person_id,
                                                service="billing", action="erase", confirmed_at=utcnow()))
         log.info("person_pseudonymised", person_id=str(ctx.payload.person_id), rows=count)
+
+    # -- payment-received ---------------------------------------------------------------------
+    async def on_payment_received(self, ctx: EventContext[PaymentReceived]) -> None:
+        """Issue 18: record the payment (once per payment id) against its invoice."""
+        if not await payments.apply_payment(ctx.conn, ctx.payload):
+            log.info("payment_duplicate", event_id=str(ctx.envelope.id))
 
     # -- access-requested -------------------------------------------------------------------
     async def on_access_requested(self, ctx: EventContext[AccessRequested]) -> None:
@@ -123,6 +131,10 @@ class Billing:
         items = [{"purpose": "usage_billing", "customer_id": str(r["customer_id"]), "meter": r["meter"],
                   "period": r["period"], "events": r["event_count"],
                   "quantity": domain.quantity_text(r["quantity_sum"])} for r in rows]
+        paid = await payments.person_payments(ctx.conn, ctx.payload.person_id) if ctx.payload.person_id else []
+        items += [{"purpose": "payment_data", "customer_id": str(r["customer_id"]), "invoice_number": r["invoice_number"],
+                   "payment_id": r["payment_id"], "amount": str(r["amount"]), "paid_on": r["paid_on"].isoformat()}
+                  for r in paid]
         await ctx.publish(AccessReportPart(request_id=ctx.payload.request_id, service="billing",
                                            person_id=ctx.payload.person_id, items=items))
 
@@ -258,6 +270,7 @@ def register(runtime: ServiceRuntime) -> Billing:
                             max_records=runtime.settings.billing_batch_max_records)  # type: ignore[attr-defined]
     runtime.subscribe("contact-erased", billing.on_contact_erased)
     runtime.subscribe("access-requested", billing.on_access_requested)
+    runtime.subscribe("payment-received", billing.on_payment_received)
     runtime.add_job("load-catalog", lambda rt: _load_catalog(rt, billing))
     if runtime.settings.billing_auto_close:  # type: ignore[attr-defined]
         runtime.add_job("scheduled-close", billing.scheduled_close)

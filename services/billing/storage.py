@@ -235,6 +235,16 @@ async def pseudonymise_person(conn: asyncpg.Connection, person_id: uuid.UUID) ->
     return int(status.split()[-1])
 
 
+async def pseudonymise_contact_person(conn: asyncpg.Connection, person_id: uuid.UUID) -> int:
+    """A buyer's contact person reference becomes a pseudonym (R7); the buyer and amounts stay."""
+    pseudonym = uuid.uuid4()
+    status = await conn.execute(
+        "UPDATE billing_customers SET contact_person_id = $2::uuid,"
+        " details = jsonb_set(details, '{contact_person_id}', to_jsonb($2::uuid::text)) WHERE contact_person_id = $1",
+        person_id, pseudonym)
+    return int(status.split()[-1])
+
+
 # ---- invoices ------------------------------------------------------------------------------------
 
 async def get_invoice(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: uuid.UUID, *, lock: bool = False

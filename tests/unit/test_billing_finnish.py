@@ -81,3 +81,13 @@ def test_a_corrupted_barcode_fails_its_check():
 
 def test_reference_grouped_in_fives():
     assert finnish.grouped("12345612") == "123 45612"
+
+
+def test_payment_status_and_age_buckets():
+    from services.billing import payments
+    assert [payments.status(D("10"), D(p)) for p in ("0", "4", "10", "11")] == [
+        "unpaid", "partly_paid", "paid", "overpaid"]
+    assert payments.status(D("0"), D("0")) == "paid"  # fully credited
+    assert [payments.bucket(d) for d in (-3, 0, 1, 30, 31, 61, 91)] == [
+        "not_due", "not_due", "1-30", "1-30", "31-60", "61-90", "over_90"]
+    assert payments.age_days(date(2025, 1, 1), date(2025, 1, 31)) == 30
