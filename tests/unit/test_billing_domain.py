@@ -171,3 +171,10 @@ def test_scheduled_close_waits_for_the_grace_after_month_end():
     assert domain.period_due_for_close(datetime(2026, 12, 3, 21, 59, tzinfo=UTC), grace) is None
     assert domain.period_due_for_close(datetime(2026, 12, 3, 22, 0, tzinfo=UTC), grace) == "2026-11"
     assert domain.period_due_for_close(datetime(2027, 1, 20, tzinfo=UTC), grace) == "2026-12"
+
+
+@pytest.mark.parametrize("cell", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
+def test_csv_cells_that_a_spreadsheet_would_run_get_an_apostrophe(cell):
+    """Issue 16: formula injection in the usage CSV."""
+    assert domain.csv_cell(cell) == "'" + cell
+    assert domain.csv_cell("fi") == "fi" and domain.csv_cell(3) == "3"
