@@ -31,9 +31,9 @@ PLAN = domain.PricePlan(flat_fee=Decimal("10"), minimum_commitment=Decimal("25")
         domain.Tier(up_to=Decimal(1000), unit_price=Decimal("0.01")), domain.Tier(unit_price=Decimal("0.005"))]),
     domain.Component(meter="api_calls", model="package", package_size=Decimal(1000), package_price=Decimal("1"))])
 NEW_PLAN = PLAN.model_copy(update={"flat_fee": Decimal("12")})
-BUYER = {"name": "Asiakas Oy", "business_id": "2617416-4", "vat_number": "FI26174164",
+BUYER = {"name": "Asiakas Oy", "business_id": "7654321-2", "vat_number": "FI76543212",
          "address": {"street": "Asiakkaantie 5", "postal_code": "02100", "city": "Espoo", "country_code": "FI"},
-         "einvoice_address": "003726174164", "einvoice_operator": "E204503", "payment_terms_days": 14,
+         "einvoice_address": "003776543212", "einvoice_operator": "E204503", "payment_terms_days": 14,
          "language": "fi", "contact_person_id": None}
 
 

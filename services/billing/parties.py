@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.billing import finnish
 
 # An e-invoice address: an OVT code (0037 + business id digits + optional suffix), a Peppol
-# participant id (scheme:id, e.g. 0216:003701120389) or an IBAN (Finvoice to a bank).
+# participant id (scheme:id, e.g. 0216:003712345671) or an IBAN (Finvoice to a bank).
 _EINVOICE_ADDRESS = re.compile(r"^(0037\d{8}[A-Z0-9]{0,5}|\d{4}:[A-Za-z0-9.\-]{1,50}|FI\d{16})$")
 _OPERATOR = re.compile(r"^[A-Z0-9]{4,35}$")
 

@@ -25,9 +25,9 @@ class BillingSettings(ServiceSettings):
     billing_batch_max_records: int = 2000
     # The invoicing company (issue 18): env BILLING_SELLER as JSON; checked at start-up.
     billing_seller: Seller = Seller(
-        name="Rekisteri Oy", business_id="0112038-9", vat_number="FI01120389",
+        name="Esimerkki Oy", business_id="1234567-1", vat_number="FI12345671",
         address=Address(street="Esimerkkikatu 1", postal_code="00100", city="Helsinki"),
-        iban="FI21 1234 5600 0007 85", bic="NDEAFIHH", einvoice_address="003701120389", einvoice_operator="NDEAFIHH")
+        iban="FI21 1234 5600 0007 85", bic="NDEAFIHH", einvoice_address="003712345671", einvoice_operator="NDEAFIHH")
     # Credit notes numbered in the invoices' series ("same") or in a series of their own ("own").
     billing_credit_note_series: Literal["same", "own"] = "own"
     billing_invoice_number_prefix: str = ""

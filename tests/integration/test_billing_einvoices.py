@@ -15,15 +15,15 @@ from tests.helpers import ExternalSystem, envelopes, read_topic
 from tests.integration.test_billing import BILLING, billing, invoice_of, new_customer, until_billed, usage  # noqa: F401
 from tests.unit.test_billing_einvoice import finvoice_errors, ubl_errors
 
-BUYER = {"name": "Asiakas Oy", "business_id": "2617416-4", "vat_number": "FI26174164",
+BUYER = {"name": "Asiakas Oy", "business_id": "7654321-2", "vat_number": "FI76543212",
          "address": {"street": "Asiakkaantie 5", "postal_code": "02100", "city": "Espoo"},
-         "einvoice_address": "003726174164", "einvoice_operator": "E204503", "payment_terms_days": 21,
+         "einvoice_address": "003776543212", "einvoice_operator": "E204503", "payment_terms_days": 21,
          "language": "en"}
 
 
 @pytest.mark.parametrize("change, field", [
-    ({"business_id": "2617416-5"}, "business_id"),                  # wrong check digit
-    ({"vat_number": "FI26174165"}, "vat_number"),                   # does not match the business id
+    ({"business_id": "7654321-3"}, "business_id"),                  # wrong check digit
+    ({"vat_number": "FI76543213"}, "vat_number"),                   # does not match the business id
     ({"einvoice_address": "FI21 1234 5600 0007 86".replace(" ", "")}, "einvoice_address"),  # IBAN checksum
     ({"payment_terms_days": 400}, "payment_terms_days"),
 ])

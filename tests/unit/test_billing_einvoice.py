@@ -87,9 +87,9 @@ def ubl_errors(xml: str) -> list[str]:
     return ([] if ok else errors) + failed + fatal
 
 
-BUYER = BillingCustomer(name="Asiakas & Co Oy", business_id="2617416-4", vat_number="FI26174164",
+BUYER = BillingCustomer(name="Asiakas & Co Oy", business_id="7654321-2", vat_number="FI76543212",
                         address=Address(street="Asiakkaantie 5 B", postal_code="02100", city="Espoo"),
-                        einvoice_address="003726174164", einvoice_operator="E204503", payment_terms_days=14)
+                        einvoice_address="003776543212", einvoice_operator="E204503", payment_terms_days=14)
 
 
 def _invoice(kind: str = "invoice", buyer: BillingCustomer = BUYER) -> dict:
@@ -136,9 +136,9 @@ def test_a_broken_ubl_fails_the_rules():
 
 
 def test_a_peppol_participant_id_becomes_the_endpoint():
-    buyer = BUYER.model_copy(update={"einvoice_address": "0216:003726174164", "einvoice_operator": "PEPPOL"})
+    buyer = BUYER.model_copy(update={"einvoice_address": "0216:003776543212", "einvoice_operator": "PEPPOL"})
     xml = einvoice.ubl(einvoice.document_of(_invoice(buyer=buyer)))
-    assert 'schemeID="0216">003726174164<' in xml and ubl_errors(xml) == []
+    assert 'schemeID="0216">003776543212<' in xml and ubl_errors(xml) == []
 
 
 @pytest.mark.parametrize("language, words", [("fi", ["LASKU", "Viitenumero", "Y-tunnus", "ALV-tunnus"]),
@@ -153,7 +153,7 @@ def test_pdf_invoice_has_the_required_fields_and_the_virtual_barcode(language, w
     code = pdf.virtual_barcode_of(invoice)
     parsed = finnish.parse_virtual_barcode(code)
     assert (parsed.amount, parsed.reference, parsed.due) == (invoice["gross"], "10171", date(2025, 4, 15))
-    for needle in [*words, "FI01120389", "FI26174164", "0112038-9", "2617416-4", "Asiakas & Co Oy", "17",
+    for needle in [*words, "FI12345671", "FI76543212", "1234567-1", "7654321-2", "Asiakas & Co Oy", "17",
                    "10171", "RF9110171", code, "25.5 %", "NDEAFIHH"]:
         assert needle in text, needle
 
@@ -175,3 +175,11 @@ def _pdf_text(content: bytes) -> str:
                 continue
         out += [m.decode("latin-1").replace("\\(", "(").replace("\\)", ")") for m in re.findall(rb"\((.*?)\) Tj", data)]
     return "\n".join(out)
+
+
+def test_pdf_credit_note_names_the_invoice_it_credits_and_has_no_barcode():
+    from services.billing import pdf
+    note = _invoice("credit_note")
+    text = _pdf_text(pdf.render(note, "en", credits_number="7"))
+    assert "CREDIT NOTE" in text and "Credits invoice:" in text and "-10.00 €" in text
+    assert "Virtual barcode" not in text and pdf.virtual_barcode_of(note) is None

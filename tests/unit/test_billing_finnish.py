@@ -15,17 +15,17 @@ IBAN = "FI21 1234 5600 0007 85"  # the example account of the Finnish bank barco
 
 
 def test_business_id_check_digit():
-    assert finnish.business_id_problem("0112038-9") is None  # 7·0+9·1+10·1+5·2+8·0+4·3+2·8 = 57, 57 % 11 = 2 → 9
-    assert finnish.business_id_problem("0112038-8") == "check digit does not match"
+    assert finnish.business_id_problem("1234567-1") is None  # 7·1+9·2+10·3+5·4+8·5+4·6+2·7 = 153, % 11 = 10 → 1
+    assert finnish.business_id_problem("1234567-2") == "check digit does not match"
     assert finnish.business_id_problem("112038-9").startswith("must be")
     assert finnish.business_id_check_digit("0000006") is None  # 6·2 = 12, remainder 1: no valid id
 
 
 def test_vat_number_must_match_the_business_id():
-    assert finnish.vat_number_of("0112038-9") == "FI01120389"
-    assert finnish.vat_number_problem("FI01120389", "0112038-9") is None
-    assert finnish.vat_number_problem("FI01120388", "0112038-9") == "does not match the business id"
-    assert finnish.vat_number_problem("SE01120389", None) == "must be FI and eight digits"
+    assert finnish.vat_number_of("1234567-1") == "FI12345671"
+    assert finnish.vat_number_problem("FI12345671", "1234567-1") is None
+    assert finnish.vat_number_problem("FI12345672", "1234567-1") == "does not match the business id"
+    assert finnish.vat_number_problem("SE12345671", None) == "must be FI and eight digits"
 
 
 def test_iban_checksum_and_bic():
