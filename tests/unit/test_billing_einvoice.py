@@ -181,5 +181,5 @@ def test_pdf_credit_note_names_the_invoice_it_credits_and_has_no_barcode():
     from services.billing import pdf
     note = _invoice("credit_note")
     text = _pdf_text(pdf.render(note, "en", credits_number="7"))
-    assert "CREDIT NOTE" in text and "Credits invoice:" in text and "-10.00 €" in text
+    assert "CREDIT NOTE" in text and "Credits invoice:" in text and "-10.00" in text  # € is octal in the PDF
     assert "Virtual barcode" not in text and pdf.virtual_barcode_of(note) is None
