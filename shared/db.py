@@ -23,18 +23,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 class BoundStore:
-    """A service's storage module bound to one transaction: `store.f(*args)` is
+    """A service's storage module (or modules) bound to one transaction: `store.f(*args)` is
     `storage.f(conn, *args)`. Handlers and use cases see this (or an in-memory fake with the
     same functions, in a unit test), never the connection itself."""
 
-    __slots__ = ("_module", "_conn")
+    __slots__ = ("_modules", "_conn")
 
-    def __init__(self, module: ModuleType, conn: asyncpg.Connection) -> None:
-        self._module = module
+    def __init__(self, modules: ModuleType | tuple[ModuleType, ...], conn: asyncpg.Connection) -> None:
+        self._modules = modules if isinstance(modules, tuple) else (modules,)
         self._conn = conn
 
     def __getattr__(self, name: str) -> Any:
-        return functools.partial(getattr(self._module, name), self._conn)
+        for module in self._modules:
+            function = getattr(module, name, None)
+            if function is not None:
+                return functools.partial(function, self._conn)
+        raise AttributeError(f"no storage function {name!r}")
 
 
 async def create_pool(database_url: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

@@ -70,7 +70,7 @@ def tune_garbage_collector() -> None:
 
 class ServiceRuntime:
     def __init__(self, name: str, settings: ServiceSettings, migrations_dir: Path | None,
-                 storage: ModuleType | None = None) -> None:
+                 storage: ModuleType | tuple[ModuleType, ...] | None = None) -> None:
         self.name = name
         self.storage = storage  # the service's SQL module; handlers reach it through `store_for`
         self.settings = settings

@@ -7,6 +7,7 @@ import io
 import json
 import uuid
 from collections import defaultdict
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -14,10 +15,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.billing import domain, storage
+from services.billing import domain, pages, payments, pdf, storage
 from services.billing.handlers import Billing, validate_period
+from services.billing.parties import BillingCustomer, customer_problems
 from shared.web.auth import Principal, Role, write_audit
-from shared.errors import InvalidInput, NotFound
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.web.http import require, runtime_of
 
 router = APIRouter(prefix="/billing", tags=["billing"])
@@ -57,7 +59,10 @@ def _invoice_json(row: Any) -> dict[str, Any]:
             "kind": row["kind"], "credits": str(row["credits"]) if row["credits"] else None, "reason": row["reason"],
             "net": str(row["net"]), "vat_rate": str(row["vat_rate"]), "vat": str(row["vat"]),
             "gross": str(row["gross"]), "currency": row["currency"], "lines": row["lines"],
-            "issued_at": row["issued_at"].isoformat()}
+            "issued_at": row["issued_at"].isoformat(), "invoice_number": row["invoice_number"],
+            "reference": row["reference"], "rf_reference": row["rf_reference"],
+            "due_date": row["due_date"].isoformat() if row["due_date"] else None,
+            "buyer": (row["parties"] or {}).get("buyer")}
 
 
 @router.put("/meters/{name}", summary="Define or change a meter")
@@ -80,26 +85,42 @@ async def get_meters(request: Request, _: Principal = Depends(READERS)) -> list[
              "unique_dimension": m.unique_dimension, "unit": m.unit} for m in meters.values()]
 
 
-@router.put("/customers/{customer_id}/plan", summary="Set a customer's price plan")
+@router.put("/customers/{customer_id}/plan", summary="Set a customer's price plan (a new version)")
 async def put_plan(customer_id: uuid.UUID, plan: domain.PricePlan, request: Request,
+                   effective_from: datetime | None = Query(
+                       default=None, description="When the version takes effect (ISO 8601 with offset); default:"
+                       " the start for a customer's first version, now for a change"),
                    principal: Principal = Depends(BILLING)) -> dict[str, Any]:
     runtime = runtime_of(request)
+    if effective_from is not None and effective_from.tzinfo is None:
+        raise InvalidInput("effective_from: needs a UTC offset", fields={"effective_from": "needs a UTC offset"})
     meters = await storage.load_meters(runtime.pool)
     unknown = {f"components.{i}.meter": "unknown meter" for i, c in enumerate(plan.components) if c.meter not in meters}
     if unknown:
         raise InvalidInput("components: unknown meter", fields=unknown)
-    await storage.save_plan(runtime.pool, customer_id, plan)
-    await billing_of(request).catalog.reload(runtime.pool)
+    result = await billing_of(request).put_plan_version(customer_id, plan, effective_from)
     await write_audit(runtime.pool, principal, "plan.put", target=str(customer_id))
-    return {"customer_id": str(customer_id), "plan": plan.model_dump(mode="json")}
+    return result
 
 
-@router.get("/customers/{customer_id}/plan", summary="A customer's price plan")
+@router.get("/customers/{customer_id}/plan", summary="A customer's price plan in force now")
 async def get_plan(customer_id: uuid.UUID, request: Request, _: Principal = Depends(READERS)) -> dict[str, Any]:
     plan = await storage.load_plan(runtime_of(request).pool, customer_id)
     if plan is None:
         raise NotFound("price plan not found")
     return {"customer_id": str(customer_id), "plan": plan.model_dump(mode="json")}
+
+
+@router.get("/customers/{customer_id}/plan/versions", summary="A customer's plan versions, oldest first")
+async def get_plan_versions(customer_id: uuid.UUID, request: Request,
+                            _: Principal = Depends(READERS)) -> dict[str, Any]:
+    versions = await storage.plan_versions(runtime_of(request).pool, customer_id)
+    if not versions:
+        raise NotFound("price plan not found")
+    return {"customer_id": str(customer_id), "versions": [
+        {"effective_from": v.effective_from.isoformat(),
+         "effective_until": versions[i + 1].effective_from.isoformat() if i + 1 < len(versions) else None,
+         "plan": v.plan.model_dump(mode="json")} for i, v in enumerate(versions)]}
 
 
 @router.post("/periods/{period}/close", summary="Close a period: one invoice per customer (idempotent)")
@@ -109,19 +130,83 @@ async def close_period(period: str, request: Request, principal: Principal = Dep
     return result
 
 
-@router.get("/invoices", summary="Invoices and credit notes")
+@router.get("/invoices", summary="Invoices and credit notes in issue order, a page at a time")
 async def list_invoices(request: Request, customer_id: uuid.UUID | None = None,
                         period: str | None = Query(default=None, pattern=PERIOD),
-                        _: Principal = Depends(READERS)) -> list[dict[str, Any]]:
-    return [_invoice_json(r) for r in await storage.list_invoices(runtime_of(request).pool, customer_id, period)]
+                        limit: int = Query(default=100, ge=1, le=1000),
+                        next: str | None = Query(default=None, max_length=200,
+                                                 description="the cursor `next` of the previous page"),
+                        _: Principal = Depends(READERS)) -> dict[str, Any]:
+    rows = await storage.page_invoices(runtime_of(request).pool, customer_id, period, pages.decode(next), limit)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"invoices": [_invoice_json(r) for r in rows], "has_more": more,
+            "next": pages.encode(rows[-1]["issued_at"], rows[-1]["invoice_id"]) if more else None}
 
 
-@router.get("/invoices/{invoice_id}", summary="One invoice or credit note")
-async def get_invoice(invoice_id: uuid.UUID, request: Request, _: Principal = Depends(READERS)) -> dict[str, Any]:
-    row = await storage.get_invoice(runtime_of(request).pool, invoice_id)
+MEDIA = {"finvoice": "application/xml", "ubl": "application/xml", "pdf": "application/pdf"}
+
+
+@router.get("/invoices/{invoice_id}", summary="One invoice or credit note: JSON, Finvoice 3.0, Peppol UBL or PDF")
+async def get_invoice(invoice_id: uuid.UUID, request: Request,
+                      format: Literal["json", "finvoice", "ubl", "pdf"] = "json",
+                      lang: Literal["fi", "en"] | None = None, _: Principal = Depends(READERS)) -> Any:
+    pool = runtime_of(request).pool
+    row = await storage.get_invoice(pool, invoice_id)
     if row is None:
         raise NotFound("invoice not found")
-    return _invoice_json(row)
+    if format == "json":
+        settled = await payments.invoice_settlement(pool, invoice_id, helsinki_today()) if row["kind"] == "invoice" \
+            else None
+        return _invoice_json(row) | {"payment": settled and {k: settled[k] for k in (
+            "paid", "credited", "open", "status", "days_overdue")}}
+    if not (row["parties"] or {}).get("buyer"):
+        raise Conflict("format: the invoice was issued without billing customer details, so only as JSON",
+                       fields={"format": "no buyer details recorded at issue"})
+    if format == "pdf":
+        credits = await storage.get_invoice(pool, row["credits"]) if row["credits"] else None
+        content: bytes | str = pdf.render(dict(row), lang or row["parties"]["buyer"].get("language", "fi"),
+                                          credits["invoice_number"] if credits else None)
+    else:
+        content = await storage.invoice_document(pool, invoice_id, format) or ""
+    filename = f"invoice-{row['invoice_number']}.{'pdf' if format == 'pdf' else 'xml'}"
+    return Response(content, media_type=MEDIA[format],
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def helsinki_today() -> date:
+    return datetime.now(domain.HELSINKI).date()
+
+
+@router.get("/receivables", summary="Invoices with an open (or overpaid) amount and how long past due")
+async def get_receivables(request: Request, customer_id: uuid.UUID | None = None,
+                          limit: int = Query(default=1000, ge=1, le=10_000),
+                          _: Principal = Depends(READERS)) -> dict[str, Any]:
+    today = helsinki_today()
+    items = await payments.receivables(runtime_of(request).pool, customer_id, today, limit)
+    return {"as_of": today.isoformat(), "receivables": items,
+            "open_total": str(sum((Decimal(i["open"]) for i in items), Decimal(0)))}
+
+
+@router.put("/customers/{customer_id}", summary="Set a billing customer's details (the buyer on invoices)")
+async def put_customer(customer_id: uuid.UUID, body: BillingCustomer, request: Request,
+                       principal: Principal = Depends(BILLING)) -> dict[str, Any]:
+    if problems := customer_problems(body):
+        raise InvalidInput("billing customer: " + ", ".join(f"{k}: {v}" for k, v in sorted(problems.items())),
+                           fields=problems)
+    runtime = runtime_of(request)
+    details = body.model_dump(mode="json")
+    await storage.save_customer(runtime.pool, customer_id, details, body.contact_person_id)
+    await write_audit(runtime.pool, principal, "customer.put", target=str(customer_id))
+    return {"customer_id": str(customer_id), **details}
+
+
+@router.get("/customers/{customer_id}", summary="A billing customer's details")
+async def get_customer(customer_id: uuid.UUID, request: Request, _: Principal = Depends(READERS)) -> dict[str, Any]:
+    details = await storage.load_customer(runtime_of(request).pool, customer_id)
+    if details is None:
+        raise NotFound("billing customer not found")
+    return {"customer_id": str(customer_id), **details}
 
 
 @router.post("/invoices/{invoice_id}/credit-notes", status_code=201, summary="Correct an invoice with a credit note")
@@ -129,8 +214,7 @@ async def credit_note(invoice_id: uuid.UUID, body: CreditNoteBody, request: Requ
                       principal: Principal = Depends(BILLING)) -> dict[str, Any]:
     note = await billing_of(request).issue_credit_note(invoice_id, body.reason, body.net)
     await write_audit(runtime_of(request).pool, principal, "invoice.credit", target=str(invoice_id))
-    return {k: (str(v) if isinstance(v, (uuid.UUID, Decimal)) else v) for k, v in note.items()
-            if k != "issued_at"} | {"issued_at": note["issued_at"].isoformat()}
+    return _invoice_json(await storage.get_invoice(runtime_of(request).pool, note["invoice_id"]))
 
 
 def usage_report(meters: dict[str, domain.Meter], rows: list[Any],
@@ -166,7 +250,7 @@ async def get_usage(customer_id: uuid.UUID, request: Request, period: str = Quer
     writer.writerow(["customer_id", "period", "meter", "dimensions", "aggregation", "unit", "quantity", "events"])
     for line in report:
         dims = ";".join(f"{k}={v}" for k, v in sorted(line["dimensions"].items()))
-        writer.writerow([customer_id, period, *(domain.csv_cell(v) for v in (line["meter"], dims)),
-                         line["aggregation"], line["unit"], line["quantity"], line["events"]])
+        writer.writerow([domain.csv_cell(v) for v in (customer_id, period, line["meter"], dims, line["aggregation"],
+                                                      line["unit"], line["quantity"], line["events"])])
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="usage-{customer_id}-{period}.csv"'})

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.billing import api, handlers, storage
+from services.billing import api, handlers, payments, storage
 from services.billing.settings import BillingSettings
 from shared.web.http import create_http_app
 from shared.runtime import ServiceRuntime
@@ -15,7 +15,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build_app(settings: BillingSettings | None = None) -> FastAPI:
-    runtime = ServiceRuntime("billing", settings or BillingSettings(), MIGRATIONS, storage)
+    runtime = ServiceRuntime("billing", settings or BillingSettings(), MIGRATIONS, (storage, payments))
     billing = handlers.register(runtime)
     app = create_http_app(runtime, [api.router], description=__doc__ or "")
     app.state.billing = billing

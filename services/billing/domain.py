@@ -6,10 +6,11 @@ VAT is computed on the invoice's net total, once.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, Iterable, Literal, Mapping, Sequence
@@ -20,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 HELSINKI = ZoneInfo("Europe/Helsinki")
 CENT = Decimal("0.01")
 ZERO = Decimal(0)
+# The effective-from of a customer's first plan version when none was given: before any usage.
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Aggregation(StrEnum):
@@ -178,25 +181,44 @@ class FoldedUsage:
     order the upserts lock them in, so concurrent batches cannot deadlock). Folded before
     the transaction: which period's invoice bills a usage period is known only inside it."""
 
-    aggregates: dict[tuple, Aggregate] = field(default_factory=dict)  # (customer, meter, period, dims)
+    aggregates: dict[tuple, Aggregate] = field(default_factory=dict)  # (customer, meter, period, dims, version)
     persons: dict[tuple, list] = field(default_factory=dict)  # (customer, person, meter, period) -> [count, sum]
-    unique_values: list[tuple] = field(default_factory=list)  # (customer, meter, period, dims, value)
+    unique_values: list[tuple] = field(default_factory=list)  # (customer, meter, period, dims, version, value)
+    # What it was folded from and with which plan-version revision: if the versions changed
+    # before the transaction, the batch is folded again with the new ones.
+    events: list[Any] = field(default_factory=list, repr=False)
+    revision: int = 0
 
     @property
     def periods(self) -> set[str]:
         return {key[2] for key in self.aggregates}
 
 
-def fold_usage(events: Iterable[Any], meters: Mapping[str, Meter]) -> FoldedUsage:
-    """Aggregate usage events into rows to upsert (pure: no I/O, no clock)."""
+def version_in_force(starts: Sequence[datetime], moment: datetime) -> datetime | None:
+    """The effective-from of the plan version in force at `moment` (`starts` ascending), or
+    None before the first."""
+    if len(starts) == 1:  # the common case: one version
+        return starts[0] if moment >= starts[0] else None
+    index = bisect.bisect_right(starts, moment)
+    return starts[index - 1] if index else None
+
+
+def fold_usage(events: Sequence[Any], meters: Mapping[str, Meter],
+               versions: Mapping[Any, Sequence[datetime]] | None = None, revision: int = 0) -> FoldedUsage:
+    """Aggregate usage events into rows to upsert (pure: no I/O, no clock). Usage is kept
+    per plan version in force at the event's time (`versions`: each customer's ascending
+    effective-from instants), so a price change mid-month prices each part by its version."""
     aggregates: dict[tuple, Aggregate] = {}
     persons: dict[tuple, list] = {}
     uniques: set[tuple] = set()
+    versions = versions or {}
     for event in events:
         meter = meters[event.meter]
         dims = dimension_key(meter, event.dimensions)
         period = period_of(event.time)
-        key = (event.customer_id, meter.name, period, dims)
+        starts = versions.get(event.customer_id)
+        version = (version_in_force(starts, event.time) or starts[0]) if starts else BEGINNING
+        key = (event.customer_id, meter.name, period, dims, version)
         agg = aggregates.get(key)
         if agg is None:
             agg = aggregates[key] = Aggregate()
@@ -210,12 +232,13 @@ def fold_usage(events: Iterable[Any], meters: Mapping[str, Meter]) -> FoldedUsag
                 slot[0] += 1
                 slot[1] += event.quantity
         if meter.aggregation is Aggregation.unique_count:
-            uniques.add((event.customer_id, meter.name, period, dims, event.dimensions[meter.unique_dimension]))
+            uniques.add((event.customer_id, meter.name, period, dims, version,
+                         event.dimensions[meter.unique_dimension]))
     # UUIDs compare by their integer; sorting on it keeps the comparisons in C.
     return FoldedUsage(
         aggregates=dict(sorted(aggregates.items(), key=lambda item: (item[0][0].int, *item[0][1:]))),
         persons=dict(sorted(persons.items(), key=lambda item: (item[0][0].int, item[0][1].int, *item[0][2:]))),
-        unique_values=sorted(uniques, key=lambda k: (k[0].int, *k[1:])))
+        unique_values=sorted(uniques, key=lambda k: (k[0].int, *k[1:])), events=list(events), revision=revision)
 
 
 def meter_quantity(aggregation: Aggregation, rows: Sequence[Mapping[str, Any]], unique_values: Iterable[str] = ()
@@ -336,6 +359,7 @@ class MeterUsage:
     usage_period: str
     rows: list[Mapping[str, Any]]
     unique_values: list[tuple[str, str]] = field(default_factory=list)  # (value, invoice_period)
+    version_from: datetime = BEGINNING  # the plan version this usage is rated by
 
     def quantity_through(self, invoice_period: str, *, inclusive: bool) -> Decimal:
         def within(p: str) -> bool:
@@ -353,31 +377,128 @@ def _money(amount: Decimal) -> str:
     return str(round_money(amount))
 
 
-def invoice_lines(plan: PricePlan, usage: Sequence[MeterUsage], period: str) -> list[dict[str, str]]:
-    """Lines of a customer's invoice for `period`: the flat fee, a line per priced meter,
-    adjustment lines for late usage of closed periods, and a top-up to the minimum."""
+@dataclass(frozen=True)
+class PlanVersion:
+    """A price plan from `effective_from` until the next version's (SPEC §6)."""
+
+    effective_from: datetime
+    plan: PricePlan
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The part of a period one plan version is in force: [start, end), and its share of
+    the month's days (a version taking effect during a day owns that day)."""
+
+    version: PlanVersion
+    start: datetime
+    end: datetime
+    days: int
+    month_days: int
+
+
+def _local_day(moment: datetime) -> date:
+    return moment.astimezone(HELSINKI).date()
+
+
+def segments(versions: Sequence[PlanVersion], period: str) -> list[Segment]:
+    """The plan versions in force during `period`, each with its days (Europe/Helsinki)."""
+    start, end = period_start(period), period_start(next_period(period))
+    month_days = (end.date() - start.date()).days
+    ordered = sorted(versions, key=lambda v: v.effective_from)
+    result = []
+    for i, version in enumerate(ordered):
+        until = ordered[i + 1].effective_from if i + 1 < len(ordered) else end
+        lo, hi = max(version.effective_from, start), min(until, end)
+        if lo >= hi:
+            continue
+        days = ((_local_day(hi) if hi < end else end.date()) - _local_day(lo)).days
+        result.append(Segment(version, lo, hi, days, month_days))
+    return result
+
+
+def prorate(amount: Decimal, segment: Segment) -> Decimal:
+    return amount * segment.days / segment.month_days
+
+
+def _plan_for(versions: Sequence[PlanVersion], version_from: datetime) -> PricePlan | None:
+    """The plan that rates usage kept under `version_from` (the version in force then)."""
+    starts = [v.effective_from for v in sorted(versions, key=lambda v: v.effective_from)]
+    found = version_in_force(starts, version_from) or (starts[0] if starts else None)
+    return next((v.plan for v in versions if v.effective_from == found), None)
+
+
+def plan_in_force(versions: Sequence[PlanVersion], moment: datetime) -> PricePlan | None:
+    in_force = [v for v in versions if v.effective_from <= moment]
+    return max(in_force, key=lambda v: v.effective_from).plan if in_force else None
+
+
+def version_change_conflict(effective_from: datetime, last_invoiced_period: str | None) -> str | None:
+    """Why a plan version from `effective_from` may not be written, or None: it would be in
+    force during a period this customer was already invoiced for (invoices are immutable)."""
+    if last_invoiced_period and effective_from < period_start(next_period(last_invoiced_period)):
+        return "effective_from: a version in force during an invoiced period cannot be added or changed"
+    return None
+
+
+def invoice_lines(versions: Sequence[PlanVersion] | PricePlan, usage: Sequence[MeterUsage], period: str
+                  ) -> list[dict[str, str]]:
+    """Lines of a customer's invoice for `period`: per plan version in force in it, the flat
+    fee and the top-up to the minimum prorated by days, a line per priced meter; adjustment
+    lines for late usage of closed periods, each rated by the version it was used under.
+    A period with one version has the lines without version fields."""
+    if isinstance(versions, PricePlan):
+        versions = [PlanVersion(BEGINNING, versions)]
+    parts = segments(versions, period)
+    split = len(parts) > 1
     lines: list[dict[str, str]] = []
-    if plan.flat_fee:
-        lines.append({"kind": "flat_fee", "description": "monthly fee", "amount": _money(plan.flat_fee)})
-    usage_total = ZERO
-    for item in sorted(usage, key=lambda u: (u.usage_period, u.meter.name)):
-        component = plan.component(item.meter.name)
-        if component is None:
-            continue  # metered but not priced: reported, not billed
-        through = item.quantity_through(period, inclusive=True)
-        if item.usage_period == period:
+
+    def tagged(line: dict[str, str], segment: Segment) -> dict[str, str]:
+        if split:
+            line |= {"version_from": segment.version.effective_from.isoformat(),
+                     "days": f"{segment.days}/{segment.month_days}"}
+        return line
+
+    ordered = sorted(usage, key=lambda u: (u.usage_period, u.version_from, u.meter.name))
+    starts = [p.start for p in parts]
+
+    def segment_of(item: MeterUsage) -> Segment | None:  # the part of the month its usage was in
+        found = version_in_force(starts, max(item.version_from, starts[0])) if starts else None
+        return next((p for p in parts if p.start == found), None)
+
+    for segment in parts:
+        plan = segment.version.plan
+        if plan.flat_fee:
+            lines.append(tagged({"kind": "flat_fee", "description": "monthly fee",
+                                 "amount": _money(prorate(plan.flat_fee, segment))}, segment))
+        usage_total = ZERO
+        for item in ordered:
+            if item.usage_period != period or segment_of(item) is not segment:
+                continue
+            component = plan.component(item.meter.name)
+            if component is None:
+                continue  # metered but not priced: reported, not billed
+            through = item.quantity_through(period, inclusive=True)
             amount = round_money(price(component, through))
             usage_total += amount
-            lines.append({"kind": "usage", "meter": item.meter.name, "usage_period": period,
-                          "quantity": quantity_text(through), "amount": str(amount)})
+            lines.append(tagged({"kind": "usage", "meter": item.meter.name, "usage_period": period,
+                                 "quantity": quantity_text(through), "amount": str(amount)}, segment))
+        minimum = round_money(prorate(plan.minimum_commitment, segment))
+        if plan.minimum_commitment and usage_total < minimum:
+            lines.append(tagged({"kind": "minimum_commitment", "description": "top-up to the minimum commitment",
+                                 "amount": _money(minimum - usage_total)}, segment))
+    for item in ordered:
+        if item.usage_period == period:
             continue
+        plan = _plan_for(versions, item.version_from)
+        component = plan.component(item.meter.name) if plan else None
+        if component is None:
+            continue
+        through = item.quantity_through(period, inclusive=True)
         before = item.quantity_through(period, inclusive=False)
         amount = round_money(price(component, through) - price(component, before))
         lines.append({"kind": "adjustment", "meter": item.meter.name, "usage_period": item.usage_period,
                       "quantity": quantity_text(through - before), "amount": str(amount)})
-    if plan.minimum_commitment and usage_total < plan.minimum_commitment:
-        lines.append({"kind": "minimum_commitment", "description": "top-up to the minimum commitment",
-                      "amount": _money(plan.minimum_commitment - usage_total)})
     return lines
 
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import asyncpg
 
-from services.billing import domain, storage
+from services.billing import domain, issuing, payments, storage
 from shared.messaging.consumer import EventContext, Parsed, UnitOfWork
 from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.messaging.events import AccessReportPart, AccessRequested, ContactErased, DispositionConfirmed, InvoiceIssued
+from shared.messaging.events import (AccessReportPart, AccessRequested, ContactErased, DispositionConfirmed,
+                                     PaymentReceived)
 from shared.logging import get_logger
-from shared.messaging.outbox import Outbox
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
@@ -36,6 +36,8 @@ class Catalog:
     def __init__(self) -> None:
         self.meters: dict[str, domain.Meter] = {}
         self.customers: set[uuid.UUID] = set()
+        self.versions: dict[uuid.UUID, tuple] = {}  # customer -> ascending effective-from instants
+        self.revision = 0
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
 
@@ -53,7 +55,8 @@ class Catalog:
 
     async def _load(self, pool: asyncpg.Pool) -> None:
         self.meters = await storage.load_meters(pool)
-        self.customers = await storage.load_customers(pool)
+        self.revision, self.versions = await storage.load_version_starts(pool)
+        self.customers = set(self.versions)
         self._loaded_at = time.monotonic()
 
 
@@ -79,17 +82,30 @@ class Billing:
         return reasons
 
     def _reasons(self, usage: list[Any]) -> list[str | None]:
-        meters, customers, now = self.catalog.meters, self.catalog.customers, datetime.now(UTC)
-        return [domain.validate_usage(u.customer_id in customers, meters.get(u.meter), u.quantity, u.time,
-                                      u.dimensions, now, self.max_future) for u in usage]
+        meters, versions, now = self.catalog.meters, self.catalog.versions, datetime.now(UTC)
+        reasons = []
+        for u in usage:
+            starts = versions.get(u.customer_id)
+            reason = domain.validate_usage(starts is not None, meters.get(u.meter), u.quantity, u.time,
+                                           u.dimensions, now, self.max_future)
+            if reason is None and domain.version_in_force(starts, u.time) is None:  # type: ignore[arg-type]
+                reason = "time: before the customer's first price plan version"
+            reasons.append(reason)
+        return reasons
 
     def fold_usage(self, parsed: list[Parsed]) -> domain.FoldedUsage:
         """Fold a batch of usage into rows (P3): pure, done before the transaction."""
-        return domain.fold_usage([p.payload for p in parsed], self.catalog.meters)
+        return domain.fold_usage([p.payload for p in parsed], self.catalog.meters, self.catalog.versions,
+                                 self.catalog.revision)
 
     async def apply_usage(self, uow: UnitOfWork, folded: domain.FoldedUsage) -> None:
         """Write folded usage. Usage of a closed period goes to the next open invoice as an
-        adjustment (SPEC §6): the period locks decide which, in this transaction."""
+        adjustment (SPEC §6): the period locks decide which, in this transaction. If plan
+        versions changed since the fold, fold again with the versions now committed."""
+        if await uow.store.plan_revision_for_usage() != folded.revision:
+            revision, versions = await uow.store.load_version_starts()
+            folded = domain.fold_usage(folded.events, self.catalog.meters, versions, revision)
+            self.catalog.versions, self.catalog.revision, self.catalog.customers = versions, revision, set(versions)
         targets = await uow.store.lock_invoice_periods(folded.periods)
         await uow.store.apply_folded_usage(folded, targets)
 
@@ -97,9 +113,16 @@ class Billing:
     async def on_contact_erased(self, ctx: EventContext[ContactErased]) -> None:
         """R7: pseudonymise the person's references in usage; amounts and invoices stay."""
         count = await ctx.store.pseudonymise_person(ctx.payload.person_id)
+        count += await ctx.store.pseudonymise_contact_person(ctx.payload.person_id)
         await ctx.outbox.add(DispositionConfirmed(command_id=ctx.payload.command_id, person_id=ctx.payload.person_id,
                                                service="billing", action="erase", confirmed_at=utcnow()))
         log.info("person_pseudonymised", person_id=str(ctx.payload.person_id), rows=count)
+
+    # -- payment-received ---------------------------------------------------------------------
+    async def on_payment_received(self, ctx: EventContext[PaymentReceived]) -> None:
+        """Issue 18: record the payment (once per payment id) against its invoice."""
+        if not await ctx.store.apply_payment(ctx.payload):
+            log.info("payment_duplicate", event_id=str(ctx.envelope.id))
 
     # -- access-requested -------------------------------------------------------------------
     async def on_access_requested(self, ctx: EventContext[AccessRequested]) -> None:
@@ -108,8 +131,41 @@ class Billing:
         items = [{"purpose": "usage_billing", "customer_id": str(r["customer_id"]), "meter": r["meter"],
                   "period": r["period"], "events": r["event_count"],
                   "quantity": domain.quantity_text(r["quantity_sum"])} for r in rows]
+        paid = await ctx.store.person_payments(ctx.payload.person_id) if ctx.payload.person_id else []
+        items += [{"purpose": "payment_data", "customer_id": str(r["customer_id"]), "invoice_number": r["invoice_number"],
+                   "payment_id": r["payment_id"], "amount": str(r["amount"]), "paid_on": r["paid_on"].isoformat()}
+                  for r in paid]
         await ctx.outbox.add(AccessReportPart(request_id=ctx.payload.request_id, service="billing",
                                            person_id=ctx.payload.person_id, items=items))
+
+    # -- plan versions ------------------------------------------------------------------------
+    async def put_plan_version(self, customer_id: uuid.UUID, plan: domain.PricePlan,
+                               effective_from: datetime | None) -> dict[str, Any]:
+        """Add or change a plan version (SPEC §6). Without `effective_from`: a customer's
+        first version is in force from the start, a later change from now (the same plan as
+        the one in force is a no-op). 409 when it would re-price a period already invoiced
+        or split usage already recorded under the version in force before it."""
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            await storage.bump_plan_revision(conn)  # serialises with usage batches and other changes
+            versions = await storage.plan_versions(conn, customer_id)
+            now = utcnow()
+            if effective_from is None:
+                if versions and domain.plan_in_force(versions, now) == plan:
+                    return {"customer_id": str(customer_id), "effective_from":
+                            max(v.effective_from for v in versions if v.effective_from <= now).isoformat(),
+                            "plan": plan.model_dump(mode="json")}
+                effective_from = now if versions else domain.BEGINNING
+            reason = domain.version_change_conflict(effective_from, await storage.last_invoiced_period(conn, customer_id))
+            if reason:
+                raise Conflict(reason, fields={"effective_from": "in or before an invoiced period"})
+            if effective_from not in {v.effective_from for v in versions} and await storage.usage_recorded_across(
+                    conn, customer_id, effective_from):
+                raise Conflict("effective_from: usage after it is already recorded under the earlier version",
+                               fields={"effective_from": "usage already recorded after it"})
+            await storage.upsert_plan_version(conn, customer_id, effective_from, plan)
+        await self.catalog.reload(self.runtime.pool)
+        return {"customer_id": str(customer_id), "effective_from": effective_from.isoformat(),
+                "plan": plan.model_dump(mode="json")}
 
     # -- closing a period -----------------------------------------------------------------------
     async def close_period(self, period: str) -> dict[str, Any]:
@@ -128,39 +184,38 @@ class Billing:
             if await storage.lock_period_for_close(conn, period) == "closed":
                 return {"period": period, "status": "closed", "issued": 0}
             meters = await storage.load_meters(conn)
-            plans = await storage.all_plans(conn)
+            plans = await storage.all_plan_versions(conn)
             rows, uniques = await storage.usage_for_invoice(conn, period)
-            usage: dict[uuid.UUID, dict[tuple[str, str], domain.MeterUsage]] = defaultdict(dict)
+            usage: dict[uuid.UUID, dict[tuple, domain.MeterUsage]] = defaultdict(dict)
             for r in rows:
-                key = (r["meter"], r["period"])
+                key = (r["meter"], r["period"], r["version_from"])
                 item = usage[r["customer_id"]].get(key)
                 if item is None:
-                    item = usage[r["customer_id"]][key] = domain.MeterUsage(meters[r["meter"]], r["period"], [])
+                    item = usage[r["customer_id"]][key] = domain.MeterUsage(
+                        meters[r["meter"]], r["period"], [], version_from=r["version_from"])
                 item.rows.append(r)
             for u in uniques:
-                item = usage[u["customer_id"]].get((u["meter"], u["period"]))
+                item = usage[u["customer_id"]].get((u["meter"], u["period"], u["version_from"]))
                 if item is not None:
                     item.unique_values.append((u["value"], u["invoice_period"]))
             issued_at = utcnow()
+            already = await storage.invoiced_customers(conn, period)
+            drafts = []
             for customer_id in sorted(set(plans) | set(usage), key=str):
-                plan = plans.get(customer_id) or domain.PricePlan()
-                lines = domain.invoice_lines(plan, list(usage.get(customer_id, {}).values()), period)
+                if customer_id in already:
+                    continue
+                versions = plans.get(customer_id) or [domain.PlanVersion(domain.BEGINNING, domain.PricePlan())]
+                lines = domain.invoice_lines(versions, list(usage.get(customer_id, {}).values()), period)
                 net, vat, gross = domain.invoice_totals(lines, vat_percent)
-                invoice = dict(invoice_id=uuid.uuid5(INVOICE_NAMESPACE, f"{customer_id}:{period}"),
-                               customer_id=customer_id, period=period, kind="invoice", net=net,
-                               vat_rate=vat_percent, vat=vat, gross=gross, lines=lines, issued_at=issued_at)
-                if await storage.insert_invoice(conn, invoice):
-                    issued += 1
-                    await self._publish_invoice(conn, invoice)
+                drafts.append(dict(invoice_id=uuid.uuid5(INVOICE_NAMESPACE, f"{customer_id}:{period}"),
+                                   customer_id=customer_id, period=period, kind="invoice", net=net,
+                                   vat_rate=vat_percent, vat=vat, gross=gross, lines=lines, issued_at=issued_at))
+            await issuing.issue(conn, drafts, self.runtime.settings, self.runtime.name,
+                                buyers=await storage.all_customers(conn))
+            issued = len(drafts)
             await storage.mark_closed(conn, period)
         log.info("period_closed", period=period, issued=issued)
         return {"period": period, "status": "closed", "issued": issued}
-
-    async def _publish_invoice(self, conn: asyncpg.Connection, invoice: dict[str, Any]) -> None:
-        await Outbox(conn, self.runtime.name).add(InvoiceIssued(
-            invoice_id=invoice["invoice_id"], customer_id=invoice["customer_id"], period=invoice["period"],
-            kind=invoice["kind"], net=invoice["net"], vat=invoice["vat"], gross=invoice["gross"],
-            issued_at=invoice["issued_at"]))
 
     async def issue_credit_note(self, invoice_id: uuid.UUID, reason: str, net: Decimal | None) -> dict[str, Any]:
         """Correct an immutable invoice with a credit note (SPEC §6); never credits more than it billed."""
@@ -176,9 +231,10 @@ class Billing:
             note = dict(invoice_id=uuid.uuid4(), customer_id=original["customer_id"], period=original["period"],
                         kind="credit_note", credits=invoice_id, reason=reason, net=-amount,
                         vat_rate=original["vat_rate"], vat=-vat, gross=-(amount + vat),
-                        lines=[{"kind": "credit", "description": reason, "amount": str(-amount)}], issued_at=utcnow())
-            await storage.insert_invoice(conn, note)
-            await self._publish_invoice(conn, note)
+                        lines=[{"kind": "credit", "description": reason, "amount": str(-amount)}],
+                        issued_at=utcnow(), parties=original["parties"])
+            await issuing.issue(conn, [note], self.runtime.settings, self.runtime.name,
+                                credits_numbers={note["invoice_id"]: original["invoice_number"]})
         return note
 
     # -- scheduled close ---------------------------------------------------------------------------
@@ -214,6 +270,7 @@ def register(runtime: ServiceRuntime) -> Billing:
                             max_records=runtime.settings.billing_batch_max_records)  # type: ignore[attr-defined]
     runtime.subscribe("contact-erased", billing.on_contact_erased)
     runtime.subscribe("access-requested", billing.on_access_requested)
+    runtime.subscribe("payment-received", billing.on_payment_received)
     runtime.add_job("load-catalog", lambda rt: _load_catalog(rt, billing))
     if runtime.settings.billing_auto_close:  # type: ignore[attr-defined]
         runtime.add_job("scheduled-close", billing.scheduled_close)

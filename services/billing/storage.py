@@ -31,19 +31,78 @@ async def save_meter(conn: asyncpg.Connection | asyncpg.Pool, meter: domain.Mete
 
 
 async def load_customers(conn: asyncpg.Connection | asyncpg.Pool) -> set[uuid.UUID]:
-    return {r["customer_id"] for r in await conn.fetch("SELECT customer_id FROM price_plans")}
+    return {r["customer_id"] for r in await conn.fetch("SELECT DISTINCT customer_id FROM plan_versions")}
 
 
-async def save_plan(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID, plan: domain.PricePlan) -> None:
+async def load_version_starts(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, dict[uuid.UUID, tuple]]:
+    """(revision, each customer's ascending effective-from instants), for rating usage."""
+    revision = await conn.fetchval("SELECT revision FROM plan_revision WHERE id = 1")
+    rows = await conn.fetch("SELECT customer_id, array_agg(effective_from ORDER BY effective_from) AS starts"
+                            " FROM plan_versions GROUP BY customer_id")
+    return revision, {r["customer_id"]: tuple(r["starts"]) for r in rows}
+
+
+async def plan_revision_for_usage(conn: asyncpg.Connection) -> int:
+    """The plan revision, share-locked: a version change waits for this batch, and this
+    batch sees the versions a change committed before it."""
+    return await conn.fetchval("SELECT revision FROM plan_revision WHERE id = 1 FOR SHARE")
+
+
+async def bump_plan_revision(conn: asyncpg.Connection) -> None:
+    """Take the revision row (waits for in-flight usage batches) and bump it."""
+    await conn.execute("UPDATE plan_revision SET revision = revision + 1 WHERE id = 1")
+
+
+def _version(row: asyncpg.Record) -> domain.PlanVersion:
+    return domain.PlanVersion(row["effective_from"], domain.PricePlan.model_validate(row["plan"]))
+
+
+async def plan_versions(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID) -> list[domain.PlanVersion]:
+    return [_version(r) for r in await conn.fetch(
+        "SELECT effective_from, plan FROM plan_versions WHERE customer_id = $1 ORDER BY effective_from", customer_id)]
+
+
+async def all_plan_versions(conn: asyncpg.Connection) -> dict[uuid.UUID, list[domain.PlanVersion]]:
+    versions: dict[uuid.UUID, list[domain.PlanVersion]] = {}
+    for r in await conn.fetch("SELECT customer_id, effective_from, plan FROM plan_versions"
+                              " ORDER BY customer_id, effective_from"):
+        versions.setdefault(r["customer_id"], []).append(_version(r))
+    return versions
+
+
+async def upsert_plan_version(conn: asyncpg.Connection, customer_id: uuid.UUID, effective_from: Any,
+                              plan: domain.PricePlan) -> None:
     await conn.execute(
-        "INSERT INTO price_plans (customer_id, plan) VALUES ($1, $2)"
-        " ON CONFLICT (customer_id) DO UPDATE SET plan = EXCLUDED.plan, updated_at = now()",
-        customer_id, plan.model_dump(mode="json"),
-    )
+        "INSERT INTO plan_versions (customer_id, effective_from, plan) VALUES ($1, $2, $3)"
+        " ON CONFLICT (customer_id, effective_from) DO UPDATE SET plan = EXCLUDED.plan, updated_at = now()",
+        customer_id, effective_from, plan.model_dump(mode="json"))
 
 
-async def load_plan(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID) -> domain.PricePlan | None:
-    plan = await conn.fetchval("SELECT plan FROM price_plans WHERE customer_id = $1", customer_id)
+async def last_invoiced_period(conn: asyncpg.Connection, customer_id: uuid.UUID) -> str | None:
+    return await conn.fetchval("SELECT max(period) FROM invoices WHERE customer_id = $1 AND kind = 'invoice'",
+                               customer_id)
+
+
+async def usage_recorded_across(conn: asyncpg.Connection, customer_id: uuid.UUID, moment: Any) -> bool:
+    """Whether usage at or after `moment` is kept under a version that began before it
+    (a version from `moment` would have to split usage that no longer has its times)."""
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM usage_aggregates WHERE customer_id = $1 AND version_from < $2"
+        " AND latest_at >= $2)", customer_id, moment)
+
+
+async def save_plan(pool: asyncpg.Pool, customer_id: uuid.UUID, plan: domain.PricePlan) -> None:
+    """A customer's plan from the start (its first version), for set-up and benchmarks."""
+    async with pool.acquire() as conn, conn.transaction():
+        await bump_plan_revision(conn)
+        await upsert_plan_version(conn, customer_id, domain.BEGINNING, plan)
+
+
+async def load_plan(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID, at: Any = None
+                    ) -> domain.PricePlan | None:
+    """The plan in force at `at` (default now)."""
+    plan = await conn.fetchval("SELECT plan FROM plan_versions WHERE customer_id = $1 AND effective_from <= "
+                               "coalesce($2, now()) ORDER BY effective_from DESC LIMIT 1", customer_id, at)
     return domain.PricePlan.model_validate(plan) if plan is not None else None
 
 
@@ -100,15 +159,15 @@ async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsag
     concurrent batches (Kafka and HTTP accepts) lock rows in the same order and cannot
     deadlock. `targets` maps each usage period to the period whose invoice bills it."""
     if folded.aggregates:
-        customers, meters, periods, dimensions = _columns(folded.aggregates)
+        customers, meters, periods, dimensions, versions = _columns(folded.aggregates)
         aggs = list(folded.aggregates.values())
         await conn.execute(
             "INSERT INTO usage_aggregates AS a (customer_id, meter, period, invoice_period, dimensions,"
-            " quantity_sum, event_count, quantity_max, latest_quantity, latest_at)"
-            " SELECT c, m, p, i, d, s, n, x, lq, la FROM unnest($1::uuid[], $2::text[], $3::text[],"
-            " $4::text[], $5::text[], $6::numeric[], $7::bigint[], $8::numeric[], $9::numeric[], $10::timestamptz[])"
-            " AS t(c, m, p, i, d, s, n, x, lq, la)"
-            " ON CONFLICT (customer_id, meter, period, invoice_period, dimensions) DO UPDATE SET"
+            " quantity_sum, event_count, quantity_max, latest_quantity, latest_at, version_from)"
+            " SELECT c, m, p, i, d, s, n, x, lq, la, v FROM unnest($1::uuid[], $2::text[], $3::text[],"
+            " $4::text[], $5::text[], $6::numeric[], $7::bigint[], $8::numeric[], $9::numeric[], $10::timestamptz[],"
+            " $11::timestamptz[]) AS t(c, m, p, i, d, s, n, x, lq, la, v)"
+            " ON CONFLICT (customer_id, meter, period, invoice_period, dimensions, version_from) DO UPDATE SET"
             " quantity_sum = a.quantity_sum + EXCLUDED.quantity_sum,"
             " event_count = a.event_count + EXCLUDED.event_count,"
             " quantity_max = GREATEST(a.quantity_max, EXCLUDED.quantity_max),"
@@ -118,6 +177,7 @@ async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsag
             customers, meters, periods, [targets[p] for p in periods],
             dimensions, [a.quantity_sum for a in aggs], [a.event_count for a in aggs],
             [a.quantity_max for a in aggs], [a.latest_quantity for a in aggs], [a.latest_at for a in aggs],
+            versions,
         )
     if folded.persons:
         counts = list(folded.persons.values())
@@ -130,12 +190,12 @@ async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsag
         )
     if folded.unique_values:
         # The first sighting decides the invoice period: later ones do nothing.
-        customers, meters, periods, dimensions, values = _columns(folded.unique_values)
+        customers, meters, periods, dimensions, versions, values = _columns(folded.unique_values)
         await conn.execute(
-            "INSERT INTO usage_unique_values (customer_id, meter, period, dimensions, value, invoice_period)"
-            " SELECT c, m, p, d, v, i FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
-            " $6::text[]) AS t(c, m, p, d, v, i) ON CONFLICT DO NOTHING",
-            customers, meters, periods, dimensions, values, [targets[p] for p in periods],
+            "INSERT INTO usage_unique_values (customer_id, meter, period, dimensions, version_from, value,"
+            " invoice_period) SELECT c, m, p, d, vf, v, i FROM unnest($1::uuid[], $2::text[], $3::text[],"
+            " $4::text[], $5::timestamptz[], $6::text[], $7::text[]) AS t(c, m, p, d, vf, v, i) ON CONFLICT DO NOTHING",
+            customers, meters, periods, dimensions, versions, values, [targets[p] for p in periods],
         )
 
 
@@ -149,14 +209,9 @@ async def usage_for_invoice(conn: asyncpg.Connection, period: str) -> tuple[list
     rows = await conn.fetch(
         "SELECT * FROM usage_aggregates WHERE " + _BILLED_SCOPE.format(table="usage_aggregates"), period)
     uniques = await conn.fetch(
-        "SELECT customer_id, meter, period, value, invoice_period FROM usage_unique_values WHERE "
+        "SELECT customer_id, meter, period, version_from, value, invoice_period FROM usage_unique_values WHERE "
         + _BILLED_SCOPE.format(table="usage_unique_values"), period)
     return rows, uniques
-
-
-async def all_plans(conn: asyncpg.Connection) -> dict[uuid.UUID, domain.PricePlan]:
-    return {r["customer_id"]: domain.PricePlan.model_validate(r["plan"])
-            for r in await conn.fetch("SELECT customer_id, plan FROM price_plans")}
 
 
 async def usage_report_rows(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID, period: str
@@ -180,24 +235,23 @@ async def pseudonymise_person(conn: asyncpg.Connection, person_id: uuid.UUID) ->
     return int(status.split()[-1])
 
 
+async def pseudonymise_contact_person(conn: asyncpg.Connection, person_id: uuid.UUID) -> int:
+    """A buyer's contact person reference becomes a pseudonym (R7); the buyer and amounts stay."""
+    pseudonym = uuid.uuid4()
+    status = await conn.execute(
+        "UPDATE billing_customers SET contact_person_id = $2::uuid,"
+        " details = jsonb_set(details, '{contact_person_id}', to_jsonb($2::uuid::text)) WHERE contact_person_id = $1",
+        person_id, pseudonym)
+    return int(status.split()[-1])
+
+
 # ---- invoices ------------------------------------------------------------------------------------
-
-async def insert_invoice(conn: asyncpg.Connection, invoice: dict[str, Any]) -> bool:
-    """Insert unless the customer already has an invoice for the period; True if inserted."""
-    inserted = await conn.fetchval(
-        "INSERT INTO invoices (invoice_id, customer_id, period, kind, credits, reason, net, vat_rate, vat, gross,"
-        " lines, issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        " ON CONFLICT DO NOTHING RETURNING invoice_id",
-        invoice["invoice_id"], invoice["customer_id"], invoice["period"], invoice["kind"], invoice.get("credits"),
-        invoice.get("reason"), invoice["net"], invoice["vat_rate"], invoice["vat"], invoice["gross"],
-        invoice["lines"], invoice["issued_at"],
-    )
-    return inserted is not None
-
 
 async def get_invoice(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: uuid.UUID, *, lock: bool = False
                       ) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM invoices WHERE invoice_id = $1" + (" FOR UPDATE" if lock else ""),
+    # NO KEY UPDATE: serialises credit notes of one invoice without blocking the foreign-key
+    # checks (KEY SHARE) of other rows that reference it.
+    return await conn.fetchrow("SELECT * FROM invoices WHERE invoice_id = $1" + (" FOR NO KEY UPDATE" if lock else ""),
                                invoice_id)
 
 
@@ -210,3 +264,77 @@ async def list_invoices(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uu
     return await conn.fetch(
         "SELECT * FROM invoices WHERE ($1::uuid IS NULL OR customer_id = $1) AND ($2::text IS NULL OR period = $2)"
         " ORDER BY period, customer_id, issued_at LIMIT 1000", customer_id, period)
+
+
+# ---- invoice numbers, buyers, documents (issue 18) -----------------------------------------------
+
+async def take_numbers(conn: asyncpg.Connection, series: str, count: int) -> int:
+    """Reserve `count` consecutive numbers of `series` in this transaction; the first one.
+    The counter row stays locked (FOR UPDATE) until commit, so numbers are gapless: a rolled
+    back transaction gives its numbers back, and no two transactions hold the same ones."""
+    await conn.execute("INSERT INTO invoice_series (series) VALUES ($1) ON CONFLICT DO NOTHING", series)
+    first = await conn.fetchval("SELECT next_number FROM invoice_series WHERE series = $1 FOR UPDATE", series)
+    if count:
+        await conn.execute("UPDATE invoice_series SET next_number = $2 WHERE series = $1", series, first + count)
+    return first
+
+
+async def invoiced_customers(conn: asyncpg.Connection, period: str) -> set[uuid.UUID]:
+    return {r["customer_id"] for r in await conn.fetch(
+        "SELECT customer_id FROM invoices WHERE period = $1 AND kind = 'invoice'", period)}
+
+
+_INVOICE_COLUMNS = ("invoice_id", "customer_id", "period", "kind", "credits", "reason", "net", "vat_rate", "vat",
+                    "gross", "lines", "issued_at", "series", "number", "invoice_number", "reference", "rf_reference",
+                    "due_date", "parties")
+
+
+async def insert_invoices(conn: asyncpg.Connection, invoices: list[dict[str, Any]]) -> None:
+    """Insert numbered invoices; a duplicate fails the transaction (a skipped row would leave a gap)."""
+    await conn.executemany(
+        f"INSERT INTO invoices ({', '.join(_INVOICE_COLUMNS)}) VALUES"
+        f" ({', '.join(f'${i}' for i in range(1, len(_INVOICE_COLUMNS) + 1))})",
+        [[invoice.get(c) for c in _INVOICE_COLUMNS] for invoice in invoices])
+
+
+async def insert_documents(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, str, str, str]]) -> None:
+    if rows:
+        await conn.executemany("INSERT INTO invoice_documents (invoice_id, format, content, sha256)"
+                               " VALUES ($1, $2, $3, $4)", rows)
+
+
+async def invoice_document(conn: asyncpg.Connection | asyncpg.Pool, invoice_id: uuid.UUID, fmt: str) -> str | None:
+    return await conn.fetchval("SELECT content FROM invoice_documents WHERE invoice_id = $1 AND format = $2",
+                               invoice_id, fmt)
+
+
+async def series_numbers(conn: asyncpg.Connection | asyncpg.Pool, series: str) -> list[int]:
+    return [r["number"] for r in await conn.fetch(
+        "SELECT number FROM invoices WHERE series = $1 ORDER BY number", series)]
+
+
+async def save_customer(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID, details: dict[str, Any],
+                        contact_person_id: uuid.UUID | None) -> None:
+    await conn.execute(
+        "INSERT INTO billing_customers (customer_id, details, contact_person_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (customer_id) DO UPDATE SET details = EXCLUDED.details,"
+        " contact_person_id = EXCLUDED.contact_person_id, updated_at = now()",
+        customer_id, details, contact_person_id)
+
+
+async def load_customer(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID) -> dict[str, Any] | None:
+    return await conn.fetchval("SELECT details FROM billing_customers WHERE customer_id = $1", customer_id)
+
+
+async def all_customers(conn: asyncpg.Connection) -> dict[uuid.UUID, dict[str, Any]]:
+    return {r["customer_id"]: r["details"] for r in await conn.fetch("SELECT customer_id, details FROM billing_customers")}
+
+
+async def page_invoices(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID | None, period: str | None,
+                        after: tuple[Any, uuid.UUID] | None, limit: int) -> list[asyncpg.Record]:
+    """Invoices in issue order, `limit` + 1 of them (the extra one says that more exist)."""
+    return await conn.fetch(
+        "SELECT * FROM invoices WHERE ($1::uuid IS NULL OR customer_id = $1) AND ($2::text IS NULL OR period = $2)"
+        " AND ($3::timestamptz IS NULL OR (issued_at, invoice_id) > ($3, $4::uuid))"
+        " ORDER BY issued_at, invoice_id LIMIT $5",
+        customer_id, period, after[0] if after else None, after[1] if after else None, limit + 1)

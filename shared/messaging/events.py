@@ -7,7 +7,7 @@ being half-understood. A payload change that breaks consumers gets a new schema_
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
@@ -245,6 +245,14 @@ class UsageRecorded(Payload):
     dimensions: dict[str, str] = Field(default_factory=dict)
 
 
+class EInvoiceDocumentRef(Payload):
+    """An e-invoice document of an issued invoice (issue 18)."""
+
+    format: Literal["finvoice", "ubl"]
+    href: str = Field(max_length=300)  # the billing API path that serves it
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class InvoiceIssued(Payload):
     invoice_id: uuid.UUID
     customer_id: uuid.UUID
@@ -255,6 +263,22 @@ class InvoiceIssued(Payload):
     gross: Decimal
     currency: Literal["EUR"] = "EUR"
     issued_at: datetime
+    # Issue 18, optional so earlier events still parse: the gapless number, the payment
+    # reference, the due date and the e-invoice documents (format, where to fetch, digest).
+    invoice_number: str | None = Field(default=None, max_length=35)
+    reference: str | None = Field(default=None, max_length=35)
+    due_date: date | None = None
+    documents: list[EInvoiceDocumentRef] = Field(default_factory=list, max_length=4)
+
+
+class PaymentReceived(Payload):
+    """A payment from the bank integration (issue 18): matched to an invoice by its reference."""
+
+    payment_id: str = Field(min_length=1, max_length=100)  # the bank's id: payments dedupe on it
+    reference: str = Field(min_length=2, max_length=35)    # national reference or RF creditor reference
+    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+    currency: Literal["EUR"] = "EUR"
+    paid_on: date
 
 
 class BrokerIncarnation(Payload):

@@ -102,6 +102,10 @@ EXPECTED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("GET", "/billing/invoices/{invoice_id}"): {BILLING, OWNER},
         ("POST", "/billing/invoices/{invoice_id}/credit-notes"): {BILLING},
         ("GET", "/billing/customers/{customer_id}/usage"): {BILLING, OWNER},
+        ("GET", "/billing/customers/{customer_id}/plan/versions"): {BILLING, OWNER},
+        ("PUT", "/billing/customers/{customer_id}"): {BILLING},
+        ("GET", "/billing/customers/{customer_id}"): {BILLING, OWNER},
+        ("GET", "/billing/receivables"): {BILLING, OWNER},
     },
 }
 # Routes without a role guard: operations, API documents, and the login that mints a subject token.

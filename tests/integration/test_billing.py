@@ -67,7 +67,7 @@ async def until_billed(svc, customer: uuid.UUID, period: str, expected: D, timeo
 async def invoice_of(svc, customer: uuid.UUID, period: str) -> dict:
     response = await svc.http.get("/billing/invoices", params={"customer_id": str(customer), "period": period},
                                   headers=BILLING)
-    invoices = [i for i in response.json() if i["kind"] == "invoice"]
+    invoices = [i for i in response.json()["invoices"] if i["kind"] == "invoice"]
     assert len(invoices) == 1, invoices
     return invoices[0]
 
@@ -337,3 +337,24 @@ async def test_a_batch_that_fails_mid_pipeline_is_read_again_and_nothing_is_skip
     assert await billing.runtime.pool.fetchval(
         "SELECT sum(event_count) FROM usage_aggregates WHERE customer_id = $1", customer) == 600
     assert await billed_sum(billing, customer, "2025-09") == D("900.0")
+
+
+async def test_every_usage_csv_cell_is_escaped_against_formula_injection(infra, billing):
+    """Issue 16: a cell starting with = + - @, tab or CR gets a leading apostrophe, the
+    meter's unit included (it was written raw before)."""
+    unit = '=HYPERLINK("http://x","y")'
+    response = await billing.http.put("/billing/meters/bt_formula", json={
+        "aggregation": "sum", "dimensions": ["region"], "unit": unit}, headers=BILLING)
+    assert response.status_code == 200
+    await billing.app.state.billing.catalog.reload(billing.runtime.pool)
+    customer = await new_customer(billing)
+    async with ExternalSystem(infra.bootstrap) as platform:
+        await platform.publish(usage(customer, "2", datetime(2025, 8, 9, tzinfo=UTC), meter="bt_formula",
+                                     dimensions={"region": "@sum(A1)"}))
+
+    async def report() -> str | None:
+        r = await billing.http.get(f"/billing/customers/{customer}/usage", params={"period": "2025-08", "format": "csv"},
+                                   headers=BILLING)
+        return r.text if len(r.text.splitlines()) > 1 else None
+    lines = (await eventually(report)).splitlines()
+    assert lines[1] == f"{customer},2025-08,bt_formula,region=@sum(A1),sum,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",2,1"

@@ -84,6 +84,8 @@ class World:
             "access-report-part": lambda: ev.AccessReportPart(request_id=self.request, service="consent"),
             "usage-recorded": lambda: ev.UsageRecorded(customer_id=self.customer, meter="fuzz_meter",
                                                        quantity=Decimal("1.5"), time=now),
+            "payment-received": lambda: ev.PaymentReceived(payment_id=f"fuzz-{uuid.uuid4()}", reference="1232",
+                                                           amount=Decimal("1.00"), paid_on=now.date()),
         }[topic]()
 
 

@@ -65,9 +65,9 @@ def test_fold_aggregates_per_customer_meter_period_and_chosen_dimensions():
               domain.UsageEvent(uuid.UUID(int=1), None, "api_calls", D(3), october, {"region": "fi"})]
     folded = domain.fold_usage(events, {"api_calls": CALLS})
     period = domain.period_of(NOW)
-    fi = folded.aggregates[(uuid.UUID(int=1), "api_calls", period, '{"region":"fi"}')]
+    fi = folded.aggregates[(uuid.UUID(int=1), "api_calls", period, '{"region":"fi"}', domain.BEGINNING)]
     assert (fi.quantity_sum, fi.event_count, fi.quantity_max, fi.latest_quantity) == (D("3.5"), 2, D(2), D(2))
-    late = folded.aggregates[(uuid.UUID(int=1), "api_calls", "2026-10", '{"region":"fi"}')]
+    late = folded.aggregates[(uuid.UUID(int=1), "api_calls", "2026-10", '{"region":"fi"}', domain.BEGINNING)]
     assert late.quantity_sum == D(3)
     assert folded.persons[(uuid.UUID(int=1), person, "api_calls", period)] == [2, D("3.5")]
     assert folded.periods == {period, "2026-10"}
@@ -180,3 +180,8 @@ def test_dimension_key_follows_a_redefined_meter_dimensions():
     after = Meter("cpu-hours", Aggregation.sum, dimensions=("zone",))
     assert domain.dimension_key(before, {"region": "fi-1", "zone": "fi-1"}) == '{"region":"fi-1"}'
     assert domain.dimension_key(after, {"region": "fi-1", "zone": "fi-1"}) == '{"zone":"fi-1"}'
+@pytest.mark.parametrize("cell", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
+def test_csv_cells_that_a_spreadsheet_would_run_get_an_apostrophe(cell):
+    """Issue 16: formula injection in the usage CSV."""
+    assert domain.csv_cell(cell) == "'" + cell
+    assert domain.csv_cell("fi") == "fi" and domain.csv_cell(3) == "3"
