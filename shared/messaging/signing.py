@@ -114,8 +114,9 @@ class Keyring:
             raise Rejected("signature: does not verify with the publisher's public key") from None
 
     def require(self, service: str, consumed: Iterable[str]) -> None:
-        """Start-up check: this service can sign its commands and verify the ones it consumes."""
-        if self.private_key(service) is None:
+        """Start-up check: each of the register's services can sign the commands it publishes
+        (every one confirms dispositions), and anything consuming commands can verify them."""
+        if service in SIGNING_SERVICES and self.private_key(service) is None:
             raise SigningKeyError(f"REKISTERI_SIGNING_KEY (or REKISTERI_SIGNING_KEYRING) is not set: {service} "
                                   "signs the commands it publishes")
         if set(consumed) & SIGNED_TOPICS and not self._public:
