@@ -217,7 +217,12 @@ def fold_usage(events: Sequence[Any], meters: Mapping[str, Meter],
         dims = dimension_key(meter, event.dimensions)
         period = period_of(event.time)
         starts = versions.get(event.customer_id)
-        version = (version_in_force(starts, event.time) or starts[0]) if starts else BEGINNING
+        if starts is None:
+            version = BEGINNING
+        elif len(starts) == 1:  # the common case, inline: this loop is ingestion's hot path
+            version = starts[0]
+        else:
+            version = version_in_force(starts, event.time) or starts[0]
         key = (event.customer_id, meter.name, period, dims, version)
         agg = aggregates.get(key)
         if agg is None:
@@ -238,7 +243,8 @@ def fold_usage(events: Sequence[Any], meters: Mapping[str, Meter],
     return FoldedUsage(
         aggregates=dict(sorted(aggregates.items(), key=lambda item: (item[0][0].int, *item[0][1:]))),
         persons=dict(sorted(persons.items(), key=lambda item: (item[0][0].int, item[0][1].int, *item[0][2:]))),
-        unique_values=sorted(uniques, key=lambda k: (k[0].int, *k[1:])), events=list(events), revision=revision)
+        unique_values=sorted(uniques, key=lambda k: (k[0].int, *k[1:])),
+        events=events if isinstance(events, list) else list(events), revision=revision)
 
 
 def meter_quantity(aggregation: Aggregation, rows: Sequence[Mapping[str, Any]], unique_values: Iterable[str] = ()
