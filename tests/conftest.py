@@ -3,6 +3,7 @@ in-process against them, each test session in a fresh database."""
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,6 +14,11 @@ import httpx
 import pytest
 
 from shared.logging import configure_logging
+from shared.privacy.keys import generate_key
+
+# SPEC §9: services refuse to start without their keys; each test session has fresh ones.
+os.environ.setdefault("REKISTERI_SUPPRESSION_KEY", generate_key())
+os.environ.setdefault("REKISTERI_MASTER_KEY", generate_key())
 from shared.runtime import ServiceRuntime
 from tests.infra import Infra, create_database, start_infra
 

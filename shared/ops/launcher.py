@@ -17,6 +17,7 @@ from shared.db import ensure_database
 from shared.messaging.kafka import ensure_topics, list_groups, publish_incarnation
 from shared.messaging.lag import consumer_lag
 from shared.logging import get_logger
+from shared.privacy.keys import development_keys
 from shared.settings import SERVICE_NAMES, PlatformSettings
 from shared.ops.stack import EmbeddedBroker, EmbeddedPostgres, _die_with_parent
 
@@ -107,6 +108,8 @@ class Stack:
         # (Apache Kafka's minimum is 6 s, the settings' default.)
         env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "2000")
         env.setdefault("KAFKA_HEARTBEAT_INTERVAL_MS", "300")
+        # SPEC §9: development keys kept in the data directory (services refuse to start without keys).
+        env.update(development_keys(self.root, env))
         return env
 
     def endpoints(self) -> dict[str, str]:
