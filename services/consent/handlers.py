@@ -13,7 +13,7 @@ from typing import Awaitable, Callable, Sequence
 import asyncpg
 
 from services.consent import access, storage
-from services.consent.domain import ContactPointHasher, Status, derive_suppression_key
+from services.consent.domain import Status
 from services.consent.settings import ConsentSettings
 from services.consent.storage import Change, Evidence
 from shared.access import answer_access_requests
@@ -25,6 +25,8 @@ from shared.messaging.events import (
     ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed, OptoutRegistered, Payload, Purpose,
 )
 from shared.logging import get_logger
+from shared.privacy import SuppressionChains
+from shared.privacy.config import suppression_keyring
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
@@ -34,23 +36,24 @@ Publish = Callable[[Payload], Awaitable[object]]
 
 
 @lru_cache(maxsize=4)
-def _hasher(key: bytes) -> ContactPointHasher:
-    return ContactPointHasher(key)
+def _hasher(current: str, old: str, ttl_s: float) -> SuppressionChains:
+    return SuppressionChains(suppression_keyring(current, old), ttl_s)
 
 
-def hasher_for(settings: ConsentSettings) -> ContactPointHasher:
-    """One hasher per key, its HMAC state computed once (batch checks hash 100,000 points)."""
-    return _hasher(derive_suppression_key(settings.consent_suppression_key, settings.rekisteri_token_secret))
+def hasher_for(settings: ConsentSettings) -> SuppressionChains:
+    """One digester per key set, its HMAC states computed once (batch checks hash 100,000 points)."""
+    return _hasher(settings.rekisteri_suppression_key, settings.rekisteri_suppression_old_keys,
+                   settings.suppression_chain_ttl_s)
 
 
 # ---- commands shared by the API and the event handlers ---------------------------------
 
-async def register_ban(conn: asyncpg.Connection, hasher: ContactPointHasher, *, person_id: uuid.UUID | None,
+async def register_ban(conn: asyncpg.Connection, hasher: SuppressionChains, *, person_id: uuid.UUID | None,
                        emails: Sequence[str], phones: Sequence[str], purposes: Sequence[str],
                        channels: Sequence[str], evidence: Evidence, publish: Publish) -> list[Change]:
     """Record a ban (R13) and keep the contact points needed to honour it (R8). A ban always
     wins: it overrides a permission, which is then reported withdrawn."""
-    points = hasher.contact_points(list(emails), list(phones))
+    points = (await hasher.digests(conn)).points(list(emails), list(phones))
     persons: set[uuid.UUID] = set()
     if person_id is not None and points and await storage.is_erased(conn, person_id):
         person_id = None  # erased (R7): only the suppression list may learn from this ban
@@ -58,7 +61,7 @@ async def register_ban(conn: asyncpg.Connection, hasher: ContactPointHasher, *, 
         persons.add(person_id)
         await storage.link_contact_points(conn, person_id, points)
     if points:
-        persons.update(await storage.persons_with(conn, [d for d, _ in points]))
+        persons.update(await storage.persons_with(conn, [p.digest for p in points]))
     triples = [(p, pu, ch) for p in sorted(persons) for pu in purposes for ch in channels]
     changes = await storage.record_bans(conn, triples, evidence)
     await storage.suppress_digests(conn, points, purposes, channels, evidence.source)
@@ -70,13 +73,13 @@ async def register_ban(conn: asyncpg.Connection, hasher: ContactPointHasher, *, 
     return changes
 
 
-async def match_suppression_list(conn: asyncpg.Connection, hasher: ContactPointHasher, person_id: uuid.UUID,
+async def match_suppression_list(conn: asyncpg.Connection, hasher: SuppressionChains, person_id: uuid.UUID,
                                  emails: Sequence[str], phones: Sequence[str], publish: Publish) -> list[Change]:
     """A (re-)registered person whose address is suppressed gets the bans back under the new
     id, announced as `optout-registered`: a B2B re-import never resurrects marketing (R4, R8)."""
     if await storage.is_erased(conn, person_id):
         return []  # a late event about an erased person must not bring its data back (R7)
-    points = hasher.contact_points(list(emails), list(phones))
+    points = (await hasher.digests(conn)).points(list(emails), list(phones))
     await storage.link_contact_points(conn, person_id, points)
     await storage.suppress_points_of(conn, [person_id], SUPPRESSION_SOURCE)  # new addresses of a banned person
     pairs = await storage.suppressed_pairs_of(conn, person_id)
@@ -96,7 +99,7 @@ async def match_suppression_list(conn: asyncpg.Connection, hasher: ContactPointH
 
 # ---- consumed events ---------------------------------------------------------------------
 
-async def on_optout_registered(ctx: EventContext[OptoutRegistered], hasher: ContactPointHasher) -> None:
+async def on_optout_registered(ctx: EventContext[OptoutRegistered], hasher: SuppressionChains) -> None:
     """A ban from a web form, marketing tool or staff system (R8, R13)."""
     if ctx.envelope.source == SERVICE:
         return  # our own announcement: applied in the transaction that published it
@@ -111,12 +114,12 @@ async def on_optout_registered(ctx: EventContext[OptoutRegistered], hasher: Cont
              person_id=str(p.person_id) if p.person_id else None, new_bans=len(changes))
 
 
-async def on_contact_registered(ctx: EventContext[ContactRegistered], hasher: ContactPointHasher) -> None:
+async def on_contact_registered(ctx: EventContext[ContactRegistered], hasher: SuppressionChains) -> None:
     p = ctx.payload
     await match_suppression_list(ctx.conn, hasher, p.person_id, p.emails, p.phones, ctx.publish)
 
 
-async def on_contact_updated(ctx: EventContext[ContactUpdated], hasher: ContactPointHasher) -> None:
+async def on_contact_updated(ctx: EventContext[ContactUpdated], hasher: SuppressionChains) -> None:
     p = ctx.payload
     await match_suppression_list(ctx.conn, hasher, p.person_id, p.emails, p.phones, ctx.publish)
 

@@ -26,8 +26,7 @@ SERVICE = "contacts"
 async def apply_suppression(conn: asyncpg.Connection, person_id: uuid.UUID, emails: list[str],
                             phones: list[str]) -> list[str]:
     """A contact point banned before (even of an erased person) bans this person at once (R4, R8)."""
-    digests = [domain.contact_point_digest(v) for v in [*emails, *phones]]
-    purposes = await storage.suppressed_purposes(conn, digests) if digests else []
+    purposes = await storage.suppressed_purposes(conn, emails, phones) if emails or phones else []
     if purposes:
         await storage.add_bans(conn, person_id, purposes)
         log.info("suppression_applied", person_id=str(person_id), purposes=purposes)
@@ -38,9 +37,8 @@ async def keep_suppression(conn: asyncpg.Connection, person_id: uuid.UUID) -> No
     """R8: before erasure, a banned person's contact points stay suppressed (as digests)."""
     bans = await storage.bans_of(conn, person_id)
     person = await storage.get_person(conn, person_id)
-    points = [*person["emails"], *person["phones"]] if person else []
-    if bans and points:
-        await storage.add_suppressed(conn, [domain.contact_point_digest(v) for v in points], bans)
+    if bans and person and (person["emails"] or person["phones"]):
+        await storage.add_suppressed(conn, person["emails"], person["phones"], bans)
 
 
 async def check_organisation(conn: asyncpg.Connection, org_id: uuid.UUID | None) -> None:

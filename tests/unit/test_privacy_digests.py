@@ -20,6 +20,14 @@ def test_r8_a_digest_is_exactly_hmac_sha256_of_kind_and_value(key, value):
     assert digests.of("phone", value) == [hmac.new(key, b"phone:" + value.encode(), hashlib.sha256).digest()]
 
 
+@given(st.emails())
+def test_r8_a_digest_is_keyed_and_the_same_for_every_written_form_of_an_email(email):
+    digests = ContactPointDigests(SuppressionKeyring(OLD), [SuppressionKey(OLD).id])
+    other = ContactPointDigests(SuppressionKeyring(NEW), [SuppressionKey(NEW).id])
+    assert digests.emails([email.upper()]) == digests.emails([f" {email.lower()} "])
+    assert digests.emails([email]) != other.emails([email]) or digests.emails([email]) == [None]
+
+
 def test_r8_the_same_value_as_email_and_as_phone_digests_apart():
     keyring = SuppressionKeyring(NEW)
     assert keyring.digest("email", "+358401234567") != keyring.digest("phone", "+358401234567")
