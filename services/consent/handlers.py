@@ -36,13 +36,13 @@ Publish = Callable[[Payload], Awaitable[object]]
 
 
 @lru_cache(maxsize=4)
-def _hasher(current: str, old: str, ttl_s: float) -> SuppressionChains:
+def _hasher(_schema: str, current: str, old: str, ttl_s: float) -> SuppressionChains:
     return SuppressionChains(suppression_keyring(current, old), ttl_s)
 
 
 def hasher_for(settings: ConsentSettings) -> SuppressionChains:
     """One digester per key set, its HMAC states computed once (batch checks hash 100,000 points)."""
-    return _hasher(settings.rekisteri_suppression_key, settings.rekisteri_suppression_old_keys,
+    return _hasher(settings.schema, settings.rekisteri_suppression_key, settings.rekisteri_suppression_old_keys,
                    settings.suppression_chain_ttl_s)
 
 

@@ -109,7 +109,7 @@ class PostgresKeyStore(_Wrapping):
             row = await self._newest(person_id)
             if row is None:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('keystore:' || $1::text))", person_id)
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('keystore:' || $1::uuid::text))", person_id)
                     if await conn.fetchval("SELECT true FROM keystore.destroyed_key WHERE person_id = $1", person_id):
                         raise KeyDestroyed(person_id)
                     master_key_id, wrapped = self._wrap(person_id, 1, new_data_key_secret())
@@ -146,7 +146,7 @@ class PostgresKeyStore(_Wrapping):
     async def destroy(self, person_id: uuid.UUID) -> None:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('keystore:' || $1::text))", person_id)
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('keystore:' || $1::uuid::text))", person_id)
                 await conn.execute("INSERT INTO keystore.destroyed_key (person_id) VALUES ($1)"
                                    " ON CONFLICT DO NOTHING", person_id)
                 await conn.execute("DELETE FROM keystore.data_key WHERE person_id = $1", person_id)
