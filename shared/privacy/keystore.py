@@ -123,6 +123,22 @@ class PostgresKeyStore(_Wrapping):
             raise KeyDestroyed(person_id)  # destroyed between the insert and the read
         return self._unwrap(person_id, row["key_id"], row["master_key_id"], row["wrapped"])
 
+    async def rotate_data_key(self, person_id: uuid.UUID) -> DataKey:
+        """A new newest key for the person; values sealed before still open under their own key."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('keystore:' || $1::uuid::text))", person_id)
+                if await conn.fetchval("SELECT true FROM keystore.destroyed_key WHERE person_id = $1", person_id):
+                    raise KeyDestroyed(person_id)
+                key_id = await conn.fetchval("SELECT coalesce(max(key_id), 0) + 1 FROM keystore.data_key"
+                                             " WHERE person_id = $1", person_id)
+                master_key_id, wrapped = self._wrap(person_id, key_id, new_data_key_secret())
+                await conn.execute("INSERT INTO keystore.data_key (person_id, key_id, master_key_id, wrapped)"
+                                   " VALUES ($1, $2, $3, $4)", person_id, key_id, master_key_id, wrapped)
+        except _UNREACHABLE as exc:
+            raise KeyStoreUnavailable(type(exc).__name__) from exc
+        return await self.data_key(person_id, key_id)
+
     async def _newest(self, person_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
             "SELECT key_id, master_key_id, wrapped FROM keystore.data_key WHERE person_id = $1"

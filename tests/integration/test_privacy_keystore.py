@@ -36,6 +36,9 @@ async def test_r7_one_data_key_per_person_wrapped_at_rest_and_shredded_for_good(
     assert open_sealed(await store.data_key(person, 1), sealed) == VALUE
     with pytest.raises(KeyNotFound):
         await store.data_key(person, 2)
+    rotated = await store.rotate_data_key(person)  # new values under key 2, old ones still open
+    assert rotated.key_id == 2 and (await store.get_or_create_data_key(person)).key_id == 2
+    assert open_sealed(await store.data_key(person, 1), sealed) == VALUE
 
     await store.destroy(person)
     assert await pool.fetchval("SELECT count(*) FROM keystore.data_key WHERE person_id = $1", person) == 0
