@@ -136,3 +136,15 @@ def test_development_keys_are_made_once_readable_by_the_owner_only(tmp_path):
     assert stat.S_IMODE((tmp_path / "master.key").stat().st_mode) == 0o600
     given = generate_key()
     assert "REKISTERI_MASTER_KEY" not in development_keys(tmp_path, {"REKISTERI_MASTER_KEY": given})
+
+
+def test_rekisteri_up_gives_its_services_development_keys_kept_in_its_data_directory(monkeypatch, tmp_path):
+    """Outside `rekisteri up` a service refuses to start without keys; the embedded stack makes its own."""
+    from shared.ops.launcher import Stack
+
+    for variable in ("REKISTERI_SUPPRESSION_KEY", "REKISTERI_MASTER_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    env = Stack(root=tmp_path).env
+    assert env["REKISTERI_MASTER_KEY"] == (tmp_path / "master.key").read_text().strip()
+    assert env["REKISTERI_SUPPRESSION_KEY"] == (tmp_path / "suppression.key").read_text().strip()
+    assert Stack(root=tmp_path).env["REKISTERI_MASTER_KEY"] == env["REKISTERI_MASTER_KEY"]
