@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import asyncpg
 import httpx
-import pytest
 
 from services.consent import api, handlers, storage
 from services.consent.app import MIGRATIONS
