@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable
 
 from shared.logging import configure_logging
 from shared.messaging.signing import generate_keyring
+from shared.privacy.keys import DEVELOPMENT_KEYS, generate_key
 from tests.infra import Infra, _start_embedded
 
 
@@ -22,6 +23,8 @@ def run_on_embedded_stack(name: str, measure: Callable[[Infra], Awaitable[dict[s
                           indent: int | None = None) -> dict[str, Any]:
     """Start PostgreSQL and the broker on free ports, run `measure`, print its figures as JSON."""
     configure_logging("bench", "WARNING")
+    for variable in DEVELOPMENT_KEYS:  # SPEC §9: the services refuse to start without keys
+        os.environ.setdefault(variable, generate_key())
     with tempfile.TemporaryDirectory(prefix=f"{name}-bench-") as tmp:
         Path(tmp).chmod(0o755)  # the embedded PostgreSQL runs as its own user when we are root
         infra = _start_embedded(Path(tmp))

@@ -5,8 +5,12 @@ Each service subclasses `ServiceSettings` for what only it needs.
 """
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.privacy.config import master_keys, suppression_keyring
+from shared.privacy.crypto import MasterKeys
+from shared.privacy.digests import SuppressionKeyring
 
 SERVICE_NAMES = ("contacts", "consent", "retention", "billing")
 DEV_TOKEN_SECRET = "rekisteri-embedded-dev-secret-change-me-in-production"
@@ -64,7 +68,30 @@ class PlatformSettings(BaseSettings):
 class ServiceSettings(PlatformSettings):
     """Settings of one service process; `service_name` picks its schema and port."""
 
+    # A key that fails validation is never echoed in the error.
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False, hide_input_in_errors=True)
+
     service_name: str = "service"
+    # SPEC §9: 32 bytes each, base64 or hex, never derived from another secret. `rekisteri up`
+    # generates development keys into its data directory; elsewhere a service will not start
+    # without them. Old keys (comma-separated) stay listed while anything stored names them:
+    # a re-keyed digest chain (docs/PRIVACY.md) or a data key not yet re-wrapped.
+    rekisteri_suppression_key: str = Field(default="", repr=False)
+    rekisteri_suppression_old_keys: str = Field(default="", repr=False)
+    rekisteri_master_key: str = Field(default="", repr=False)
+    rekisteri_master_old_keys: str = Field(default="", repr=False)
+
+    @model_validator(mode="after")
+    def _keys_are_given(self) -> "ServiceSettings":
+        self.suppression_keyring()  # KeyConfigurationError names the variable, never the value
+        self.master_keys()
+        return self
+
+    def suppression_keyring(self) -> SuppressionKeyring:
+        return suppression_keyring(self.rekisteri_suppression_key, self.rekisteri_suppression_old_keys)
+
+    def master_keys(self) -> MasterKeys:
+        return master_keys(self.rekisteri_master_key, self.rekisteri_master_old_keys)
 
     @property
     def schema(self) -> str:

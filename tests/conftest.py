@@ -15,6 +15,11 @@ import pytest
 
 from shared.logging import configure_logging
 from shared.messaging.signing import generate_keyring
+from shared.privacy.keys import generate_key
+
+# SPEC §9: services refuse to start without their keys; each test session has fresh ones.
+os.environ.setdefault("REKISTERI_SUPPRESSION_KEY", generate_key())
+os.environ.setdefault("REKISTERI_MASTER_KEY", generate_key())
 from shared.runtime import ServiceRuntime
 from tests.infra import Infra, create_database, start_infra
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from services.consent.domain import ContactPointHasher
 from shared.access import AccessSlice, access_item
 from shared.messaging.events import AccessRequested
+from shared.privacy import ContactPointDigests, SuppressionChains
 
-def _asked_points(hasher: ContactPointHasher, request: AccessRequested) -> list[tuple[str, str, bytes]]:
-    """(kind, value, digest) of every valid contact point in the request."""
-    points = [("email", v, d) for v, d in zip(request.emails, hasher.emails(request.emails)) if d is not None]
-    return points + [("phone", v, d) for v, d in zip(request.phones, hasher.phones(request.phones)) if d is not None]
+def _asked_points(digests: ContactPointDigests, request: AccessRequested) -> list[tuple[str, str, list[bytes]]]:
+    """(kind, value, its digest under each live key chain) of every valid contact point asked."""
+    points = [("email", v, d) for v, d in zip(request.emails, digests.emails(request.emails)) if d is not None]
+    return points + [("phone", v, d) for v, d in zip(request.phones, digests.phones(request.phones)) if d is not None]
 
 
 async def person_items(store: Any, person_id: uuid.UUID) -> list[dict[str, Any]]:
@@ -39,18 +39,18 @@ async def person_items(store: Any, person_id: uuid.UUID) -> list[dict[str, Any]]
     return items
 
 
-def slice_for(hasher: ContactPointHasher) -> AccessSlice:
+def slice_for(hasher: SuppressionChains) -> AccessSlice:
     """The slice function for `answer_access_requests`, bound to the service's hash key."""
 
     async def consent_slice(store: Any, request: AccessRequested) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         if request.person_id is not None:
             items += await person_items(store, request.person_id)
-        for kind, value, digest in _asked_points(hasher, request):
+        for kind, value, digests in _asked_points(await store.suppression_digests(hasher), request):
             items += [access_item("suppression_record", kind, value, source=r["source"], purpose=r["purpose"],
                                   recorded_at=r["recorded_at"], type="suppression_record", channel=r["channel"],
                                   stored_as="keyed hash (HMAC-SHA256)")
-                      for r in await store.suppressions_of(digest)]
+                      for r in await store.suppressions_of(digests)]
         return items
 
     return consent_slice

@@ -11,13 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.consent import storage
 from services.consent.checks import check_batch, check_one
-from services.consent.domain import Decision, Status, may_lift_ban, normalise_email, normalise_phone
+from services.consent.domain import Decision, Status, may_lift_ban
 from services.consent.handlers import hasher_for, register_ban
 from services.consent.storage import Evidence
 from shared.web.auth import Principal, Role, deny, write_audit
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.messaging.events import Channel, ConsentGranted, ConsentWithdrawn, OptoutRegistered, Purpose
 from shared.web.http import require, runtime_of
+from shared.privacy import email_or_none, phone_or_none
 
 router = APIRouter(tags=["consent"])
 STAFF = (Role.register_owner, Role.register_user)
@@ -202,12 +203,14 @@ async def register_optout(body: OptoutRequest, request: Request,
                            fields={"person_id": "required unless emails or phones are given"})
     runtime = runtime_of(request)
     hasher = hasher_for(runtime.settings)
-    bad = {f"emails.{i}": "not a valid email" for i, d in enumerate(hasher.emails(body.emails)) if d is None}
-    bad |= {f"phones.{i}": "not a valid phone number" for i, d in enumerate(hasher.phones(body.phones)) if d is None}
+    normal_emails = [email_or_none(e) for e in body.emails]  # the one normal form (SPEC §9), as contacts publishes
+    normal_phones = [phone_or_none(p) for p in body.phones]
+    bad = {f"emails.{i}": "not a valid email" for i, e in enumerate(normal_emails) if e is None}
+    bad |= {f"phones.{i}": "not a valid phone number" for i, p in enumerate(normal_phones) if p is None}
     if bad:
         raise InvalidInput("invalid contact points: " + ", ".join(bad), fields=bad)
-    emails = [normalise_email(e) or "" for e in body.emails]  # the forms contacts publishes
-    phones = [normalise_phone(p) or "" for p in body.phones]
+    emails = [e for e in normal_emails if e is not None]
+    phones = [p for p in normal_phones if p is not None]
     evidence = Evidence(source=body.source, method=body.method, actor=principal.user,
                         notice_version=body.notice_version)
     async with runtime.pool.acquire() as conn, conn.transaction():

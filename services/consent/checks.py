@@ -1,5 +1,6 @@
 """Allow/deny checks (R8, R13): one target, or a campaign list of up to 100,000, answered
-with a few set-based queries whatever the list's size (hashes computed in memory)."""
+with a few set-based queries whatever the list's size (hashes computed in memory, under each
+live suppression key chain, SPEC §9)."""
 from __future__ import annotations
 
 import uuid
@@ -8,8 +9,9 @@ from typing import Any, Sequence
 import asyncpg
 
 from services.consent import storage
-from services.consent.domain import INVALID, CheckOutcome, ContactPointHasher, decide, normalise_email, normalise_phone
+from services.consent.domain import INVALID, CheckOutcome, decide
 from shared.messaging.events import Channel, Purpose
+from shared.privacy import SuppressionChains, email_or_none, phone_or_none
 
 
 def _outcomes(hits: list[tuple[int, str]]) -> dict[int, CheckOutcome]:
@@ -21,22 +23,18 @@ def _outcomes(hits: list[tuple[int, str]]) -> dict[int, CheckOutcome]:
                       granted="granted" in f) for i, f in flags.items()}
 
 
-async def check_one(pool: asyncpg.Pool, hasher: ContactPointHasher, purpose: Purpose, channel: Channel, *,
+async def check_one(pool: asyncpg.Pool, hasher: SuppressionChains, purpose: Purpose, channel: Channel, *,
                     email: str | None = None, phone: str | None = None, person_id: uuid.UUID | None = None
                     ) -> CheckOutcome | None:
     """One target's outcome; None when the email or phone is not valid."""
     if person_id is not None:
         hits = await storage.check_persons(pool, [person_id], purpose.value, channel.value)
     else:
-        if email is not None:
-            value = normalise_email(email)
-            digest = hasher.email(value) if value else None
-        else:
-            value = normalise_phone(phone or "")
-            digest = hasher.phone(value) if value else None
-        if digest is None:
+        kind, value = ("email", email_or_none(email)) if email is not None else ("phone", phone_or_none(phone or ""))
+        if value is None:
             return None
-        hits = await storage.check_digests(pool, [digest], purpose.value, channel.value)
+        digests = (await hasher.digests(pool)).of(kind, value)
+        hits = await storage.check_digests(pool, digests, purpose.value, channel.value, per_point=len(digests))
     return _outcomes(hits).get(0, decide())
 
 
@@ -45,11 +43,12 @@ def _render(outcomes: Sequence[CheckOutcome]) -> list[dict[str, Any]]:
     return [shared.setdefault(o, {"allowed": o.allowed, "reason": o.reason.value}) for o in outcomes]
 
 
-async def _contact_points(pool: asyncpg.Pool, digests: list[bytes | None], purpose: str, channel: str
-                          ) -> list[CheckOutcome]:
+async def _contact_points(pool: asyncpg.Pool, digests: list[list[bytes] | None], purpose: str, channel: str,
+                          per_point: int) -> list[CheckOutcome]:
+    """Outcomes of contact points given as their digests under each live chain (None: invalid)."""
     valid_positions = [i for i, d in enumerate(digests) if d is not None]
-    valid = [d for d in digests if d is not None]
-    hits = await storage.check_digests(pool, valid, purpose, channel)
+    valid = [one for d in digests if d is not None for one in d]
+    hits = await storage.check_digests(pool, valid, purpose, channel, per_point=per_point)
     decided = _outcomes(hits)
     default = decide()
     out = [INVALID] * len(digests)
@@ -58,12 +57,14 @@ async def _contact_points(pool: asyncpg.Pool, digests: list[bytes | None], purpo
     return out
 
 
-async def check_batch(pool: asyncpg.Pool, hasher: ContactPointHasher, purpose: Purpose, channel: Channel, *,
+async def check_batch(pool: asyncpg.Pool, hasher: SuppressionChains, purpose: Purpose, channel: Channel, *,
                       emails: list[str], phones: list[str], person_ids: list[uuid.UUID]) -> dict[str, Any]:
     """Outcomes in the order given, per list, and how many were denied."""
     p, c = purpose.value, channel.value
-    email_out = await _contact_points(pool, hasher.emails(emails), p, c) if emails else []
-    phone_out = await _contact_points(pool, hasher.phones(phones), p, c) if phones else []
+    digests = await hasher.digests(pool)
+    chains = len(digests.chains)
+    email_out = await _contact_points(pool, digests.emails(emails), p, c, chains) if emails else []
+    phone_out = await _contact_points(pool, digests.phones(phones), p, c, chains) if phones else []
     person_out: list[CheckOutcome] = []
     if person_ids:
         decided = _outcomes(await storage.check_persons(pool, person_ids, p, c))

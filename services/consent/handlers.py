@@ -12,7 +12,7 @@ from functools import lru_cache, partial
 from typing import Sequence
 
 from services.consent import access, storage
-from services.consent.domain import ContactPointHasher, Status, derive_suppression_key
+from services.consent.domain import Status
 from services.consent.settings import ConsentSettings
 from services.consent.storage import Change, Evidence
 from shared.access import answer_access_requests
@@ -24,6 +24,8 @@ from shared.messaging.events import (
     ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed, OptoutRegistered, Purpose,
 )
 from shared.logging import get_logger
+from shared.privacy import SuppressionChains
+from shared.privacy.config import suppression_keyring
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
@@ -32,23 +34,24 @@ SUPPRESSION_SOURCE = "suppression-list"
 
 
 @lru_cache(maxsize=4)
-def _hasher(key: bytes) -> ContactPointHasher:
-    return ContactPointHasher(key)
+def _hasher(_schema: str, current: str, old: str, ttl_s: float) -> SuppressionChains:
+    return SuppressionChains(suppression_keyring(current, old), ttl_s)
 
 
-def hasher_for(settings: ConsentSettings) -> ContactPointHasher:
-    """One hasher per key, its HMAC state computed once (batch checks hash 100,000 points)."""
-    return _hasher(derive_suppression_key(settings.consent_suppression_key, settings.rekisteri_token_secret))
+def hasher_for(settings: ConsentSettings) -> SuppressionChains:
+    """One digester per key set, its HMAC states computed once (batch checks hash 100,000 points)."""
+    return _hasher(settings.schema, settings.rekisteri_suppression_key, settings.rekisteri_suppression_old_keys,
+                   settings.suppression_chain_ttl_s)
 
 
 # ---- commands shared by the API and the event handlers ---------------------------------
 
-async def register_ban(uow: UnitOfWork, hasher: ContactPointHasher, *, person_id: uuid.UUID | None,
+async def register_ban(uow: UnitOfWork, hasher: SuppressionChains, *, person_id: uuid.UUID | None,
                        emails: Sequence[str], phones: Sequence[str], purposes: Sequence[str],
                        channels: Sequence[str], evidence: Evidence) -> list[Change]:
     """Record a ban (R13) and keep the contact points needed to honour it (R8). A ban always
     wins: it overrides a permission, which is then reported withdrawn."""
-    points = hasher.contact_points(list(emails), list(phones))
+    points = (await uow.store.suppression_digests(hasher)).points(list(emails), list(phones))
     persons: set[uuid.UUID] = set()
     if person_id is not None and points and await uow.store.is_erased(person_id):
         person_id = None  # erased (R7): only the suppression list may learn from this ban
@@ -56,7 +59,7 @@ async def register_ban(uow: UnitOfWork, hasher: ContactPointHasher, *, person_id
         persons.add(person_id)
         await uow.store.link_contact_points(person_id, points)
     if points:
-        persons.update(await uow.store.persons_with([d for d, _ in points]))
+        persons.update(await uow.store.persons_with([p.digest for p in points]))
     triples = [(p, pu, ch) for p in sorted(persons) for pu in purposes for ch in channels]
     changes = await uow.store.record_bans(triples, evidence)
     await uow.store.suppress_digests(points, purposes, channels, evidence.source)
@@ -68,13 +71,13 @@ async def register_ban(uow: UnitOfWork, hasher: ContactPointHasher, *, person_id
     return changes
 
 
-async def match_suppression_list(uow: UnitOfWork, hasher: ContactPointHasher, person_id: uuid.UUID,
+async def match_suppression_list(uow: UnitOfWork, hasher: SuppressionChains, person_id: uuid.UUID,
                                  emails: Sequence[str], phones: Sequence[str]) -> list[Change]:
     """A (re-)registered person whose address is suppressed gets the bans back under the new
     id, announced as `optout-registered`: a B2B re-import never resurrects marketing (R4, R8)."""
     if await uow.store.is_erased(person_id):
         return []  # a late event about an erased person must not bring its data back (R7)
-    points = hasher.contact_points(list(emails), list(phones))
+    points = (await uow.store.suppression_digests(hasher)).points(list(emails), list(phones))
     await uow.store.link_contact_points(person_id, points)
     await uow.store.suppress_points_of([person_id], SUPPRESSION_SOURCE)  # new addresses of a banned person
     pairs = await uow.store.suppressed_pairs_of(person_id)
@@ -94,7 +97,7 @@ async def match_suppression_list(uow: UnitOfWork, hasher: ContactPointHasher, pe
 
 # ---- consumed events ---------------------------------------------------------------------
 
-async def on_optout_registered(ctx: EventContext[OptoutRegistered], hasher: ContactPointHasher) -> None:
+async def on_optout_registered(ctx: EventContext[OptoutRegistered], hasher: SuppressionChains) -> None:
     """A ban from a web form, marketing tool or staff system (R8, R13)."""
     if ctx.envelope.source == SERVICE:
         return  # our own announcement: applied in the transaction that published it
@@ -109,12 +112,12 @@ async def on_optout_registered(ctx: EventContext[OptoutRegistered], hasher: Cont
              person_id=str(p.person_id) if p.person_id else None, new_bans=len(changes))
 
 
-async def on_contact_registered(ctx: EventContext[ContactRegistered], hasher: ContactPointHasher) -> None:
+async def on_contact_registered(ctx: EventContext[ContactRegistered], hasher: SuppressionChains) -> None:
     p = ctx.payload
     await match_suppression_list(ctx.uow, hasher, p.person_id, p.emails, p.phones)
 
 
-async def on_contact_updated(ctx: EventContext[ContactUpdated], hasher: ContactPointHasher) -> None:
+async def on_contact_updated(ctx: EventContext[ContactUpdated], hasher: SuppressionChains) -> None:
     p = ctx.payload
     await match_suppression_list(ctx.uow, hasher, p.person_id, p.emails, p.phones)
 

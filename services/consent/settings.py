@@ -10,8 +10,9 @@ class ConsentSettings(ServiceSettings):
     # only when its wait expires, so consent waits less than the platform's 10 ms (bench:
     # p50 ~9 -> ~6 ms) at the cost of more idle fetches.
     kafka_fetch_max_wait_ms: int = 5
-    # Key of the HMAC-SHA256 hashes the suppression list keeps instead of contact points (R8).
-    # Empty: derived from the token secret (embedded stack). Changing it orphans the list.
-    consent_suppression_key: str = ""
+    # The suppression list's digests are keyed by REKISTERI_SUPPRESSION_KEY (shared settings,
+    # SPEC §9). How stale the list of key chains in use may be: `rekisteri suppression rekey`
+    # waits longer than this before it moves a digest onto a new chain.
+    suppression_chain_ttl_s: float = 1.0
     # Largest campaign list one batch check takes (issue 4).
     consent_batch_max: int = 100_000

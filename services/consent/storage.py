@@ -8,6 +8,15 @@ from typing import Any, Sequence
 
 import asyncpg
 
+from shared.privacy.digests import StoredDigest
+from shared.privacy.rekey import DigestTable, SuppressionLists
+
+# What `rekisteri suppression rekey` re-keys here (SPEC §9); every other column is copied.
+SUPPRESSION_LISTS = SuppressionLists("consent", (
+    DigestTable("contact_point", ("person_id", "kind")),
+    DigestTable("suppression_record", ("purpose", "channel", "kind", "source", "recorded_at")),
+))
+
 
 @dataclass(frozen=True)
 class Evidence:
@@ -32,8 +41,8 @@ WITH target AS (
     SELECT DISTINCT p, pu, ch FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(p, pu, ch)
     WHERE NOT EXISTS (SELECT 1 FROM erased_person e WHERE e.person_id = t.p)
 ), sup AS (
-    INSERT INTO suppression_record (digest, purpose, channel, kind, source)
-    SELECT cp.digest, t.pu, t.ch, cp.kind, $4 FROM target t JOIN contact_point cp ON cp.person_id = t.p
+    INSERT INTO suppression_record (digest, key_id, purpose, channel, kind, source)
+    SELECT cp.digest, cp.key_id, t.pu, t.ch, cp.kind, $4 FROM target t JOIN contact_point cp ON cp.person_id = t.p
     ON CONFLICT DO NOTHING
 ), prev AS (
     SELECT t.p, t.pu, t.ch, s.status FROM target t
@@ -71,8 +80,8 @@ async def record_bans(conn: asyncpg.Connection, triples: Sequence[tuple[uuid.UUI
 async def suppress_points_of(conn: asyncpg.Connection, person_ids: Sequence[uuid.UUID], source: str) -> None:
     """Keep, on the suppression list, every known contact point of every ban of these persons (R8)."""
     await conn.execute(
-        "INSERT INTO suppression_record (digest, purpose, channel, kind, source)"
-        " SELECT cp.digest, s.purpose, s.channel, cp.kind, $2 FROM contact_point cp"
+        "INSERT INTO suppression_record (digest, key_id, purpose, channel, kind, source)"
+        " SELECT cp.digest, cp.key_id, s.purpose, s.channel, cp.kind, $2 FROM contact_point cp"
         " JOIN consent_state s ON s.person_id = cp.person_id AND s.status = 'banned'"
         " WHERE cp.person_id = ANY($1::uuid[])"
         " ON CONFLICT DO NOTHING",
@@ -80,17 +89,18 @@ async def suppress_points_of(conn: asyncpg.Connection, person_ids: Sequence[uuid
     )
 
 
-async def suppress_digests(conn: asyncpg.Connection, points: Sequence[tuple[bytes, str]],
+async def suppress_digests(conn: asyncpg.Connection, points: Sequence[StoredDigest],
                            purposes: Sequence[str], channels: Sequence[str], source: str) -> None:
     if not points:
         return
-    digests, kinds = zip(*points)
     await conn.execute(
-        "INSERT INTO suppression_record (digest, purpose, channel, kind, source)"
-        " SELECT d.digest, pu, ch, d.kind, $5"
-        " FROM unnest($1::bytea[], $2::text[]) AS d(digest, kind), unnest($3::text[]) pu, unnest($4::text[]) ch"
+        "INSERT INTO suppression_record (digest, key_id, purpose, channel, kind, source)"
+        " SELECT d.digest, d.key_id, pu, ch, d.kind, $6"
+        " FROM unnest($1::bytea[], $2::text[], $3::text[]) AS d(digest, key_id, kind),"
+        " unnest($4::text[]) pu, unnest($5::text[]) ch"
         " ON CONFLICT DO NOTHING",
-        list(digests), list(kinds), list(purposes), list(channels), source,
+        [p.digest for p in points], [p.chain for p in points], [p.kind for p in points], list(purposes),
+        list(channels), source,
     )
 
 
@@ -101,16 +111,15 @@ async def persons_with(conn: asyncpg.Connection, digests: Sequence[bytes]) -> li
 
 
 async def link_contact_points(conn: asyncpg.Connection, person_id: uuid.UUID,
-                              points: Sequence[tuple[bytes, str]]) -> None:
+                              points: Sequence[StoredDigest]) -> None:
     """Remember which hashed contact points belong to the person (additive: an old address
     stays linked, so its ban is still honoured)."""
     if not points:
         return
-    digests, kinds = zip(*points)
     await conn.execute(
-        "INSERT INTO contact_point (digest, person_id, kind)"
-        " SELECT d, $1, k FROM unnest($2::bytea[], $3::text[]) AS t(d, k) ON CONFLICT DO NOTHING",
-        person_id, list(digests), list(kinds),
+        "INSERT INTO contact_point (digest, key_id, person_id, kind)"
+        " SELECT d, c, $1, k FROM unnest($2::bytea[], $3::text[], $4::text[]) AS t(d, c, k) ON CONFLICT DO NOTHING",
+        person_id, [p.digest for p in points], [p.chain for p in points], [p.kind for p in points],
     )
 
 
@@ -192,9 +201,11 @@ async def history_of(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UU
     return [dict(r) for r in rows]
 
 
-async def suppressions_of(conn: asyncpg.Connection, digest: bytes) -> list[dict[str, Any]]:
-    rows = await conn.fetch("SELECT purpose, channel, source, recorded_at FROM suppression_record"
-                            " WHERE digest = $1 ORDER BY purpose, channel", digest)
+async def suppressions_of(conn: asyncpg.Connection, digests: Sequence[bytes]) -> list[dict[str, Any]]:
+    """The suppression records of one contact point, given its digest under each live chain."""
+    rows = await conn.fetch("SELECT DISTINCT ON (purpose, channel) purpose, channel, source, recorded_at"
+                            " FROM suppression_record WHERE digest = ANY($1::bytea[])"
+                            " ORDER BY purpose, channel, recorded_at", list(digests))
     return [dict(r) for r in rows]
 
 
@@ -236,19 +247,21 @@ async def marketing_register_page(pool: asyncpg.Pool, after: uuid.UUID | None, l
 LARGE_LIST = 1000
 
 async def check_digests(conn: asyncpg.Connection | asyncpg.Pool, digests: list[bytes], purpose: str,
-                        channel: str) -> list[tuple[int, str]]:
-    """(1-based position, hit) for positions that are suppressed or whose person has a state."""
+                        channel: str, per_point: int = 1) -> list[tuple[int, str]]:
+    """(1-based position, hit) for positions that are suppressed or whose person has a state.
+    Each position has `per_point` consecutive digests (one per live key chain)."""
     if not digests:
         return []
     rows = await _fetch_list_query(
         conn,
-        "WITH t AS MATERIALIZED (SELECT d, ord FROM unnest($1::bytea[]) WITH ORDINALITY AS u(d, ord))"
+        "WITH t AS MATERIALIZED (SELECT d, (ord - 1) / $4 + 1 AS ord"
+        " FROM unnest($1::bytea[]) WITH ORDINALITY AS u(d, ord))"
         " SELECT t.ord, 'suppressed' AS hit FROM t"
         " JOIN suppression_record r ON r.digest = t.d AND r.purpose = $2 AND r.channel = $3"
         " UNION ALL"
         " SELECT t.ord, s.status FROM t JOIN contact_point cp ON cp.digest = t.d"
         " JOIN consent_state s ON s.person_id = cp.person_id AND s.purpose = $2 AND s.channel = $3",
-        digests, purpose, channel,
+        digests, purpose, channel, per_point,
     )
     return [(r[0], r[1]) for r in rows]
 
@@ -302,3 +315,9 @@ async def is_passive(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UU
 async def in_marketing_register_since(conn: asyncpg.Connection, person_id: uuid.UUID) -> Any:
     """When the person moved to the marketing register, or None."""
     return await conn.fetchval("SELECT transferred_at FROM marketing_register WHERE person_id = $1", person_id)
+
+
+async def suppression_digests(conn: asyncpg.Connection, chains: Any) -> Any:
+    """Digests of contact points under every key chain in use in this schema (`chains` is the
+    service's `shared.privacy.SuppressionChains`; it caches what it reads here)."""
+    return await chains.digests(conn)

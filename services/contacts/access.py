@@ -83,7 +83,8 @@ async def own_slice(conn: asyncpg.Connection, request: dict[str, Any]) -> list[d
         if everything is not None:
             items += access_report.person_items(everything)
     points = [*request["emails"], *request["phones"]]
-    purposes = {p: await storage.suppressed_purposes(conn, [domain.contact_point_digest(p)]) for p in points}
+    purposes = {e: await storage.suppressed_purposes(conn, [e], []) for e in request["emails"]}
+    purposes |= {p: await storage.suppressed_purposes(conn, [], [p]) for p in request["phones"]}
     items += access_report.suppression_items(points, purposes)
     earlier = await storage.earlier_access_requests(conn, request["person_id"], request["contact_digests"])
     items += access_report.earlier_request_items([r for r in earlier if r["id"] != request["id"]])
@@ -103,7 +104,7 @@ async def record_request(conn: asyncpg.Connection, who: Principal, *, person_id:
     if person is not None:  # consent finds suppression records by every contact point the person has
         emails = domain.unique([*emails, *person["emails"]])
         phones = domain.unique([*phones, *person["phones"]])
-    digests = [domain.contact_point_digest(v) for v in [*emails, *phones]]
+    digests = await storage.contact_digests(conn, emails, phones)
     earlier = await storage.earlier_access_requests(conn, person_id, digests)
     chargeable = access_report.is_chargeable([r["created_at"] for r in earlier], utcnow())
     request = await storage.insert_access_request(conn, {

@@ -105,7 +105,7 @@ def person_items(everything: dict[str, Any]) -> list[dict[str, Any]]:
 def suppression_items(points: list[str], purposes_of: dict[str, list[str]]) -> list[dict[str, Any]]:
     """R8: contacts keeps a digest of each banned contact point so a re-import stays banned."""
     return [access_item("suppression_record", "contact_point", point, source="consent", purpose="suppression",
-                        banned_purposes=sorted(purposes_of[point]), stored_as="sha256 digest")
+                        banned_purposes=sorted(purposes_of[point]), stored_as="keyed hash (HMAC-SHA256)")
             for point in points if purposes_of.get(point)]
 
 

@@ -20,6 +20,7 @@ DESCRIPTION = ("Contacts: organisations, business contact persons, accounts, rel
 def build_app(settings: ContactsSettings | None = None) -> FastAPI:
     settings = settings or ContactsSettings()
     runtime = ServiceRuntime("contacts", settings, MIGRATIONS, storage)
+    storage.use_suppression_keys(settings.suppression_keyring(), settings.suppression_chain_ttl_s)
     handlers.register(runtime)
     app = create_http_app(runtime, [api.router, access.router], description=DESCRIPTION)
     app.state.passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)

@@ -5,12 +5,10 @@ Errors are `ValueError`s whose message names the rule, never the value (it may b
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime, timedelta
 
-import phonenumbers
-
+from shared import privacy
 from shared.lifecycle import (FINAL_STATES, CommandOutcome, State, disposition_outcome, is_reactivation,  # noqa: F401 - the lifecycle, defined once
                               on_connection_ended, on_connection_started, passivation_outcome)
 from shared.web.auth import Role
@@ -20,7 +18,6 @@ from shared.messaging.events import Purpose
 
 BUSINESS_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2)
 _BUSINESS_ID = re.compile(r"^(\d{6,7})-(\d)$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 
 def business_id_check_digit(digits: str) -> int | None:
@@ -44,31 +41,15 @@ def normalise_business_id(value: str) -> str:
     return f"{digits}-{match.group(2)}"
 
 
-def normalise_email(value: str) -> str:
-    email = value.strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email):
-        raise ValueError("not a valid email address")
-    return email
-
-
-def normalise_phone(value: str, region: str = "FI") -> str:
-    """E.164; national numbers are read as Finnish."""
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError("not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError("not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+# Emails and phones have one normal form in the whole register: the privacy kernel's (SPEC §9).
+normalise_email = privacy.normalise_email
+normalise_phone = privacy.normalise_phone
 
 
 def unique(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def contact_point_digest(value: str) -> str:
-    """What contacts keeps of a banned contact point after erasure (R8): a digest, not the value."""
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 # ---- access (R6, R10, R11) -------------------------------------------------------------

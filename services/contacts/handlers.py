@@ -10,6 +10,7 @@ from shared.messaging.consumer import EventContext
 from shared.errors import Rejected
 from shared.messaging.events import ContactUpserted
 from shared.logging import get_logger
+from shared.privacy import email_or_none, phone_or_none
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
@@ -146,16 +147,11 @@ async def on_optout_registered(ctx: EventContext) -> None:
     points are kept as digests so a later import of them is banned too."""
     p = ctx.payload
     purposes = [x.value for x in p.purposes]
-    emails = [e.strip().lower() for e in p.emails]
-    phones = []
-    for phone in p.phones:
-        try:
-            phones.append(domain.normalise_phone(phone))
-        except ValueError:
-            phones.append(phone.strip())
+    emails = [e for e in map(email_or_none, p.emails) if e is not None]  # the one normal form (SPEC §9)
+    phones = [x for x in map(phone_or_none, p.phones) if x is not None]
     points = [*emails, *phones]
     if points:
-        await ctx.store.add_suppressed([domain.contact_point_digest(v) for v in points], purposes)
+        await ctx.store.add_suppressed(emails, phones, purposes)
     persons = set(await ctx.store.persons_with_contact_points(emails, phones)) if points else set()
     if p.person_id is not None and await ctx.store.get_person(p.person_id) is not None:
         persons.add(p.person_id)

@@ -8,10 +8,11 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from services.contacts import domain
+from shared import privacy
 from shared.messaging.events import DataSource, LegalBasis, ProcessingPurpose
 
-Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(domain.normalise_email)]
-Phone = Annotated[str, StringConstraints(max_length=40), AfterValidator(domain.normalise_phone)]
+Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(privacy.normalise_email)]
+Phone = Annotated[str, StringConstraints(max_length=40), AfterValidator(privacy.normalise_phone)]
 BusinessId = Annotated[str, StringConstraints(max_length=20), AfterValidator(domain.normalise_business_id)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=2000)]

@@ -23,8 +23,7 @@ SERVICE = "contacts"
 async def apply_suppression(uow: UnitOfWork, person_id: uuid.UUID, emails: list[str],
                             phones: list[str]) -> list[str]:
     """A contact point banned before (even of an erased person) bans this person at once (R4, R8)."""
-    digests = [domain.contact_point_digest(v) for v in [*emails, *phones]]
-    purposes = await uow.store.suppressed_purposes(digests) if digests else []
+    purposes = await uow.store.suppressed_purposes(emails, phones) if emails or phones else []
     if purposes:
         await uow.store.add_bans(person_id, purposes)
         log.info("suppression_applied", person_id=str(person_id), purposes=purposes)
@@ -35,9 +34,8 @@ async def keep_suppression(uow: UnitOfWork, person_id: uuid.UUID) -> None:
     """R8: before erasure, a banned person's contact points stay suppressed (as digests)."""
     bans = await uow.store.bans_of(person_id)
     person = await uow.store.get_person(person_id)
-    points = [*person["emails"], *person["phones"]] if person else []
-    if bans and points:
-        await uow.store.add_suppressed([domain.contact_point_digest(v) for v in points], bans)
+    if bans and person and (person["emails"] or person["phones"]):
+        await uow.store.add_suppressed(person["emails"], person["phones"], bans)
 
 
 async def check_organisation(uow: UnitOfWork, org_id: uuid.UUID | None) -> None:

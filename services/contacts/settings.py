@@ -14,3 +14,5 @@ class ContactsSettings(ServiceSettings):
     search_limit: int = 200
     # R12: after this long without every service's slice, an access request reports them as late.
     contacts_access_report_timeout_s: float = 30.0
+    # How stale the list of suppression key chains in use may be (SPEC §9, docs/PRIVACY.md).
+    suppression_chain_ttl_s: float = 1.0

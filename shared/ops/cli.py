@@ -233,6 +233,47 @@ def _run_operation(stack: Stack, coro_factory) -> int:  # noqa: ANN001 - an asyn
         return 2
 
 
+def cmd_suppression(args: argparse.Namespace) -> int:
+    """`rekisteri suppression rekey`: move every suppression list onto REKISTERI_SUPPRESSION_KEY
+    (the old keys in REKISTERI_SUPPRESSION_OLD_KEYS), keeping each ban effective (SPEC §9)."""
+    from shared.privacy.keys import KeyConfigurationError
+    from shared.privacy.rekey import rekey
+    from shared.settings import ServiceSettings
+
+    async def run() -> int:
+        import asyncpg
+
+        settings = ServiceSettings()
+        keyring = settings.suppression_keyring()
+        targets = []
+        try:
+            for name in SERVICE_NAMES:
+                lists = getattr(importlib.import_module(f"services.{name}.storage"), "SUPPRESSION_LISTS", None)
+                if lists is None:
+                    continue
+                conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": lists.schema})
+                targets.append((conn, lists))
+                if not await conn.fetchval("SELECT to_regclass('suppression_key_chain') IS NOT NULL"):
+                    print(f"{lists.schema}: not migrated yet, nothing to re-key", file=sys.stderr)
+                    targets.pop()
+                    await conn.close()
+            reports = await rekey(targets, keyring, grace_s=args.grace, batch=args.batch,
+                                  progress=lambda line: print(line, file=sys.stderr))
+            for report in reports:
+                print(json.dumps({"schema": report.schema, "chains_moved": report.chains_moved,
+                                  "digests_moved": report.digests_moved, "legacy_left": report.legacy_left}))
+            return 0
+        finally:
+            for conn, _ in targets:
+                await conn.close()
+
+    try:
+        return asyncio.run(run())
+    except (KeyConfigurationError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -438,6 +479,15 @@ def build_parser() -> argparse.ArgumentParser:
     lag.add_argument("--group", action="append", help="a consumer group, e.g. billing or billing.usage-recorded (repeatable)")
     lag.add_argument("--json", action="store_true", help=JSON_HELP + " (with the lag of each partition)")
     lag.set_defaults(func=cmd_lag)
+    suppression = sub.add_parser("suppression", help="the suppression lists' keyed digests (SPEC §9)")
+    suppression_sub = suppression.add_subparsers(dest="action", required=True)
+    rekey = suppression_sub.add_parser(
+        "rekey", help="re-key every suppression list onto REKISTERI_SUPPRESSION_KEY (old keys in"
+                      " REKISTERI_SUPPRESSION_OLD_KEYS); every ban stays effective throughout")
+    rekey.add_argument("--grace", type=float, default=3.0,
+                       help="seconds to wait after announcing the new key chains (> SUPPRESSION_CHAIN_TTL_S)")
+    rekey.add_argument("--batch", type=int, default=1000, help="digests moved per transaction")
+    rekey.set_defaults(func=cmd_suppression)
     publish = sub.add_parser("publish", help="validate and publish events of a catalogued topic from JSON")
     publish.add_argument("topic", help="a catalogued topic, e.g. usage-recorded")
     publish.add_argument("--file", "-f", required=True,

@@ -28,6 +28,7 @@ from shared.messaging.signing import generate_keyring
 from shared.messaging.kafka import ensure_topics, list_groups, publish_incarnation
 from shared.messaging.lag import consumer_lag
 from shared.logging import get_logger
+from shared.privacy.keys import development_keys
 from shared.settings import SERVICE_NAMES, PlatformSettings
 from shared.ops.endpoints import data_dir, write_endpoints
 from shared.ops.stack import EmbeddedBroker, EmbeddedPostgres, _die_with_parent
@@ -163,6 +164,8 @@ class Stack:
             if not keyring_file.exists():
                 generate_keyring(keyring_file)
             env["REKISTERI_SIGNING_KEYRING"] = str(keyring_file)
+        # SPEC §9: development keys kept in the data directory (services refuse to start without keys).
+        env.update(development_keys(self.root, env))
         return env
 
     def endpoints(self) -> dict[str, str]:

@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-from services.contacts.domain import contact_point_digest
 from shared.web.auth import Role
 from shared.messaging.envelope import utcnow
 from shared.messaging.events import (AssignmentEnded, AssignmentStarted, ContactUpserted, DataSource, DispositionCommanded,
@@ -74,8 +73,9 @@ async def test_r4_r8_banned_person_reimported_is_not_resurrected_for_marketing(i
     async with ExternalSystem(infra.bootstrap) as systems:
         await systems.publish(OptoutRegistered(emails=[email], purposes=list(Purpose), source="phone call"),
                               source="consent")
+        keyed = contacts.runtime.settings.suppression_keyring().digest("email", email)  # SPEC §9: keyed, not SHA-256
         await eventually(lambda: contacts.runtime.pool.fetchval(
-            "SELECT count(*) FROM suppressed_contact_points WHERE digest = $1", contact_point_digest(email)))
+            "SELECT count(*) FROM suppressed_contact_points WHERE digest = $1", keyed))
         ref = f"b2b-{uuid.uuid4()}"
         await systems.publish(imported(ref, email.upper()), source="b2b-import")
         person = await eventually(lambda: person_by_ref(contacts, ref))
@@ -85,7 +85,7 @@ async def test_r4_r8_banned_person_reimported_is_not_resurrected_for_marketing(i
     assert str(person["id"]) not in {p["id"] for p in export.json()["persons"]}
     # the suppression keeps digests, never the address itself (R8 without keeping more than needed)
     assert await contacts.runtime.pool.fetchval(
-        "SELECT count(*) FROM suppressed_contact_points WHERE digest = $1", email) == 0
+        "SELECT count(*) FROM suppressed_contact_points WHERE digest = $1", email.encode()) == 0
 
 
 async def test_p2_assignment_events_activate_and_end(infra, contacts):

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from services.consent.handlers import hasher_for
 from services.retention.domain import FrozenClock
 from shared.web.auth import Role
 from shared.messaging.events import UsageRecorded
@@ -120,7 +119,7 @@ async def test_r7_r8_r12_erasure_is_honoured_everywhere_and_only_the_suppression
         # contact-registered can leave no suppression record (reported with issue 7).
         return bool(await consent.runtime.pool.fetchval(
             "SELECT true FROM contact_point WHERE person_id = $1 AND digest = $2", uuid.UUID(pid),
-            hasher_for(consent.runtime.settings).email(email)))
+            consent.runtime.settings.suppression_keyring().digest("email", email)))
     await eventually(consent_knows_email)
     ban = await consent.http.post("/me/consents", headers=subject(pid), json={
         "purpose": "distance_selling", "channel": "phone", "decision": "ban", "method": "self_service_form"})

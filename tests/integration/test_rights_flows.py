@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 
-from services.consent.handlers import hasher_for
 from shared.web.auth import Role
 from shared.messaging.events import Channel, OptoutRegistered, Purpose
 from tests.helpers import ExternalSystem, auth, eventually
@@ -82,11 +81,11 @@ async def test_r13_r8_ban_by_email_on_the_topic_reaches_contacts_and_consent(inf
 async def test_r14_approved_rectification_reaches_consent(infra, services):
     contacts, consent = services
     pid, old_email = await new_person(contacts)
-    hasher = hasher_for(consent.runtime.settings)
+    keyring = consent.runtime.settings.suppression_keyring()
 
     async def linked(email: str) -> bool:
         return bool(await consent.runtime.pool.fetchval(
-            "SELECT true FROM contact_point WHERE person_id = $1 AND digest = $2", uuid.UUID(pid), hasher.email(email)))
+            "SELECT true FROM contact_point WHERE person_id = $1 AND digest = $2", uuid.UUID(pid), keyring.digest("email", email)))
     await eventually(lambda: linked(old_email))  # consent learnt the first address from contact-registered
 
     new_email = f"olli.oikea.{uuid.uuid4().hex[:8]}@example.fi"

@@ -119,9 +119,11 @@ def test_every_interpolated_variable_is_in_the_env_example():
     assert interpolated <= documented, interpolated - documented
 
 
-def test_suppression_key_is_its_own_required_secret():
-    """R8: the suppression list must survive a token-secret rotation."""
-    assert SERVICES["consent"]["environment"]["CONSENT_SUPPRESSION_KEY"].startswith("${CONSENT_SUPPRESSION_KEY:?")
+def test_suppression_and_master_keys_are_their_own_required_secrets():
+    """R8, SPEC §9: the keys are never derived from another secret, and every service needs them."""
+    for service in ("contacts", "consent", "retention", "billing"):
+        for variable in ("REKISTERI_SUPPRESSION_KEY", "REKISTERI_MASTER_KEY"):
+            assert SERVICES[service]["environment"][variable].startswith(f"${{{variable}:?")
 
 
 def test_operations_guide_documents_every_setting():

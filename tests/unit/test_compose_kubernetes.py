@@ -51,7 +51,7 @@ def test_settings_are_known_and_secrets_come_from_the_secret():
     config = of_kind("ConfigMap")["rekisteri-config"]["data"]
     assert set(config) <= known, set(config) - known
     assert config["HTTP_HOST"] == "0.0.0.0" and config["KAFKA_ENABLE_IDEMPOTENCE"] == "true"
-    assert not {"DATABASE_URL", "REKISTERI_TOKEN_SECRET", "CONSENT_SUPPRESSION_KEY"} & set(config)
+    assert not {"DATABASE_URL", "REKISTERI_TOKEN_SECRET", "REKISTERI_SUPPRESSION_KEY", "REKISTERI_MASTER_KEY"} & set(config)
     for deployment in of_kind("Deployment").values():
         for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
             assert e["name"] in known, e["name"]

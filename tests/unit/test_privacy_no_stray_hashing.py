@@ -1,0 +1,49 @@
+"""SPEC §9, issue 15: only the privacy kernel hashes personal values. An unkeyed hash of an
+email or phone gives the value back (every Finnish mobile number hashes in minutes), so any
+other hashing in services/ or shared/ must be on an allow-list saying why it is not personal."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HASHING_IMPORT = re.compile(
+    r"^\s*(?:import|from)\s+(?:hashlib|hmac|_hashlib|_sha2|_sha256|_md5|_blake2|zlib"
+    r"|cryptography\.hazmat\.primitives(?:\.hashes|\.hmac)?|Crypto\.Hash)\b", re.MULTILINE)
+SQL_HASHING = re.compile(r"\b(?:sha224|sha256|sha384|sha512|md5|digest|hmac|crypt)\s*\(", re.IGNORECASE)
+
+ALLOWED_PYTHON = {
+    # SHA-256 of a migration file's SQL text: its checksum, to refuse an edited migration.
+    "shared/db.py",
+    # SHA-256 of a dead-lettered message's bytes (`x-original-sha256`), to match a dead letter
+    # to the message as received. A well-formed event's bytes include its random envelope id,
+    # so the digest reveals nothing; a malformed message that is nothing but a contact point
+    # would give a guessable digest: the dead-letter rework of issue 15 is to key or drop it.
+    "shared/messaging/consumer.py",
+}
+ALLOWED_SQL = {
+    # Finds which of the old unkeyed digests contacts can re-digest under the key; it computes
+    # nothing new: the plain values are in contacts' own tables already.
+    "services/contacts/migrations/0003_keyed_suppression_digests.sql",
+}
+
+
+def _files(pattern: str) -> list[Path]:
+    return [p for d in ("services", "shared") for p in sorted((ROOT / d).rglob(pattern))
+            if "privacy" not in p.relative_to(ROOT).parts[:2]]
+
+
+def test_no_python_module_outside_the_kernel_hashes_except_the_allowed_ones():
+    hashing = {str(p.relative_to(ROOT)) for p in _files("*.py") if HASHING_IMPORT.search(p.read_text())}
+    assert hashing == ALLOWED_PYTHON, f"hashing outside shared/privacy/: {sorted(hashing - ALLOWED_PYTHON)}"
+
+
+def test_no_migration_hashes_in_sql_except_the_allowed_one():
+    hashing = {str(p.relative_to(ROOT)) for p in _files("*.sql")
+               if SQL_HASHING.search(re.sub(r"--[^\n]*", "", p.read_text()))}
+    assert hashing == ALLOWED_SQL, f"hashing in SQL: {sorted(hashing - ALLOWED_SQL)}"
+
+
+def test_the_kernel_is_where_contact_points_are_hashed():
+    kernel = (ROOT / "shared" / "privacy" / "digests.py").read_text()
+    assert HASHING_IMPORT.search(kernel) and "hmac" in kernel
