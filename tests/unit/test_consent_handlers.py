@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from services.consent import access, handlers
-from services.consent.domain import ContactPointHasher
+from shared.privacy import SuppressionChains, SuppressionKeyring
 from shared.errors import Rejected
 from shared.messaging.events import (
     AccessRequested, Channel, ContactErased, ContactPassivated, ContactReactivated, ContactRegistered,
@@ -16,7 +16,7 @@ from shared.messaging.events import (
 from tests.unit.fakes.consent import ConsentStore
 from tests.unit.fakes.events import context
 
-HASHER = ContactPointHasher(b"unit-test-suppression-key-32-bytes!!")
+HASHER = SuppressionChains(SuppressionKeyring(b"unit-test-suppression-key-32-bytes"))
 EMAIL = "maija.meikalainen@example.fi"
 
 

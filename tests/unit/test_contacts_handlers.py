@@ -116,7 +116,7 @@ async def test_r3_contact_upserted_with_a_business_id_links_one_organisation_for
 
 
 @pytest.mark.parametrize("fields, reason", [
-    (dict(emails=["not-an-address"]), "emails: not a valid email address"),
+    (dict(emails=["not-an-address"]), "emails: an email address has exactly one @"),
     (dict(phones=["12"]), "phones: not"),
     (dict(organisation_business_id="1234567-2"), "organisation_business_id: the y-tunnus check digit"),
 ])
@@ -354,8 +354,7 @@ async def test_r7_r8_erasure_removes_the_person_keeps_banned_contact_points_as_d
     outbox = await handle(store, disposition(person_id, "erase", command), source="retention")
     assert person_id not in store.persons and store.relationships == {} and store.bans == set()
     assert store.erased[person_id]["command_id"] == command
-    assert store.suppressed == {(domain.contact_point_digest(EMAIL), "distance_selling"),
-                                (domain.contact_point_digest(PHONE), "distance_selling")}
+    assert store.suppressed == {(d, "distance_selling") for d in store.digests([EMAIL], [PHONE])}
     assert all(EMAIL not in d and PHONE not in d for d, _ in store.suppressed)  # digests, not the values
     assert outbox.of("contact-erased") == [{"person_id": str(person_id), "command_id": str(command)}]
     [confirmed] = outbox.of("disposition-confirmed")
@@ -420,7 +419,7 @@ async def test_r8_r13_optout_by_contact_points_bans_every_person_holding_them_an
     assert await store.bans_of(by_email) == await store.bans_of(by_phone) == ["direct_advertising",
                                                                                "distance_selling"]
     assert await store.bans_of(bystander) == []
-    assert {d for d, _ in store.suppressed} == {domain.contact_point_digest(EMAIL), domain.contact_point_digest(PHONE)}
+    assert {d for d, _ in store.suppressed} == set(store.digests([EMAIL], [PHONE]))
 
 
 async def test_r13_optout_naming_a_person_bans_that_person():

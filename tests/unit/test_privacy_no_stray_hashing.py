@@ -20,6 +20,17 @@ ALLOWED_PYTHON = {
     # so the digest reveals nothing; a malformed message that is nothing but a contact point
     # would give a guessable digest: the dead-letter rework of issue 15 is to key or drop it.
     "shared/messaging/consumer.py",
+    # Ed25519 signatures of command envelopes (SPEC §9): a signature, not a digest anyone can
+    # invert; commands carry ids, and the key is secret.
+    "shared/messaging/signing.py",
+    # SHA-256 of a whole rendered e-invoice document (its integrity reference in invoice-issued):
+    # the document holds invoice numbers, amounts and dates as well, so it cannot be guessed.
+    "services/billing/einvoice.py",
+    # HMAC of the portal's OpenID Connect flow state under the portal's own secret: random
+    # protocol values, no personal data.
+    "services/portal/oidc.py",
+    # SHA-256 of random session tokens (what the session table keeps instead of the token).
+    "services/portal/sessions.py",
 }
 ALLOWED_SQL = {
     # Finds which of the old unkeyed digests contacts can re-digest under the key; it computes

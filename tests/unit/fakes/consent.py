@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from services.consent.storage import Change, Evidence
+from shared.privacy import ContactPointDigests, StoredDigest
 
 
 @dataclass
@@ -21,10 +22,13 @@ class ConsentStore:
     async def is_erased(self, person_id) -> bool:
         return person_id in self.erased
 
-    async def link_contact_points(self, person_id, points: Sequence[tuple[bytes, str]]) -> None:
-        for digest, kind in points:
-            self.points.setdefault(digest, set()).add(person_id)
-            self.kinds[digest] = kind
+    async def suppression_digests(self, chains: Any) -> ContactPointDigests:
+        return ContactPointDigests(chains.keyring, [chains.keyring.current_chain])
+
+    async def link_contact_points(self, person_id, points: Sequence[StoredDigest]) -> None:
+        for point in points:
+            self.points.setdefault(point.digest, set()).add(person_id)
+            self.kinds[point.digest] = point.kind
 
     async def persons_with(self, digests) -> list[uuid.UUID]:
         return sorted({p for d in digests for p in self.points.get(d, ())})
@@ -45,7 +49,7 @@ class ConsentStore:
         return changes
 
     async def suppress_digests(self, points, purposes, channels, source) -> None:
-        self.suppressed |= {(d, pu, ch) for d, _ in points for pu in purposes for ch in channels}
+        self.suppressed |= {(p.digest, pu, ch) for p in points for pu in purposes for ch in channels}
 
     async def suppress_points_of(self, person_ids, source) -> None:
         for (person_id, purpose, channel), status in self.states.items():
@@ -81,6 +85,6 @@ class ConsentStore:
     async def in_marketing_register_since(self, person_id) -> Any:
         return None
 
-    async def suppressions_of(self, digest) -> list[dict[str, Any]]:
+    async def suppressions_of(self, digests) -> list[dict[str, Any]]:
         return [dict(purpose=pu, channel=ch, source="test", recorded_at=None)
-                for d, pu, ch in sorted(self.suppressed) if d == digest]
+                for d, pu, ch in sorted(self.suppressed) if d in digests]

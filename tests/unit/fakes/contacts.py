@@ -4,8 +4,12 @@ call (`services/contacts/service.py`) and `access.on_access_report_part` reach t
 person included). For unit tests of one handler; the integration tests run the real SQL."""
 from __future__ import annotations
 
+import hashlib
+
 import copy
 import uuid
+
+from shared import privacy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -219,10 +223,18 @@ class ContactsStore:
     async def bans_of(self, person_id) -> list[str]:
         return sorted(purpose for p, purpose in self.bans if p == person_id)
 
-    async def add_suppressed(self, digests: list[str], purposes: list[str]) -> None:
-        self.suppressed |= {(d, p) for d in digests for p in purposes}
+    @staticmethod
+    def digests(emails: list[str], phones: list[str]) -> list[str]:
+        """What the real store keeps: a keyed digest of each normalised point (here a stand-in
+        that still shows no value is kept)."""
+        normal = [("email", privacy.email_or_none(e)) for e in emails] + [("phone", privacy.phone_or_none(p)) for p in phones]
+        return [hashlib.sha256(f"unit-test-key:{kind}:{value}".encode()).hexdigest() for kind, value in normal if value]
 
-    async def suppressed_purposes(self, digests: list[str]) -> list[str]:
+    async def add_suppressed(self, emails: list[str], phones: list[str], purposes: list[str]) -> None:
+        self.suppressed |= {(d, p) for d in self.digests(emails, phones) for p in purposes}
+
+    async def suppressed_purposes(self, emails: list[str], phones: list[str]) -> list[str]:
+        digests = self.digests(emails, phones)
         return sorted({purpose for d, purpose in self.suppressed if d in digests})
 
     # ---- final disposition --------------------------------------------------------------
