@@ -297,3 +297,8 @@ async def set_passive(conn: asyncpg.Connection, person_id: uuid.UUID, passive: b
 
 async def is_passive(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM passive_person WHERE person_id = $1", person_id))
+
+
+async def passive_among(conn: asyncpg.Connection | asyncpg.Pool, person_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    rows = await conn.fetch("SELECT person_id FROM passive_person WHERE person_id = ANY($1::uuid[])", person_ids)
+    return {r["person_id"] for r in rows}
