@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import asyncpg
@@ -15,9 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import create_pool
@@ -98,6 +97,10 @@ def create_http_app(runtime: "ServiceRuntime", routers: list[APIRouter], *, desc
 
     app.state.audit_denial = audit_denial
     install_error_handlers(app)
+    # Inside the metrics middleware (so its answers are measured, and its 413 is raised
+    # straight into the route's body read): bodies are bounded and tokens checked before any
+    # route, or FastAPI's body parsing, runs.
+    app.add_middleware(RequestGate, api=app)
 
     @app.middleware("http")
     async def _measure(request: Request, call_next: Any) -> Response:
@@ -131,9 +134,6 @@ def create_http_app(runtime: "ServiceRuntime", routers: list[APIRouter], *, desc
     app.include_router(event_accept_router(runtime))
     for router in routers:
         app.include_router(router)
-    # Outermost of the app's own middleware: bodies are bounded and tokens checked before any
-    # route (or FastAPI's body parsing) runs.
-    app.add_middleware(RequestGate, api=app)
     return app
 
 
@@ -163,17 +163,36 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
-def _guarded(route: Any) -> bool:
+@dataclass(frozen=True)
+class _RouteGuard:
+    path: str
+    path_regex: Any
+    methods: frozenset[str]
+    guarded: bool
+
+
+def _has_role_guard(dependant: Any) -> bool:
     """Does the route admit only some roles (a `require(...)` dependency anywhere in it)?"""
-    if not isinstance(route, APIRoute):
-        return False
-    stack = list(route.dependant.dependencies)
+    stack = list(dependant.dependencies) if dependant is not None else []
     while stack:
         dep = stack.pop()
         if hasattr(dep.call, "allowed_roles"):
             return True
         stack.extend(dep.dependencies)
     return False
+
+
+def route_guards(app: FastAPI) -> list[_RouteGuard]:
+    """Every route of the app, included routers flattened, in matching order."""
+    guards: list[_RouteGuard] = []
+    for route in app.routes:
+        contexts = route.effective_route_contexts() if hasattr(route, "effective_route_contexts") else [route]
+        for ctx in contexts:
+            if getattr(ctx, "path_regex", None) is None:
+                continue
+            guards.append(_RouteGuard(ctx.path, ctx.path_regex, frozenset(getattr(ctx, "methods", None) or ()),
+                                      _has_role_guard(getattr(ctx, "dependant", None))))
+    return guards
 
 
 class RequestGate:
@@ -183,7 +202,7 @@ class RequestGate:
 
     def __init__(self, app: ASGIApp, api: FastAPI) -> None:
         self.app, self.api = app, api
-        self._guarded: dict[int, bool] = {}
+        self._routes: list[_RouteGuard] | None = None
 
     def _limit(self, scope: Scope) -> int:
         settings = self.api.state.runtime.settings
@@ -191,10 +210,11 @@ class RequestGate:
             return settings.http_max_event_body_bytes
         return settings.http_max_body_bytes
 
-    def _route_of(self, scope: Scope) -> Any:
-        for route in self.api.router.routes:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
+    def _route_of(self, scope: Scope) -> _RouteGuard | None:
+        if self._routes is None:
+            self._routes = route_guards(self.api)
+        for route in self._routes:
+            if scope["method"] in route.methods and route.path_regex.match(scope["path"]):
                 return route
         return None
 
@@ -208,7 +228,7 @@ class RequestGate:
             await _answer(send, 413, "too_large", f"the request body is larger than {limit} bytes")
             return
         route = self._route_of(scope)
-        if route is not None and self._guarded.setdefault(id(route), _guarded(route)):
+        if route is not None and route.guarded:
             request = Request(scope)
             try:
                 scope["rekisteri.principal"] = authenticate(request)
