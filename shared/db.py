@@ -42,7 +42,10 @@ async def create_pool(database_url: str, schema: str, *, min_size: int = 1, max_
     await ensure_database(database_url)
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        # Created only when missing: a per-service role owns its schema (made by the database
+        # administrator, deploy/postgres/init-roles.sql) and may not create schemas.
+        if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     except asyncpg.UniqueViolationError:
         pass  # another service process created it at the same moment
     finally:
