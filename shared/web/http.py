@@ -208,7 +208,7 @@ class RequestGate:
         settings = self.api.state.runtime.settings
         if scope["method"] == "POST" and scope["path"].startswith("/events/"):
             return settings.http_max_event_body_bytes
-        return settings.http_max_body_bytes
+        return settings.http_route_body_limits.get(f"{scope['method']} {scope['path']}", settings.http_max_body_bytes)
 
     def _route_of(self, scope: Scope) -> _RouteGuard | None:
         if self._routes is None:
