@@ -222,13 +222,8 @@ class RequestGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self._limit(scope)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            await _answer(send, 413, "too_large", f"the request body is larger than {limit} bytes")
-            return
         route = self._route_of(scope)
-        if route is not None and route.guarded:
+        if route is not None and route.guarded:  # first: no token is a 401 whatever the body
             request = Request(scope)
             try:
                 scope["rekisteri.principal"] = authenticate(request)
@@ -236,6 +231,11 @@ class RequestGate:
                 await self._audit_unauthenticated(request, route, exc.message)
                 await _answer(send, 401, exc.code, exc.message)
                 return
+        limit = self._limit(scope)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _answer(send, 413, "too_large", f"the request body is larger than {limit} bytes")
+            return
         received = 0
 
         async def bounded_receive() -> Message:
