@@ -82,7 +82,14 @@ async def check(body: CheckRequest, request: Request, principal: Principal = Dep
     runtime = runtime_of(request)
     if (body.person_id is not None and principal.role not in SEES_PASSIVE
             and await storage.is_passive(runtime.pool, body.person_id)):
-        await deny(request, principal, "consent.check", person_id=body.person_id)
+        # R6: staff other than the owner may not see a passivated person (403, audited, as at
+        # contacts); marketing may never market to one, and learns nothing about their bans.
+        if principal.role is not Role.marketing:
+            await deny(request, principal, "consent.check", person_id=body.person_id)
+        await write_audit(runtime.pool, principal, "consent.check", person_id=body.person_id, target="person_id",
+                          details={"purpose": body.purpose.value, "channel": body.channel.value,
+                                   "restricted": True})
+        return {"purpose": body.purpose, "channel": body.channel, **RESTRICTED}
     outcome = await check_one(runtime.pool, hasher_for(runtime.settings), body.purpose, body.channel,
                               email=body.email, phone=body.phone, person_id=body.person_id)
     if outcome is None:

@@ -29,6 +29,9 @@ async def test_a_check_by_a_passivated_persons_id_tells_a_register_user_nothing(
     assert [r["actor"] for r in denied] == ["user-sec"]
     owner = await consent.http.post("/checks", headers=OWNER, json=body)
     assert owner.status_code == 200 and owner.json()["reason"] == "banned"
+    marketing = await consent.http.post("/checks", headers=MARKETING, json=body)  # never marketed to (R6)
+    assert marketing.status_code == 200 and marketing.json() | body == {**body, "allowed": False,
+                                                                        "reason": "restricted"}
     batch = await consent.http.post("/checks/batch", headers=MARKETING, json={
         "purpose": "direct_advertising", "channel": "email", "person_ids": [str(pid), str(uuid.uuid4())]})
     assert batch.status_code == 200
