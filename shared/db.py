@@ -15,6 +15,22 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 PLATFORM_MIGRATIONS = Path(__file__).parent / "sql"
+DEFAULT_ACQUIRE_TIMEOUT_S = 10.0
+
+
+class BoundedPool(asyncpg.Pool):
+    """A pool whose every acquire gives up after `acquire_timeout_s` (asyncpg's waits forever).
+
+    `pool.fetch(...)`, `pool.execute(...)` and `async with pool.acquire()` all go through
+    `acquire`, so a saturated pool answers a `TimeoutError` instead of freezing the service.
+    """
+
+    def __init__(self, *args: object, acquire_timeout_s: float = DEFAULT_ACQUIRE_TIMEOUT_S, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout_s = acquire_timeout_s
+
+    def acquire(self, *, timeout: float | None = None):  # noqa: ANN201 - asyncpg's PoolAcquireContext
+        return super().acquire(timeout=timeout if timeout is not None else self.acquire_timeout_s)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -41,23 +57,39 @@ class BoundStore:
         raise AttributeError(f"no storage function {name!r}")
 
 
-async def create_pool(database_url: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections see only `schema` (and pg_catalog) by default."""
+async def create_pool(database_url: str, schema: str, *, min_size: int = 1, max_size: int = 10,
+                      acquire_timeout_s: float = DEFAULT_ACQUIRE_TIMEOUT_S) -> asyncpg.Pool:
+    """A pool whose connections see only `schema` (and pg_catalog) by default, and whose
+    acquires time out (`DB_ACQUIRE_TIMEOUT_S`). TLS comes from the URL's `sslmode`."""
     await ensure_database(database_url)
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        # Created only when missing: a per-service role owns its schema (made by the database
+        # administrator, deploy/postgres/init-roles.sql) and may not create schemas.
+        if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     except asyncpg.UniqueViolationError:
         pass  # another service process created it at the same moment
     finally:
         await conn.close()
-    return await asyncpg.create_pool(
+    pool = BoundedPool(
         database_url,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        connect=None,
+        setup=None,
         init=_init_connection,
+        reset=None,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        acquire_timeout_s=acquire_timeout_s,
         server_settings={"search_path": schema, "application_name": f"rekisteri-{schema}"},
     )
+    await pool
+    return pool
 
 
 async def ensure_database(database_url: str) -> None:

@@ -28,8 +28,10 @@ PERSONAL_KEYS = frozenset(
 REDACTED = "[redacted]"
 # The local part may hold any RFC 5322 atext, the apostrophe included (o'brien@...).
 _EMAIL = re.compile(r"[^\s@\"<>(),;:\[\]]+@[A-Za-z0-9.\-]+\.[A-Za-z0-9\-]{2,}")
-# Seven or more digits, optionally led by + and split by spaces, dots or dashes.
-_PHONE = re.compile(r"(?<![\w-])\+?\d[\d \-.()]{5,}\d(?![\w-])")
+# A phone number is written with its international "+" (or "00") or its national trunk "0"
+# (Finnish numbers: 040 123 4567, (09) 123 456), then seven or more digits in all, split by
+# spaces, dots or dashes. A bare number ("1048577 bytes", an offset, a count) is not one.
+_PHONE = re.compile(r"(?<![\w\-+.])(?:\+|\(0|0(?![.,]))[\d \-.()]{5,}\d(?![\w-])")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 

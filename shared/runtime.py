@@ -218,7 +218,8 @@ class ServiceRuntime:
         s = self.settings
         keyring().require(self.name, self.consumers)  # refuse to start unable to sign or verify commands
         tune_garbage_collector()
-        self._pool = await create_pool(s.database_url, s.schema, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        self._pool = await create_pool(s.database_url, s.schema, min_size=s.db_pool_min, max_size=s.db_pool_max,
+                                       acquire_timeout_s=s.db_acquire_timeout_s)
         await migrate(self._pool, s.schema, self.migrations_dir)
         self.relay = OutboxRelay(
             self._pool, self.broker, s.schema, self.metrics, database_url=s.database_url,
@@ -297,7 +298,8 @@ async def _report_consumer_lag(runtime: ServiceRuntime, interval_s: float = 30.0
         except asyncio.TimeoutError:
             pass
         try:
-            for entry in await consumer_lag(runtime.settings.kafka_bootstrap_servers, groups):
+            for entry in await consumer_lag(runtime.settings.kafka_bootstrap_servers, groups,
+                                            client_options=runtime.settings.kafka_client_options()):
                 runtime.metrics.consumer_lag.labels(topic=entry.topic).set(entry.lag)
                 runtime.metrics.set_consumer_lag(entry.group, entry.topic, entry.by_partition)
         except Exception as exc:  # noqa: BLE001 - a metric must never take the service down

@@ -55,6 +55,9 @@ def service_test_settings(infra: Infra, database_url: str, **overrides: Any) -> 
         "kafka_session_timeout_ms": 2000,
         "kafka_heartbeat_interval_ms": 300,
         "outbox_poll_interval_s": 0.1,
+        # Every test client comes from one address: the login rate limits are tested on their own.
+        "login_burst_per_ip": 100_000,
+        "login_burst_per_username": 1000,
         **overrides,
     }
 

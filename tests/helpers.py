@@ -33,12 +33,45 @@ def scaled(seconds: float) -> float:
     return seconds * TIMEOUT_SCALE
 
 
-def token(role: Role | str, user: str = "tester", person_id: uuid.UUID | str | None = None) -> str:
-    return mint_token(TEST_TOKEN_SECRET, user=user, role=role, person_id=person_id)
+def token(role: Role | str, user: str = "tester", person_id: uuid.UUID | str | None = None, **claims: Any) -> str:
+    """A token for every service; a subject token as if the person had just logged in."""
+    if Role(role) is Role.subject:
+        claims.setdefault("auth_time", int(time.time()))
+    return mint_token(TEST_TOKEN_SECRET, user=user, role=role, person_id=person_id, **claims)
 
 
-def auth(role: Role | str, user: str = "tester", person_id: uuid.UUID | str | None = None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(role, user, person_id)}"}
+def auth(role: Role | str, user: str = "tester", person_id: uuid.UUID | str | None = None,
+         **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(role, user, person_id, **claims)}"}
+
+
+async def open_account(contacts: Any, person_id: Any, username: str, password: str, headers: dict[str, str],
+                       **fields: Any) -> Any:
+    """Staff open an account and the person activates it with the code (SPEC §7): the
+    activation's response; the staff call's response is `.opened`."""
+    opened = await contacts.post(f"/persons/{person_id}/account", headers=headers,
+                                 json={"username": username, **fields})
+    if opened.status_code != 201:
+        return opened
+    activated = await contacts.post("/auth/activate", json={
+        "username": username, "code": opened.json()["activation_code"], "new_password": password})
+    activated.opened = opened
+    return activated
+
+
+async def marketing_export(contacts: Any, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+    """Every page of `GET /marketing/export`."""
+    persons: list[dict[str, Any]] = []
+    after = None
+    while True:
+        query = {**params, **({"after": after} if after else {})}
+        page = await contacts.get("/marketing/export", params=query, headers=headers)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        persons += body["persons"]
+        after = body["next_after"]
+        if after is None:
+            return persons
 
 
 async def eventually(check: Callable[[], Awaitable[Any] | Any], timeout: float = 20.0, interval: float = 0.05) -> Any:

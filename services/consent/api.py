@@ -14,8 +14,9 @@ from services.consent.checks import check_batch, check_one
 from services.consent.domain import Decision, Status, may_lift_ban
 from services.consent.handlers import hasher_for, register_ban
 from services.consent.storage import Evidence
-from shared.web.auth import Principal, Role, deny, write_audit
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.web.auth import Principal, Role, audit_denial, deny, is_fresh, write_audit
+from shared.web.ratelimit import RateLimited, TokenBuckets
+from shared.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from shared.messaging.events import Channel, ConsentGranted, ConsentWithdrawn, OptoutRegistered, Purpose
 from shared.web.http import require, runtime_of
 from shared.privacy import email_or_none, phone_or_none
@@ -23,6 +24,10 @@ from shared.privacy import email_or_none, phone_or_none
 router = APIRouter(tags=["consent"])
 STAFF = (Role.register_owner, Role.register_user)
 CHECKERS = (Role.register_owner, Role.register_user, Role.marketing, Role.service)
+# Roles that may learn anything about a passivated person (R6): the owner, and the company's
+# systems (which honour bans for every person).
+SEES_PASSIVE = (Role.register_owner, Role.service)
+RESTRICTED = {"allowed": False, "reason": "restricted"}
 
 
 class Body(BaseModel):
@@ -75,6 +80,16 @@ async def check(body: CheckRequest, request: Request, principal: Principal = Dep
         raise InvalidInput("exactly one of email, phone, person_id is required",
                            fields={name: "exactly one of email, phone, person_id" for name in given or ["body"]})
     runtime = runtime_of(request)
+    if (body.person_id is not None and principal.role not in SEES_PASSIVE
+            and await storage.is_passive(runtime.pool, body.person_id)):
+        # R6: staff other than the owner may not see a passivated person (403, audited, as at
+        # contacts); marketing may never market to one, and learns nothing about their bans.
+        if principal.role is not Role.marketing:
+            await deny(request, principal, "consent.check", person_id=body.person_id)
+        await write_audit(runtime.pool, principal, "consent.check", person_id=body.person_id, target="person_id",
+                          details={"purpose": body.purpose.value, "channel": body.channel.value,
+                                   "restricted": True})
+        return {"purpose": body.purpose, "channel": body.channel, **RESTRICTED}
     outcome = await check_one(runtime.pool, hasher_for(runtime.settings), body.purpose, body.channel,
                               email=body.email, phone=body.phone, person_id=body.person_id)
     if outcome is None:
@@ -94,12 +109,36 @@ async def check_many(body: BatchCheckRequest, request: Request,
     if total > limit:
         raise InvalidInput(f"a batch check takes at most {limit} entries",
                            fields={"emails": f"emails, phones and person_ids together at most {limit}"})
+    counts = {"emails": len(body.emails), "phones": len(body.phones), "person_ids": len(body.person_ids)}
+    try:
+        batch_limits_of(request).check(principal.user, "batch-checked entries", cost=total)
+    except RateLimited:
+        await audit_denial(request, principal, "consent.check_batch", outcome="rate_limited",
+                           details={"purpose": body.purpose.value, "channel": body.channel.value, **counts})
+        raise
     result = await check_batch(runtime.pool, hasher_for(runtime.settings), body.purpose, body.channel,
                                emails=body.emails, phones=body.phones, person_ids=body.person_ids)
+    if body.person_ids and principal.role not in SEES_PASSIVE:
+        passive = await storage.passive_among(runtime.pool, body.person_ids)
+        if passive:  # R6: nothing about a passivated person for this role; marketing them is not allowed
+            result["person_ids"] = [RESTRICTED if pid in passive else out
+                                    for pid, out in zip(body.person_ids, result["person_ids"])]
+            result["denied"] = sum(1 for key in ("emails", "phones", "person_ids")
+                                   for out in result[key] if not out["allowed"])
     await write_audit(runtime.pool, principal, "consent.check_batch", target="batch",
                       details={"purpose": body.purpose.value, "channel": body.channel.value, "checked": total,
-                               "denied": result["denied"]})
+                               "denied": result["denied"], **counts})
     return JSONResponse({"purpose": body.purpose.value, "channel": body.channel.value, **result})
+
+
+def batch_limits_of(request: Request) -> TokenBuckets:
+    """Entries batch-checked per user: a token bucket per user (in-process, per replica)."""
+    limits = getattr(request.app.state, "batch_check_limits", None)
+    if limits is None:
+        s = runtime_of(request).settings
+        limits = request.app.state.batch_check_limits = TokenBuckets(s.consent_batch_burst_entries,
+                                                                     s.consent_batch_entries_per_minute)
+    return limits
 
 
 # ---- a person's permissions and bans -----------------------------------------------------
@@ -175,6 +214,10 @@ async def _change(request: Request, principal: Principal, person_id: uuid.UUID, 
         elif body.decision is Decision.grant:
             current = await storage.status_of(conn, person_id, purpose, channel)
             lifts_ban = current == Status.banned
+            if lifts_ban and is_self and not is_fresh(principal):
+                raise NotAuthenticated("lifting a ban needs the password entered within the last 5 minutes: "
+                                       "log in again or POST /auth/reauthenticate at contacts",
+                                       fields={"authorization": "fresh authentication required"})
             if lifts_ban and not may_lift_ban(role=principal.role, actor_is_person=is_self, method=body.method,
                                               notice_version=body.notice_version):
                 raise Conflict("a ban can be lifted only by the person themselves, with method and notice_version",

@@ -16,3 +16,7 @@ class ConsentSettings(ServiceSettings):
     suppression_chain_ttl_s: float = 1.0
     # Largest campaign list one batch check takes (issue 4).
     consent_batch_max: int = 100_000
+    # Batch checks per user (token bucket over entries; in-process, per replica): a burst of
+    # this many entries, refilled at the rate per minute (issue 16: no enumeration of bans).
+    consent_batch_burst_entries: int = 200_000
+    consent_batch_entries_per_minute: float = 200_000

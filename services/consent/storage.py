@@ -321,3 +321,6 @@ async def suppression_digests(conn: asyncpg.Connection, chains: Any) -> Any:
     """Digests of contact points under every key chain in use in this schema (`chains` is the
     service's `shared.privacy.SuppressionChains`; it caches what it reads here)."""
     return await chains.digests(conn)
+async def passive_among(conn: asyncpg.Connection | asyncpg.Pool, person_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    rows = await conn.fetch("SELECT person_id FROM passive_person WHERE person_id = ANY($1::uuid[])", person_ids)
+    return {r["person_id"] for r in rows}

@@ -22,6 +22,7 @@ from shared.messaging.consumer import EventContext
 from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, NotFound, Rejected
 from shared.messaging.events import AccessReportPart, AccessRequested
+from services.contacts.selfservice import current_subject
 from shared.web.http import require, runtime_of
 from shared.logging import get_logger
 from shared.messaging.outbox import Outbox
@@ -31,7 +32,6 @@ log = get_logger(__name__)
 router = APIRouter(tags=["access requests"])
 owner = require(Role.register_owner)
 owner_or_subject = require(Role.register_owner, Role.subject)
-subject = require(Role.subject)
 # Every service that answers `access-requested` (the catalogue's consumers): the report waits for them.
 ANSWERING = tuple(sorted(topic("access-requested").consumers))
 Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -145,7 +145,7 @@ async def create_access_request(body: AccessRequestIn, request: Request, who: Pr
 
 
 @router.post("/me/access-requests", status_code=201)
-async def create_own_access_request(request: Request, who: Principal = Depends(subject)) -> dict:
+async def create_own_access_request(request: Request, who: Principal = Depends(current_subject)) -> dict:
     """R12: an authenticated self-service user asks for their own data (R11 credentials verify them)."""
     runtime = runtime_of(request)
     async with runtime.pool.acquire() as conn, conn.transaction():

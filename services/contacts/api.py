@@ -5,11 +5,14 @@ passivated persons are visible to the register owner only, and a refused read is
 """
 from __future__ import annotations
 
+import json
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import StreamingResponse
 
 from services.contacts import domain, service, storage
 from services.contacts.domain import State
@@ -17,7 +20,7 @@ from services.contacts.schemas import (AssignmentIn, EndIn, OrganisationIn, Pers
                                        RelationshipIn, ServiceRecordIn)
 from services.contacts.rectification import router as rectification_router
 from services.contacts.selfservice import router as self_router
-from shared.web.auth import Principal, Role, deny, write_audit
+from shared.web.auth import Principal, Role, deny, write_audit, write_audit_many
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.messaging.events import AssignmentEnded, AssignmentStarted, Purpose, RelationshipEnded, RelationshipStarted
 from shared.web.http import require, runtime_of
@@ -36,7 +39,7 @@ async def visible_person(request: Request, conn: asyncpg.Connection, principal: 
     if person is None:
         raise NotFound("no such person")
     if not domain.staff_may_read(principal.role, State(person["lifecycle_state"])):
-        await deny(runtime_of(request).pool, principal, action, person_id=person_id)
+        await deny(request, principal, action, person_id=person_id)
     return person
 
 
@@ -194,10 +197,19 @@ async def start_assignment(body: AssignmentIn, request: Request, who: Principal 
 
 
 @router.get("/assignments/{assignment_id}", tags=["assignments"])
-async def read_assignment(assignment_id: uuid.UUID, request: Request, _who: Principal = Depends(staff)) -> dict:
-    assignment = await storage.get_assignment(runtime_of(request).pool, assignment_id)
-    if assignment is None:
-        raise NotFound("no such assignment")
+async def read_assignment(assignment_id: uuid.UUID, request: Request, who: Principal = Depends(staff)) -> dict:
+    """Participants this role may not see (passivated, R6) are left out; each one listed is an
+    audited read (R10)."""
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        assignment = await storage.get_assignment(conn, assignment_id)
+        if assignment is None:
+            raise NotFound("no such assignment")
+        states = await storage.lifecycle_states(conn, [p["person_id"] for p in assignment["participants"]])
+        assignment["participants"] = [
+            p for p in assignment["participants"]
+            if p["person_id"] in states and domain.staff_may_read(who.role, State(states[p["person_id"]]))]
+        await write_audit_many(conn, who, "assignment.read", [p["person_id"] for p in assignment["participants"]],
+                               target=f"assignment:{assignment_id}")
     return assignment
 
 
@@ -223,24 +235,37 @@ async def end_assignment(assignment_id: uuid.UUID, body: EndIn, request: Request
 
 # ---- marketing export (R1, R7, R13) -----------------------------------------------------
 
+EXPORT_FIELDS = ("id", "first_name", "last_name", "title", "emails", "phones", "organisation_id",
+                 "organisation_name", "lifecycle_state")
+
+
 @router.get("/marketing/export", tags=["marketing"])
 async def marketing_export(request: Request, who: Principal = Depends(marketing),
-                           purpose: Purpose | None = None) -> dict:
+                           purpose: Purpose | None = None, after: uuid.UUID | None = None,
+                           limit: int = Query(default=500, ge=1)) -> StreamingResponse:
     """Persons marketing may contact for `purpose` (any purpose when absent): everyone with a
-    matching ban is left out. Each exported person is an audited read (R10)."""
-    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
-        rows = await storage.marketing_candidates(conn)
-        persons = [
-            {k: r[k] for k in ("id", "first_name", "last_name", "title", "emails", "phones", "organisation_id",
-                               "organisation_name", "lifecycle_state")}
-            for r in rows
-            if domain.may_market(State(r["lifecycle_state"]), r["purposes"], set(r["bans"]), purpose)
-        ]
-        await conn.execute(
-            "INSERT INTO audit_log (actor, role, action, person_id, target)"
-            " SELECT $1, $2, 'marketing.export', p, $4 FROM unnest($3::uuid[]) AS p",
-            who.user, who.role.value, [p["id"] for p in persons], f"purpose:{purpose.value if purpose else 'any'}")
-    return {"purpose": purpose, "persons": persons}
+    matching ban is left out. Paged by person id (`after` = the previous page's `next_after`,
+    at most `export_page_max` a page) and streamed; each exported person is an audited read (R10)."""
+    runtime = runtime_of(request)
+    page_max = runtime.settings.export_page_max
+    if limit > page_max:
+        raise InvalidInput(f"limit: at most {page_max}", fields={"limit": f"at most {page_max}"})
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        rows = await storage.marketing_candidates(conn, after=after, limit=limit)
+        persons = [{k: r[k] for k in EXPORT_FIELDS} for r in rows
+                   if domain.may_market(State(r["lifecycle_state"]), r["purposes"], set(r["bans"]), purpose)]
+        await write_audit_many(conn, who, "marketing.export", [p["id"] for p in persons],
+                               target=f"purpose:{purpose.value if purpose else 'any'}")
+    next_after = str(rows[-1]["id"]) if len(rows) == limit else None
+
+    def body() -> Iterator[bytes]:
+        yield b'{"purpose":' + json.dumps(purpose.value if purpose else None).encode()
+        yield b',"next_after":' + json.dumps(next_after).encode() + b',"persons":['
+        for i, person in enumerate(persons):
+            yield (b"," if i else b"") + json.dumps(jsonable_encoder(person)).encode()
+        yield b"]}"
+
+    return StreamingResponse(body(), media_type="application/json")
 
 
 @router.get("/audit/persons/{person_id}", tags=["audit"])

@@ -67,19 +67,28 @@ def staff_may_read(role: Role, state: State) -> bool:
 # ---- self-service login lockout (R11) --------------------------------------------------
 
 MAX_FAILED_LOGINS = 5
-LOCKOUT = timedelta(minutes=15)
+FIRST_LOCKOUT = timedelta(seconds=30)
+LONGEST_LOCKOUT = timedelta(minutes=15)
 
 
 def is_locked(locked_until: datetime | None, now: datetime) -> bool:
     return locked_until is not None and locked_until > now
 
 
+def lockout_after(failed: int) -> timedelta | None:
+    """From the fifth failure in a row: 30 s, doubling per further failure, never past 15 min."""
+    if failed < MAX_FAILED_LOGINS:
+        return None
+    return min(FIRST_LOCKOUT * 2 ** min(failed - MAX_FAILED_LOGINS, 16), LONGEST_LOCKOUT)
+
+
 def after_failed_login(failed_attempts: int, now: datetime) -> tuple[int, datetime | None]:
-    """Count the failure; the fifth in a row locks the account for a while."""
+    """Count the failure; from the fifth in a row the account waits an exponentially growing,
+    capped delay. Attempts during a delay are not counted (the caller skips them), so nobody
+    can keep an account locked for longer than one capped delay per guess (issue 16)."""
     failed = failed_attempts + 1
-    if failed >= MAX_FAILED_LOGINS:
-        return 0, now + LOCKOUT
-    return failed, None
+    delay = lockout_after(failed)
+    return failed, (now + delay if delay else None)
 
 
 # ---- marketing (R1, R7, R13) -----------------------------------------------------------

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Depends, Request
 from services.contacts import domain, service, storage
 from services.contacts.domain import State
 from services.contacts.schemas import DecisionIn, PersonFields, RectificationIn, SelfRectificationIn, SelfUpdate
-from shared.web.auth import Principal, Role, deny, write_audit
+from shared.web.auth import Principal, Role, deny, write_audit, write_audit_many
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.web.http import require, runtime_of
+from services.contacts.selfservice import current_subject
 
 router = APIRouter(tags=["rectification"])
 staff = require(Role.register_owner, Role.register_user)
-subject = require(Role.subject)
 
 
 async def _record(request: Request, who: Principal, person_id: uuid.UUID, changes: SelfUpdate,
@@ -29,7 +29,7 @@ async def _record(request: Request, who: Principal, person_id: uuid.UUID, change
         if person is None:
             raise NotFound("no such person")
         if who.role is not Role.subject and not domain.staff_may_read(who.role, State(person["lifecycle_state"])):
-            await deny(runtime_of(request).pool, who, "rectification.request", person_id=person_id)
+            await deny(request, who, "rectification.request", person_id=person_id)
         rect_id = await storage.insert_rectification(conn, person_id, who.user, data, reason)
         await write_audit(conn, who, "rectification.request", person_id=person_id, target=f"rectification:{rect_id}",
                           details={"fields": sorted(data)})
@@ -44,14 +44,22 @@ async def request_rectification(person_id: uuid.UUID, body: RectificationIn, req
 
 @router.post("/me/rectifications", status_code=201)
 async def request_own_rectification(body: SelfRectificationIn, request: Request,
-                                    who: Principal = Depends(subject)) -> dict:
+                                    who: Principal = Depends(current_subject)) -> dict:
     return await _record(request, who, who.person_id, body.changes, body.reason)
 
 
 @router.get("/rectifications")
-async def pending(request: Request, _who: Principal = Depends(staff)) -> dict:
-    """Pending requests: ids only, the content is read per request (and audited)."""
-    return {"pending": await storage.pending_rectifications(runtime_of(request).pool)}
+async def pending(request: Request, who: Principal = Depends(staff)) -> dict:
+    """Pending requests: ids only, the content is read per request (and audited). Requests
+    about persons this role may not see (passivated, R6) are left out; each listed person id
+    is an audited read (R10)."""
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        rows = await storage.pending_rectifications(conn)
+        states = await storage.lifecycle_states(conn, list({r["person_id"] for r in rows}))
+        visible = [r for r in rows if r["person_id"] in states
+                   and domain.staff_may_read(who.role, State(states[r["person_id"]]))]
+        await write_audit_many(conn, who, "rectification.list", [r["person_id"] for r in visible])
+    return {"pending": visible}
 
 
 @router.get("/rectifications/{rect_id}")
@@ -62,7 +70,7 @@ async def read_rectification(rect_id: uuid.UUID, request: Request, who: Principa
             raise NotFound("no such rectification request")
         person = await storage.get_person(conn, rect["person_id"])
         if person is not None and not domain.staff_may_read(who.role, State(person["lifecycle_state"])):
-            await deny(runtime_of(request).pool, who, "rectification.read", person_id=rect["person_id"])
+            await deny(request, who, "rectification.read", person_id=rect["person_id"])
         await write_audit(conn, who, "rectification.read", person_id=rect["person_id"],
                           target=f"rectification:{rect_id}")
     return rect
@@ -81,7 +89,7 @@ async def decide(rect_id: uuid.UUID, body: DecisionIn, request: Request, who: Pr
         if person is None:
             raise NotFound("no such person")
         if not domain.staff_may_read(who.role, State(person["lifecycle_state"])):
-            await deny(runtime_of(request).pool, who, "rectification.decide", person_id=person["id"])
+            await deny(request, who, "rectification.decide", person_id=person["id"])
         changed: list[str] = []
         if body.approve:
             changes = PersonFields.model_validate(rect["changes"]).changes()

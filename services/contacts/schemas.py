@@ -89,12 +89,29 @@ class PersonUpdate(PersonFields):
         return {k: v for k, v in super().changes().items() if k != "source"}
 
 
+Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=100,
+                                            pattern=r"^[A-Za-z0-9._@-]+$")]
+NewPassword = Annotated[str, StringConstraints(min_length=12, max_length=200)]
+
+
 class AccountIn(Body):
-    username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=100,
-                                               pattern=r"^[A-Za-z0-9._@-]+$")]
+    """Staff open an account; they never choose its password (SPEC §7): no `password` field."""
+
+    username: Username
     nickname: Name | None = None
     identifiers: OtherContact = Field(default_factory=dict)
-    password: Annotated[str, StringConstraints(min_length=12, max_length=200)]
+
+
+class ActivateIn(Body):
+    """The person sets their own password with the single-use code they received."""
+
+    username: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    new_password: NewPassword
+
+
+class ReauthenticateIn(Body):
+    password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class RelationshipIn(Body):
@@ -144,4 +161,4 @@ class LoginIn(Body):
 
 class PasswordChangeIn(Body):
     current_password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    new_password: Annotated[str, StringConstraints(min_length=12, max_length=200)]
+    new_password: NewPassword

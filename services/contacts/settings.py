@@ -10,8 +10,17 @@ class ContactsSettings(ServiceSettings):
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
-    # Most persons a search or an export answers with.
+    # Most persons a search answers with; an export page at most `export_page_max`.
     search_limit: int = 200
+    export_page_max: int = 1000
+    # Self-service logins, activations and password checks: token buckets per client IP and
+    # per username (in-process; see shared/web/ratelimit.py for several replicas).
+    login_burst_per_ip: int = 20
+    login_per_minute_per_ip: float = 20
+    login_burst_per_username: int = 10
+    login_per_minute_per_username: float = 5
+    # An activation code is valid this long (single use).
+    activation_code_ttl_s: int = 72 * 3600
     # R12: after this long without every service's slice, an access request reports them as late.
     contacts_access_report_timeout_s: float = 30.0
     # How stale the list of suppression key chains in use may be (SPEC §9, docs/PRIVACY.md).

@@ -255,20 +255,24 @@ async def insert_service_record(conn: Conn, person_id: uuid.UUID, record: dict[s
 # ---- accounts (R11) ---------------------------------------------------------------------
 
 async def insert_account(conn: Conn, person_id: uuid.UUID, username: str, nickname: str | None,
-                         identifiers: dict[str, str], password_hash: str) -> None:
+                         identifiers: dict[str, str], code_hash: str, code_expires_at: datetime) -> None:
+    """An account without a password: the person sets it with the activation code."""
     await conn.execute(
-        "INSERT INTO accounts (person_id, username, nickname, identifiers, password_hash) VALUES ($1, $2, $3, $4, $5)",
-        person_id, username, nickname, identifiers, password_hash)
+        "INSERT INTO accounts (person_id, username, nickname, identifiers, activation_code_hash,"
+        " activation_expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        person_id, username, nickname, identifiers, code_hash, code_expires_at)
 
 
 async def account_by_username(conn: Conn, username: str) -> dict[str, Any] | None:
+    """Read without a lock: the slow hash is checked outside any transaction."""
     return _row(await conn.fetchrow(
         "SELECT a.*, p.lifecycle_state FROM accounts a JOIN persons p ON p.id = a.person_id"
-        " WHERE a.username = $1 FOR UPDATE OF a", username))
+        " WHERE a.username = $1", username))
 
 
-async def account_of(conn: Conn, person_id: uuid.UUID) -> dict[str, Any] | None:
-    return _row(await conn.fetchrow("SELECT * FROM accounts WHERE person_id = $1 FOR UPDATE", person_id))
+async def account_of(conn: Conn, person_id: uuid.UUID, *, for_update: bool = False) -> dict[str, Any] | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return _row(await conn.fetchrow(f"SELECT * FROM accounts WHERE person_id = $1{lock}", person_id))
 
 
 async def set_login_failures(conn: Conn, person_id: uuid.UUID, failed: int, locked_until: datetime | None) -> None:
@@ -276,9 +280,26 @@ async def set_login_failures(conn: Conn, person_id: uuid.UUID, failed: int, lock
                        person_id, failed, locked_until)
 
 
-async def set_password_hash(conn: Conn, person_id: uuid.UUID, password_hash: str) -> None:
-    await conn.execute("UPDATE accounts SET password_hash = $2, password_changed_at = now(), failed_attempts = 0,"
-                       " locked_until = NULL WHERE person_id = $1", person_id, password_hash)
+async def set_password_hash(conn: Conn, person_id: uuid.UUID, password_hash: str, *, revoke_tokens: bool = True
+                            ) -> int:
+    """A new password; earlier tokens die with it (the token version moves on)."""
+    return await conn.fetchval(
+        "UPDATE accounts SET password_hash = $2, password_changed_at = now(), failed_attempts = 0,"
+        " locked_until = NULL, activation_code_hash = NULL, activation_expires_at = NULL,"
+        " activated_at = coalesce(activated_at, now()),"
+        " token_version = token_version + CASE WHEN $3 THEN 1 ELSE 0 END"
+        " WHERE person_id = $1 RETURNING token_version", person_id, password_hash, revoke_tokens)
+
+
+async def disable_account(conn: Conn, person_id: uuid.UUID) -> bool:
+    status = await conn.execute("UPDATE accounts SET disabled_at = now(), token_version = token_version + 1"
+                                " WHERE person_id = $1 AND disabled_at IS NULL", person_id)
+    return status.endswith(" 1")
+
+
+async def token_state(conn: Conn, person_id: uuid.UUID) -> dict[str, Any] | None:
+    return _row(await conn.fetchrow("SELECT token_version, disabled_at FROM accounts WHERE person_id = $1",
+                                    person_id))
 
 
 # ---- marketing bans (R8, R13) -----------------------------------------------------------
@@ -368,15 +389,17 @@ async def contact_digests(conn: Conn, emails: list[str], phones: list[str]) -> l
     return (await _digests(conn)).tokens(emails, phones)
 
 
-async def marketing_candidates(conn: Conn) -> list[dict[str, Any]]:
+async def marketing_candidates(conn: Conn, *, after: uuid.UUID | None = None, limit: int = 500
+                               ) -> list[dict[str, Any]]:
+    """One page of persons in a marketable state, by id (keyset: `after` the last id seen)."""
     rows = await conn.fetch(
         "SELECT p.id, p.first_name, p.last_name, p.title, p.emails, p.phones, p.organisation_id, p.purposes,"
         " p.lifecycle_state, o.name AS organisation_name,"
         " coalesce(array_agg(b.purpose) FILTER (WHERE b.purpose IS NOT NULL), '{}') AS bans"
         " FROM persons p LEFT JOIN organisations o ON o.id = p.organisation_id"
         " LEFT JOIN marketing_bans b ON b.person_id = p.id"
-        " WHERE p.lifecycle_state IN ('prospect', 'active', 'marketing')"
-        " GROUP BY p.id, o.name ORDER BY p.last_name, p.first_name, p.id")
+        " WHERE p.lifecycle_state IN ('prospect', 'active', 'marketing') AND ($1::uuid IS NULL OR p.id > $1)"
+        " GROUP BY p.id, o.name ORDER BY p.id LIMIT $2", after, limit)
     return [dict(r) for r in rows]
 
 
@@ -398,6 +421,11 @@ async def get_rectification(conn: Conn, rect_id: uuid.UUID, *, for_update: bool 
 async def decide_rectification(conn: Conn, rect_id: uuid.UUID, status: str, decided_by: str, reason: str) -> None:
     await conn.execute("UPDATE rectifications SET status = $2, decided_by = $3, decision_reason = $4,"
                        " decided_at = now() WHERE id = $1", rect_id, status, decided_by, reason)
+
+
+async def lifecycle_states(conn: Conn, person_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    rows = await conn.fetch("SELECT id, lifecycle_state FROM persons WHERE id = ANY($1::uuid[])", person_ids)
+    return {r["id"]: r["lifecycle_state"] for r in rows}
 
 
 async def pending_rectifications(conn: Conn, limit: int = 200) -> list[dict[str, Any]]:

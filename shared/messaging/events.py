@@ -127,6 +127,16 @@ class ContactTransferredToMarketing(PersonRef):
     command_id: uuid.UUID | None = None
 
 
+class NotificationRequested(Payload):
+    """A message the company's mailer delivers to the person: for an account, the single-use
+    activation code with which they set their own password (SPEC §7; staff never do)."""
+
+    person_id: uuid.UUID
+    template: Literal["account-activation"]
+    code: str = Field(min_length=16, max_length=64)
+    expires_at: AwareDatetime
+
+
 class RelationshipStarted(Payload):
     person_id: uuid.UUID
     relationship_id: uuid.UUID

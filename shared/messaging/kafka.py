@@ -6,18 +6,34 @@ rejects InitProducerId, while Apache Kafka should have it on (SPEC §8).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram512
 
 from shared.settings import PlatformSettings
 from shared.messaging.topics import CATALOGUE, all_topic_names, dead_letter_topic
 
 
+def broker_security(settings: PlatformSettings) -> BaseSecurity | None:
+    """FastStream's form of the TLS/SASL settings (`PlatformSettings.kafka_client_options`)."""
+    options = settings.kafka_client_options()
+    protocol, context = options["security_protocol"], options.get("ssl_context")
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    kind = SASLPlaintext if options["sasl_mechanism"] == "PLAIN" else SASLScram512
+    return kind(username=options["sasl_plain_username"], password=options["sasl_plain_password"],
+                ssl_context=context, use_ssl=protocol == "SASL_SSL")
+
+
 def create_broker(settings: PlatformSettings, client_id: str) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(settings),
         client_id=client_id,
         acks=settings.kafka_acks,
         enable_idempotence=settings.kafka_enable_idempotence,
@@ -44,10 +60,12 @@ def partitions_of(name: str) -> int:
     return spec.partitions if spec else 1
 
 
-async def ensure_topics(bootstrap_servers: str, names: list[str] | None = None, replication: int = 1) -> list[str]:
-    """Create the catalogue's topics (and dead-letter topics) that do not exist yet."""
+async def ensure_topics(bootstrap_servers: str, names: list[str] | None = None, replication: int = 1,
+                        client_options: dict[str, Any] | None = None) -> list[str]:
+    """Create the catalogue's topics (and dead-letter topics) that do not exist yet.
+    `client_options`: TLS/SASL (`PlatformSettings.kafka_client_options()`)."""
     wanted = names or all_topic_names()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000, **(client_options or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -66,9 +84,9 @@ async def ensure_topics(bootstrap_servers: str, names: list[str] | None = None, 
         await admin.close()
 
 
-async def describe_topics(bootstrap_servers: str) -> dict[str, int]:
+async def describe_topics(bootstrap_servers: str, client_options: dict[str, Any] | None = None) -> dict[str, int]:
     """Topic name → partition count, for the catalogue's topics that exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000, **(client_options or {}))
     await admin.start()
     try:
         names = [n for n in all_topic_names() if n in set(await admin.list_topics())]
@@ -104,8 +122,8 @@ async def publish_incarnation(bootstrap_servers: str, *, previous_drained: bool 
 
 
 
-async def list_groups(bootstrap_servers: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
+async def list_groups(bootstrap_servers: str, client_options: dict[str, Any] | None = None) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000, **(client_options or {}))
     await admin.start()
     try:
         return [group for group, _ in await admin.list_consumer_groups()]

@@ -52,7 +52,8 @@ def _partitions_of_group(group: str, partitions: list[Any]) -> list[Any]:
 
 
 async def consumer_lag(bootstrap_servers: str, groups: list[str] | None = None, *,
-                       progress: Callable[[int], Any] | None = None) -> list[Lag]:
+                       progress: Callable[[int], Any] | None = None,
+                       client_options: dict[str, Any] | None = None) -> list[Lag]:
     """Lag per consumer group and topic, from the group's committed and the topics' end offsets.
 
     Groups without committed offsets are left out. On the embedded broker the figures are
@@ -61,7 +62,8 @@ async def consumer_lag(bootstrap_servers: str, groups: list[str] | None = None, 
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    options = client_options or {}  # TLS/SASL: PlatformSettings.kafka_client_options()
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, **options)
     try:
         await probe.start()  # inside: a broker that does not answer still leaves nothing open
         topics = await probe.topics()
@@ -76,7 +78,8 @@ async def consumer_lag(bootstrap_servers: str, groups: list[str] | None = None, 
     bar = progress(len(groups)) if progress else None
     for group in groups:
         # A consumer that never subscribes reads the group's offsets without joining it.
-        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
+        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False,
+                                  **options)
         await reader.start()
         try:
             per_topic: dict[str, dict[int, int]] = {}

@@ -116,14 +116,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    """Mint a token; with the public development secret only when asked (`--dev`)."""
+    from shared.settings import InsecureConfiguration
     from shared.web.auth import mint_token
 
     if args.role == "subject" and not args.person_id:
         raise UsageError("--role subject needs --person-id (the person the token belongs to)")
     settings = PlatformSettings()
-    ttl = args.ttl or settings.rekisteri_token_ttl_s
-    print(mint_token(settings.rekisteri_token_secret, user=args.user, role=args.role,
-                     person_id=args.person_id, ttl_s=ttl))
+    if not args.dev:
+        try:
+            settings.model_copy(update={"rekisteri_dev_stack": False}).check_secrets()
+        except InsecureConfiguration as exc:
+            print(f"rekisteri token: {exc}; pass --dev to mint for the embedded development stack", file=sys.stderr)
+            return 2
+    longest = settings.token_max_lifetime_s(args.role)
+    ttl = args.ttl or min(settings.rekisteri_token_ttl_s, longest)
+    if ttl > longest:
+        print(f"rekisteri token: --ttl {ttl} is longer than a {args.role} token may live ({longest} s)",
+              file=sys.stderr)
+        return 2
+    print(mint_token(settings.rekisteri_token_secret, user=args.user, role=args.role, person_id=args.person_id,
+                     ttl_s=ttl, audience=args.audience or list(SERVICE_NAMES),
+                     issuer=settings.rekisteri_token_issuer))
     return 0
 
 
@@ -158,8 +172,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
     async def run() -> tuple[list[str], dict[str, int]]:
         async with _kafka(stack):
-            created = await ensure_topics(bootstrap, replication=args.replication) if args.action == "create" else []
-            return created, await describe_topics(bootstrap)
+            options = stack.settings.kafka_client_options()  # TLS/SASL
+            created = (await ensure_topics(bootstrap, replication=args.replication, client_options=options)
+                       if args.action == "create" else [])
+            return created, await describe_topics(bootstrap, client_options=options)
 
     created, described = asyncio.run(run())
     if args.json:
@@ -366,7 +382,8 @@ def cmd_lag(args: argparse.Namespace) -> int:
     async def run():  # noqa: ANN202 - list[Lag]
         async with _kafka(stack):
             return await consumer_lag(stack.settings.kafka_bootstrap_servers, args.group or None,
-                                      progress=lambda total: Progress("groups", total))
+                                      progress=lambda total: Progress("groups", total),
+                                      client_options=stack.settings.kafka_client_options())
 
     lags = asyncio.run(run())
     if args.json:
@@ -441,7 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=["register_owner", "register_user", "marketing", "billing", "subject", "service"])
     token.add_argument("--user", required=True, help="who the token is for (a staff id or system name)")
     token.add_argument("--person-id", help="for --role subject: the person the token belongs to")
-    token.add_argument("--ttl", type=int, help="lifetime in seconds")
+    token.add_argument("--ttl", type=int, help="lifetime in seconds (staff at most 12 h, service 30 days)")
+    token.add_argument("--audience", action="append", choices=SERVICE_NAMES,
+                       help="a service the token is for (repeat; default: all four)")
+    token.add_argument("--dev", action="store_true",
+                       help="allow the public development secret (the embedded stack of `rekisteri up`)")
     token.set_defaults(func=cmd_token)
     topics = sub.add_parser("topics", help="create or describe the topic set")
     topics.add_argument("action", choices=["create", "describe"])

@@ -148,6 +148,8 @@ class Stack:
         env = dict(os.environ)
         env["DATABASE_URL"] = self.settings.database_url
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.settings.kafka_bootstrap_servers
+        # The embedded stack alone may run on the public development token secret (issue 16).
+        env["REKISTERI_DEV_STACK"] = "true"
         # The ports `endpoints()` and `wait_ready()` use: a Stack given other ports must run its services there.
         env.update({f"{name.upper()}_PORT": str(self.settings.port_of(name)) for name in self.service_names})
         if self.portal:

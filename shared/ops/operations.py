@@ -289,7 +289,7 @@ def load_documents(text: str) -> list[Any]:
 def producer_for(settings: PlatformSettings) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
                             enable_idempotence=settings.kafka_enable_idempotence, linger_ms=5,
-                            client_id="rekisteri-cli")
+                            client_id="rekisteri-cli", **settings.kafka_client_options())
 
 
 def build_publications(topic_name: str, documents: list[Any], *, source: str) -> list[tuple[str, Envelope]]:

@@ -3,22 +3,27 @@ the one mapping from errors to SPEC §7 bodies. Validation errors name fields an
 rules, never the values sent (they may be personal)."""
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+import uuid
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-import json
-
+import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.db import create_pool
 from shared.messaging.asyncapi import build_asyncapi
-from shared.web.auth import Role, role_guard
+from shared.web.auth import Principal, Role, bearer_of, role_guard, verify_token, write_audit
 from shared.messaging.consumer import INFRASTRUCTURE_ERRORS, Incoming
-from shared.errors import NotFound, RegisterError
+from shared.errors import NotAuthenticated, NotFound, RegisterError
 from shared.messaging.topics import CATALOGUE, EXTERNAL
 from shared.logging import get_logger
 
@@ -46,7 +51,9 @@ def _field_errors(exc: RequestValidationError) -> dict[str, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RegisterError)
     async def _register_error(_request: Request, exc: RegisterError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, exc.fields), status_code=exc.status)
+        retry_after = getattr(exc, "retry_after_s", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return JSONResponse(error_body(exc.code, exc.message, exc.fields), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -70,15 +77,30 @@ def create_http_app(runtime: "ServiceRuntime", routers: list[APIRouter], *, desc
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        runtime.settings.check_secrets()  # a served process refuses the development secret (issue 16)
         await runtime.start()
         try:
             yield
         finally:
             await runtime.stop()
+            await close_audit_pool(app)
 
     app = FastAPI(title=f"Rekisteri {runtime.name}", version="1.0.0", description=description, lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.audit_pool = None
+    app.state.audit_pool_lock = asyncio.Lock()
+
+    async def audit_denial(principal: Principal | None, action: str, *, person_id: uuid.UUID | None = None,
+                           outcome: str = "denied", details: dict[str, Any] | None = None) -> None:
+        await write_audit(await audit_pool(app), principal, action, person_id=person_id, outcome=outcome,
+                          details=details)
+
+    app.state.audit_denial = audit_denial
     install_error_handlers(app)
+    # Inside the metrics middleware (so its answers are measured, and its 413 is raised
+    # straight into the route's body read): bodies are bounded and tokens checked before any
+    # route, or FastAPI's body parsing, runs.
+    app.add_middleware(RequestGate, api=app)
 
     @app.middleware("http")
     async def _measure(request: Request, call_next: Any) -> Response:
@@ -115,6 +137,146 @@ def create_http_app(runtime: "ServiceRuntime", routers: list[APIRouter], *, desc
     return app
 
 
+AUDIT_POOL_SIZE = 2
+
+
+async def audit_pool(app: FastAPI) -> asyncpg.Pool:
+    """The small pool of the service's own that denial and 401 audits use: a route holding a
+    connection of the main pool never waits for a second one of it (issue 16)."""
+    if app.state.audit_pool is None:
+        async with app.state.audit_pool_lock:
+            if app.state.audit_pool is None:
+                s = app.state.runtime.settings
+                app.state.audit_pool = await create_pool(s.database_url, s.schema, min_size=0, max_size=AUDIT_POOL_SIZE,
+                                                         acquire_timeout_s=s.db_acquire_timeout_s)
+    return app.state.audit_pool
+
+
+async def close_audit_pool(app: FastAPI) -> None:
+    pool, app.state.audit_pool = app.state.audit_pool, None
+    if pool is not None:
+        await pool.close()
+
+
+class BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+@dataclass(frozen=True)
+class _RouteGuard:
+    path: str
+    path_regex: Any
+    methods: frozenset[str]
+    guarded: bool
+
+
+def _has_role_guard(dependant: Any) -> bool:
+    """Does the route admit only some roles (a `require(...)` dependency anywhere in it)?"""
+    stack = list(dependant.dependencies) if dependant is not None else []
+    while stack:
+        dep = stack.pop()
+        if hasattr(dep.call, "allowed_roles"):
+            return True
+        stack.extend(dep.dependencies)
+    return False
+
+
+def route_guards(app: FastAPI) -> list[_RouteGuard]:
+    """Every route of the app, included routers flattened, in matching order."""
+    guards: list[_RouteGuard] = []
+    for route in app.routes:
+        contexts = route.effective_route_contexts() if hasattr(route, "effective_route_contexts") else [route]
+        for ctx in contexts:
+            if getattr(ctx, "path_regex", None) is None:
+                continue
+            guards.append(_RouteGuard(ctx.path, ctx.path_regex, frozenset(getattr(ctx, "methods", None) or ()),
+                                      _has_role_guard(getattr(ctx, "dependant", None))))
+    return guards
+
+
+class RequestGate:
+    """ASGI middleware: a body limit per route (413 on Content-Length or on the bytes streamed
+    past it, before parsing) and authentication before the body is read: a guarded route
+    without a valid token answers 401 whatever the body, and the 401 is audited (issue 16)."""
+
+    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
+        self.app, self.api = app, api
+        self._routes: list[_RouteGuard] | None = None
+
+    def _limit(self, scope: Scope) -> int:
+        settings = self.api.state.runtime.settings
+        if scope["method"] == "POST" and scope["path"].startswith("/events/"):
+            return settings.http_max_event_body_bytes
+        return settings.http_route_body_limits.get(f"{scope['method']} {scope['path']}", settings.http_max_body_bytes)
+
+    def _route_of(self, scope: Scope) -> _RouteGuard | None:
+        if self._routes is None:
+            self._routes = route_guards(self.api)
+        for route in self._routes:
+            if scope["method"] in route.methods and route.path_regex.match(scope["path"]):
+                return route
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = self._route_of(scope)
+        if route is not None and route.guarded:  # first: no token is a 401 whatever the body
+            request = Request(scope)
+            try:
+                scope["rekisteri.principal"] = authenticate(request)
+            except NotAuthenticated as exc:
+                await self._audit_unauthenticated(request, route, exc.message)
+                await _answer(send, 401, exc.code, exc.message)
+                return
+        limit = self._limit(scope)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _answer(send, 413, "too_large", f"the request body is larger than {limit} bytes")
+            return
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, tracking_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await _answer(send, 413, "too_large", str(exc.detail))
+
+    async def _audit_unauthenticated(self, request: Request, route: Any, reason: str) -> None:
+        """401s are audited like 403s, without the token (issue 16)."""
+        try:
+            await self.api.state.audit_denial(None, f"{request.method} {route.path}", outcome="unauthenticated",
+                                              details={"reason": reason, "path": request.url.path})
+        except (*INFRASTRUCTURE_ERRORS, asyncpg.PostgresError) as exc:
+            log.error("audit_unauthenticated_failed", error=type(exc).__name__)
+
+
+async def _answer(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps(error_body(code, message)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 MAX_ACCEPT_BATCH = 10_000
 
 
@@ -141,7 +303,7 @@ def event_accept_router(runtime: "ServiceRuntime") -> APIRouter:
     @router.post("/events/{topic}", status_code=202, response_model=AcceptOutcome,
                  summary="Accept a batch of envelopes for a topic this service consumes")
     async def accept_events(topic: str, batch: EventBatch,
-                            _principal: Any = Depends(require(Role.service, Role.register_owner))) -> AcceptOutcome:
+                            _principal: Any = Depends(require(Role.service))) -> AcceptOutcome:
         consumer = runtime.consumers.get(topic)
         spec = CATALOGUE.get(topic)
         if consumer is None or spec is None or EXTERNAL not in spec.producers:
@@ -164,13 +326,17 @@ def runtime_of(request: Request) -> "ServiceRuntime":
     return request.app.state.runtime
 
 
-def _secret_of(request: Request) -> str:
-    return runtime_of(request).settings.rekisteri_token_secret
-
-
-def _pool_of(request: Request):  # noqa: ANN202 - asyncpg.Pool
-    return runtime_of(request).pool
+def authenticate(request: Request) -> Principal:
+    """The request's principal: a token signed with this register's secret, issued by it,
+    for this service (`aud`), and no longer-lived than its role allows. Verified once, by
+    the gate, and kept in the scope."""
+    principal = request.scope.get("rekisteri.principal")
+    if principal is not None:
+        return principal
+    settings = runtime_of(request).settings
+    return verify_token(settings.rekisteri_token_secret, bearer_of(request), audience=runtime_of(request).name,
+                        issuer=settings.rekisteri_token_issuer, max_lifetime_s=settings.token_max_lifetime_s)
 
 
 # `Depends(require(Role.register_owner, Role.register_user))` admits only those roles.
-require = role_guard(_secret_of, _pool_of)
+require = role_guard(authenticate)

@@ -25,7 +25,7 @@ from shared.messaging.events import ContactUpserted, DataSource, UsageRecorded
 from shared.messaging.kafka import ensure_topics, publish_incarnation
 from shared.ops.stack import EmbeddedBroker, free_port
 from tests.conftest import RunningService, service_test_settings
-from tests.helpers import ExternalSystem, auth, eventually
+from tests.helpers import ExternalSystem, auth, eventually, marketing_export
 from tests.infra import create_database
 from tests.integration.test_rights_erasure import (METER, erasure_evidence, new_customer, retention_pass, start_all,
                                                     subject, wait_state)
@@ -73,8 +73,7 @@ async def person_by_ref(contacts, ref: str):
 
 
 async def exported(contacts, purpose: str) -> set[uuid.UUID]:
-    resp = await contacts.http.get(f"/marketing/export?purpose={purpose}", headers=MARKETING)
-    return {uuid.UUID(p["id"]) for p in resp.json()["persons"]}
+    return {uuid.UUID(p["id"]) for p in await marketing_export(contacts.http, MARKETING, purpose=purpose)}
 
 
 async def consent_allows(consent, purpose: str, **target) -> bool:

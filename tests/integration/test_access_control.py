@@ -35,7 +35,7 @@ from tests.integration.test_fuzz_isolated import isolated  # noqa: F401 - fixtur
 OWNER, USER, MARKETING, BILLING, SUBJECT, SERVICE = (
     Role.register_owner, Role.register_user, Role.marketing, Role.billing, Role.subject, Role.service)
 STAFF = {OWNER, USER}
-EVENT_ACCEPT = {("POST", "/events/{topic}"): {SERVICE, OWNER}}
+EVENT_ACCEPT = {("POST", "/events/{topic}"): {SERVICE}}
 
 EXPECTED: dict[str, dict[tuple[str, str], set[Role]]] = {
     "contacts": {
@@ -53,6 +53,8 @@ EXPECTED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("GET", "/assignments/{assignment_id}"): STAFF,
         ("POST", "/assignments/{assignment_id}/end"): STAFF,
         ("POST", "/persons/{person_id}/account"): STAFF,
+        ("POST", "/persons/{person_id}/account/disable"): STAFF,
+        ("POST", "/auth/reauthenticate"): {SUBJECT},
         ("POST", "/persons/{person_id}/rectifications"): STAFF,
         ("GET", "/rectifications"): STAFF,
         ("GET", "/rectifications/{rect_id}"): STAFF,
@@ -111,7 +113,7 @@ EXPECTED: dict[str, dict[tuple[str, str], set[Role]]] = {
 # Routes without a role guard: operations, API documents, and the login that mints a subject token.
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/asyncapi.json", "/docs",
               "/docs/oauth2-redirect", "/redoc"}
-OPEN_BY_SERVICE = {"contacts": {("POST", "/auth/login")}}
+OPEN_BY_SERVICE = {"contacts": {("POST", "/auth/login"), ("POST", "/auth/activate")}}
 # Path parameters that are not ids: a value the route accepts, harmless if a granted role runs it
 # (2030-01 has not ended, so closing it is a 409 that changes nothing).
 PATH_VALUES = {"topic": "relationship-ended", "period": "2030-01", "name": "acl_probe_meter"}

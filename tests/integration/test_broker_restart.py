@@ -72,7 +72,9 @@ async def sender_and_receiver(infra, own_stack, tmp_path):
     app = create_http_app(sender, [], description="sender")
     await sender.start()
     await receiver.start()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sender") as client:
+    # A service token for the sender probe (tokens name the services they are for).
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sender",
+                                 headers=auth("service", audience=sender.name)) as client:
         yield sender, receiver, client
     await receiver.stop()
     await sender.stop()
@@ -81,7 +83,7 @@ async def sender_and_receiver(infra, own_stack, tmp_path):
 async def stream(client: httpx.AsyncClient, refs: list[str], batch: int = 200) -> None:
     for start in range(0, len(refs), batch):
         events = [json.loads(envelope_for(upsert(ref))[2].model_dump_json()) for ref in refs[start:start + batch]]
-        response = await client.post("/events/contact-upserted", json={"events": events}, headers=auth("service"))
+        response = await client.post("/events/contact-upserted", json={"events": events})
         assert response.status_code == 202 and response.json()["accepted"] == len(events)
 
 

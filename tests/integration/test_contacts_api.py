@@ -9,7 +9,7 @@ import pytest
 
 from shared.web.auth import Role
 from shared.messaging.events import OptoutRegistered, PassivationCommanded, Purpose, RelationshipEnded, RelationshipStarted
-from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic
+from tests.helpers import ExternalSystem, auth, envelopes, eventually, marketing_export, read_topic
 
 OWNER = auth(Role.register_owner, user="owner-1")
 USER = auth(Role.register_user, user="user-1")
@@ -208,10 +208,9 @@ async def test_r13_marketing_export_excludes_banned_persons(infra, contacts):
             [uuid.UUID(banned), uuid.UUID(banned_one_purpose)]) == 2
     await eventually(bans_recorded)
     mk = auth(Role.marketing, user="marketer")
-    any_purpose = {p["id"] for p in (await contacts.http.get("/marketing/export", headers=mk)).json()["persons"]}
+    any_purpose = {p["id"] for p in await marketing_export(contacts.http, mk)}
     assert allowed in any_purpose and banned not in any_purpose and banned_one_purpose not in any_purpose
-    selling = await contacts.http.get("/marketing/export", params={"purpose": "distance_selling"}, headers=mk)
-    ids = {p["id"] for p in selling.json()["persons"]}
+    ids = {p["id"] for p in await marketing_export(contacts.http, mk, purpose="distance_selling")}
     assert banned_one_purpose in ids and allowed in ids and banned not in ids
     assert (await contacts.http.get("/marketing/export", headers=USER)).status_code == 403
     assert await audit_rows(contacts, uuid.UUID(allowed), "marketing.export")

@@ -23,6 +23,11 @@ async def probe_http(infra, database_url, tmp_path):
     await runtime.stop()
 
 
+def as_service(runtime) -> dict[str, str]:
+    """A service token for the probe (tokens name the services they are for)."""
+    return auth("service", audience=runtime.name)
+
+
 def envelope_json(ref: str, **kw) -> dict:
     return json.loads(envelope_for(upsert(ref), **kw)[2].model_dump_json())
 
@@ -31,11 +36,11 @@ async def test_duplicates_within_and_across_batches_apply_once(probe_http):
     runtime, client = probe_http
     ref = f"crm-{uuid.uuid4()}"
     event = envelope_json(ref)
-    first = await client.post("/events/contact-upserted", json={"events": [event, event]}, headers=auth("service"))
+    first = await client.post("/events/contact-upserted", json={"events": [event, event]}, headers=as_service(runtime))
     assert first.status_code == 202, first.text
     assert first.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
     assert await effects_for(runtime, ref) == 1  # committed before the 202
-    again = await client.post("/events/contact-upserted", json={"events": [event]}, headers=auth("service"))
+    again = await client.post("/events/contact-upserted", json={"events": [event]}, headers=as_service(runtime))
     assert again.json() == {"accepted": 0, "duplicates": 1, "rejected": []}
     assert await effects_for(runtime, ref) == 1
 
@@ -45,7 +50,7 @@ async def test_http_then_kafka_with_the_same_id_applies_once(infra, probe_http):
     ref = f"crm-{uuid.uuid4()}"
     _topic, _key, envelope = envelope_for(upsert(ref))
     response = await client.post("/events/contact-upserted", json={"events": [json.loads(envelope.model_dump_json())]},
-                                 headers=auth("service"))
+                                 headers=as_service(runtime))
     assert response.json()["accepted"] == 1
     async with ExternalSystem(infra.bootstrap) as crm:
         await crm.publish_envelope("contact-upserted", envelope)
@@ -62,7 +67,7 @@ async def test_batch_with_invalid_events_accepts_the_valid_and_reports_each_inva
     wrong_type["type"] = "usage-recorded"
     events = [envelope_json(good_refs[0]), bad_data, envelope_json(good_refs[1]), "not an object",
               wrong_type, envelope_json(good_refs[2])]
-    response = await client.post("/events/contact-upserted", json={"events": events}, headers=auth("service"))
+    response = await client.post("/events/contact-upserted", json={"events": events}, headers=as_service(runtime))
     assert response.status_code == 202
     body = response.json()
     assert body["accepted"] == 3 and body["duplicates"] == 0
@@ -77,14 +82,14 @@ async def test_batch_with_invalid_events_accepts_the_valid_and_reports_each_inva
 
 
 async def test_accept_requires_a_service_token_and_a_known_topic(probe_http):
-    _runtime, client = probe_http
+    runtime, client = probe_http
     event = envelope_json(f"crm-{uuid.uuid4()}")
     assert (await client.post("/events/contact-upserted", json={"events": [event]})).status_code == 401
-    denied = await client.post("/events/contact-upserted", json={"events": [event]}, headers=auth("marketing"))
+    denied = await client.post("/events/contact-upserted", json={"events": [event]}, headers=auth("marketing", audience=runtime.name))
     assert denied.status_code == 403 and denied.json()["error"] == "forbidden"
-    unknown = await client.post("/events/usage-recorded", json={"events": [event]}, headers=auth("service"))
+    unknown = await client.post("/events/usage-recorded", json={"events": [event]}, headers=as_service(runtime))
     assert unknown.status_code == 404 and "topic" in unknown.json()["fields"]
-    too_many = await client.post("/events/contact-upserted", json={"events": [event] * 10_001}, headers=auth("service"))
+    too_many = await client.post("/events/contact-upserted", json={"events": [event] * 10_001}, headers=as_service(runtime))
     assert too_many.status_code == 422 and "events" in too_many.json()["fields"]
 
 

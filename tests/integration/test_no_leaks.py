@@ -17,7 +17,7 @@ from decimal import Decimal
 from shared.messaging import events as ev
 from shared.logging import configure_logging, get_logger
 from shared.settings import SERVICE_NAMES
-from tests.helpers import ExternalSystem, auth, envelope_for, eventually
+from tests.helpers import ExternalSystem, auth, envelope_for, eventually, open_account
 from tests.integration.test_fuzz_isolated import isolated  # noqa: F401 - fixture
 
 FIRST, LAST = "Seppo", "Salaisuusvaara"
@@ -55,8 +55,7 @@ async def run_scenario(isolated) -> list[str]:  # noqa: ANN001
     await expect(await contacts.post("/persons", headers=staff, json={
         "first_name": FIRST, "last_name": LAST, "emails": [f"{EMAIL}@@"], "phones": [f"{PHONE_TYPED}x"],
         "legal_basis": "customer_relationship", "purposes": ["customer_relationship"]}), 422)
-    await expect(await contacts.post(f"/persons/{person_id}/account", headers=staff, json={
-        "username": USERNAME, "password": PASSWORD}), 201)
+    await expect(await open_account(contacts, person_id, USERNAME, PASSWORD, staff), 200)
     await expect(await contacts.post("/auth/login", json={"username": USERNAME, "password": PASSWORD + "x"}), 401)
     await expect(await contacts.post("/auth/login", json={"username": USERNAME + "x", "password": PASSWORD}), 401)
     token = (await expect(await contacts.post("/auth/login", json={"username": USERNAME, "password": PASSWORD}),

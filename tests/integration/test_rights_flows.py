@@ -10,7 +10,7 @@ import pytest
 
 from shared.web.auth import Role
 from shared.messaging.events import Channel, OptoutRegistered, Purpose
-from tests.helpers import ExternalSystem, auth, eventually
+from tests.helpers import ExternalSystem, auth, eventually, marketing_export
 
 USER = auth(Role.register_user, user="user-7f")
 OWNER = auth(Role.register_owner, user="owner-7f")
@@ -39,9 +39,7 @@ async def new_person(contacts) -> tuple[str, str]:
 
 
 async def exported(contacts, purpose: Purpose) -> set[str]:
-    resp = await contacts.http.get(f"/marketing/export?purpose={purpose.value}", headers=MARKETING)
-    assert resp.status_code == 200, resp.text
-    return {p["id"] for p in resp.json()["persons"]}
+    return {p["id"] for p in await marketing_export(contacts.http, MARKETING, purpose=purpose.value)}
 
 
 def until_left_out(contacts, person_id: str, purpose: Purpose):

@@ -23,7 +23,8 @@ SERVICES = COMPOSE["services"]
 # Variables the official images read themselves (apache/kafka: KAFKA_* → server.properties).
 IMAGE_VARIABLES = {
     "apache/kafka": (re.compile(r"^KAFKA_[A-Z0-9_]+$"), {"CLUSTER_ID"}),
-    "postgres": (re.compile(r"^POSTGRES_(USER|PASSWORD|DB|INITDB_ARGS|HOST_AUTH_METHOD)$"), {"PGDATA"}),
+    "postgres": (re.compile(r"^POSTGRES_(USER|PASSWORD|DB|INITDB_ARGS|HOST_AUTH_METHOD)$"
+                            r"|^(CONTACTS|CONSENT|RETENTION|BILLING)_DB_PASSWORD$"), {"PGDATA"}),
 }
 
 

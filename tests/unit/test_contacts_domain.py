@@ -126,7 +126,7 @@ def test_r11_fifth_failure_locks():
         failed, until = domain.after_failed_login(failed, NOW)
         assert until is None
     failed, until = domain.after_failed_login(failed, NOW)
-    assert until == NOW + domain.LOCKOUT
+    assert until == NOW + domain.FIRST_LOCKOUT
     assert domain.is_locked(until, NOW)
     assert not domain.is_locked(until, until)
 
