@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import StringConstraints
 
-from services.contacts import access_report, domain, storage
+from services.contacts import access_report, domain, requests, storage
 from services.contacts.report_html import render_html
 from services.contacts.schemas import Body, Emails, Phones
 from shared.web.auth import Principal, Role, write_audit
@@ -111,6 +111,9 @@ async def record_request(conn: asyncpg.Connection, who: Principal, *, person_id:
         "channel": channel, "verified_by": verified_by, "verification_notes": notes, "requested_by": who.user,
         "chargeable": chargeable, "status": "awaiting_decision" if chargeable else "collecting",
         "expected_services": [access_report.SERVICE, *ANSWERING]})
+    # SPEC §10: answered within a month of receipt; these channels verified the identity on receipt.
+    await requests.record(conn, request["id"], "access", person_id, channel, identity_method=channel,
+                          received_at=request["created_at"])
     if not chargeable:
         await ask_services(conn, request)
     await write_audit(conn, who, "access_request.create", person_id=person_id, target=f"access_request:{request['id']}",

@@ -5,11 +5,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.contacts import access, api, handlers, storage
+from services.contacts import access, api, handlers, requests
 from services.contacts.passwords import Passwords
+from services.contacts.runtime import ContactsRuntime
 from services.contacts.settings import ContactsSettings
 from shared.web.http import create_http_app
-from shared.runtime import ServiceRuntime
 
 SETTINGS = ContactsSettings
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -19,8 +19,8 @@ DESCRIPTION = ("Contacts: organisations, business contact persons, accounts, rel
 
 def build_app(settings: ContactsSettings | None = None) -> FastAPI:
     settings = settings or ContactsSettings()
-    runtime = ServiceRuntime("contacts", settings, MIGRATIONS, storage)
+    runtime = ContactsRuntime(settings, MIGRATIONS)
     handlers.register(runtime)
-    app = create_http_app(runtime, [api.router, access.router], description=DESCRIPTION)
+    app = create_http_app(runtime, [api.router, access.router, requests.router], description=DESCRIPTION)
     app.state.passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
     return app

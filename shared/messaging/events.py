@@ -232,6 +232,16 @@ class AccessReportPart(Payload):
     items: list[dict] = Field(default_factory=list)
 
 
+class NotificationRequested(Payload):
+    """A message the company's mailer delivers to the person by their own contact points: an
+    extension of a request's deadline and its reason (Art. 12(3)), or the one-time code that
+    verifies the identity of a request made by email or phone. `parameters` fill the template."""
+
+    person_id: uuid.UUID
+    template: Literal["request-extended", "identity-code"]
+    parameters: dict[str, str] = Field(default_factory=dict, max_length=10)
+
+
 # ---- billing --------------------------------------------------------------------------
 
 class UsageRecorded(Payload):
