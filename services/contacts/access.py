@@ -36,6 +36,7 @@ subject = require(Role.subject)
 ANSWERING = tuple(sorted(topic("access-requested").consumers))
 Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Notes = Annotated[str, StringConstraints(max_length=1000)]
+CODE_CHANNELS = ("email", "phone")  # identity verified by a one-time code to the person's own contact points
 
 
 class AccessRequestIn(Body):
@@ -45,7 +46,7 @@ class AccessRequestIn(Body):
     person_id: uuid.UUID | None = None
     emails: Emails = []
     phones: Phones = []
-    verification: Literal["signed_letter", "in_person"]
+    verification: Literal["signed_letter", "in_person", "email", "phone"]
     verified_by: Short
     notes: Notes | None = None
 
@@ -106,15 +107,16 @@ async def record_request(conn: asyncpg.Connection, who: Principal, *, person_id:
     digests = [domain.contact_point_digest(v) for v in [*emails, *phones]]
     earlier = await storage.earlier_access_requests(conn, person_id, digests)
     chargeable = access_report.is_chargeable([r["created_at"] for r in earlier], utcnow())
+    unverified = channel in CODE_CHANNELS  # SPEC §10: nothing is collected before the code comes back
     request = await storage.insert_access_request(conn, {
         "id": uuid.uuid4(), "person_id": person_id, "emails": emails, "phones": phones, "contact_digests": digests,
         "channel": channel, "verified_by": verified_by, "verification_notes": notes, "requested_by": who.user,
-        "chargeable": chargeable, "status": "awaiting_decision" if chargeable else "collecting",
+        "chargeable": chargeable, "status": "awaiting_identity" if unverified else "awaiting_decision" if chargeable else "collecting",
         "expected_services": [access_report.SERVICE, *ANSWERING]})
     # SPEC §10: answered within a month of receipt; these channels verified the identity on receipt.
-    await requests.record(conn, request["id"], "access", person_id, channel, identity_method=channel,
-                          received_at=request["created_at"])
-    if not chargeable:
+    await requests.record(conn, request["id"], "access", person_id, channel,
+                          identity_method=None if unverified else channel, received_at=request["created_at"])
+    if not chargeable and not unverified:
         await ask_services(conn, request)
     await write_audit(conn, who, "access_request.create", person_id=person_id, target=f"access_request:{request['id']}",
                       details={"channel": channel, "chargeable": chargeable})
@@ -143,6 +145,13 @@ async def create_access_request(body: AccessRequestIn, request: Request, who: Pr
     async with runtime.pool.acquire() as conn, conn.transaction():
         req = await record_request(conn, who, person_id=body.person_id, emails=body.emails, phones=body.phones,
                                    channel=body.verification, verified_by=body.verified_by, notes=body.notes)
+        if body.verification in CODE_CHANNELS:
+            if req["person_id"] is None or await storage.get_person(conn, req["person_id"]) is None:
+                raise InvalidInput("a code can only go to a person in the register",
+                                   fields={"verification": "email or phone needs a person the register holds: "
+                                                           "verify by signed letter or in person"})
+            await requests.send_code(runtime.unit_of_work(conn), conn, req["id"], req["person_id"],
+                                     body.verification, who)
         return await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
 
 
@@ -160,7 +169,7 @@ async def create_own_access_request(request: Request, who: Principal = Depends(s
 
 @router.get("/access-requests")
 async def list_access_requests(request: Request, _who: Principal = Depends(owner),
-                               status: Literal["awaiting_decision", "collecting", "fulfilled", "refused"] =
+                               status: Literal["awaiting_identity", "awaiting_decision", "collecting", "fulfilled", "refused"] =
                                "awaiting_decision") -> dict:
     """The register owner's queue (ids only): chargeable requests waiting for a decision by default."""
     return {"access_requests": await storage.access_requests_by_status(runtime_of(request).pool, status, 200)}

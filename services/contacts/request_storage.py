@@ -95,3 +95,37 @@ async def overdue(conn: Conn, today: date, limit: int = 1000) -> list[dict[str, 
 async def overdue_count(conn: Conn, today: date) -> int:
     return await conn.fetchval(
         "SELECT count(*) FROM rights_request_queue WHERE status = 'open' AND answer_by < $1", today)
+
+
+# ---- identity codes ---------------------------------------------------------------------
+
+async def store_code(conn: Conn, request_id: uuid.UUID, salt: bytes, code_hash: bytes, expires_at: datetime,
+                     tries: int, issued_by: str, at: datetime) -> None:
+    """A new code replaces an outstanding one (and its spent tries)."""
+    await conn.execute(
+        "INSERT INTO identity_codes (request_id, salt, code_hash, expires_at, tries_left, issued_at, issued_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (request_id) DO UPDATE SET salt = EXCLUDED.salt,"
+        " code_hash = EXCLUDED.code_hash, expires_at = EXCLUDED.expires_at, tries_left = EXCLUDED.tries_left,"
+        " issued_at = EXCLUDED.issued_at, issued_by = EXCLUDED.issued_by",
+        request_id, salt, code_hash, expires_at, tries, at, issued_by)
+
+
+async def outstanding_code(conn: Conn, request_id: uuid.UUID) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT salt, code_hash, expires_at, tries_left FROM identity_codes"
+                              " WHERE request_id = $1 FOR UPDATE", request_id)
+    return dict(row) if row else None
+
+
+async def spend_try(conn: Conn, request_id: uuid.UUID) -> int:
+    return await conn.fetchval("UPDATE identity_codes SET tries_left = greatest(tries_left - 1, 0)"
+                               " WHERE request_id = $1 RETURNING tries_left", request_id)
+
+
+async def drop_code(conn: Conn, request_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM identity_codes WHERE request_id = $1", request_id)
+
+
+async def release_access_request(conn: Conn, request_id: uuid.UUID, status: str) -> None:
+    """An access request whose identity is now verified: held for a decision, or collecting."""
+    await conn.execute("UPDATE access_requests SET status = $2, asked_at = CASE WHEN $2 = 'collecting'"
+                       " THEN clock_timestamp() END WHERE id = $1 AND status = 'awaiting_identity'", request_id, status)

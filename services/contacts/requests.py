@@ -11,11 +11,12 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import APIRouter, Body as BodyParam, Depends, Query, Request
 
-from services.contacts import request_storage
+from services.contacts import identity_codes, request_storage
 from services.contacts.deadlines import check_extension, local_date
 from shared.errors import InvalidInput, NotFound
 from shared.messaging.envelope import utcnow
 from shared.messaging.events import NotificationRequested
+from shared.messaging.consumer import UnitOfWork
 from shared.web.auth import Principal, Role, write_audit
 from shared.web.http import require, runtime_of
 
@@ -34,6 +35,23 @@ async def record(conn: asyncpg.Connection, request_id: uuid.UUID, kind: str, per
     """A received request gets its deadline; `identity_method` None pauses the clock until verified."""
     return await request_storage.insert_request(conn, request_id, kind, person_id, channel,
                                                 received_at or utcnow(), identity_method)
+
+
+async def send_code(uow: UnitOfWork, conn: asyncpg.Connection, request_id: uuid.UUID, person_id: uuid.UUID,
+                    channel: str, who: Principal) -> datetime:
+    """A new one-time code to the person's own contact points (the mailer delivers it); only its
+    hash is kept. Returns when it expires."""
+    now = utcnow()
+    issued = identity_codes.issue(now)
+    await request_storage.store_code(conn, request_id, issued.salt, issued.digest, issued.expires_at,
+                                     identity_codes.TRIES, who.user, now)
+    await uow.outbox.add(NotificationRequested(
+        person_id=person_id, template="identity-code",
+        parameters={"request_id": str(request_id), "code": issued.code, "channel": channel,
+                    "expires_at": issued.expires_at.isoformat()}))
+    await write_audit(conn, who, "request.identity_code", person_id=person_id, target=f"request:{request_id}",
+                      details={"channel": channel})
+    return issued.expires_at
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
