@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import StringConstraints
 
-from services.contacts import access_report, domain, requests, storage
+from services.contacts import access_report, domain, request_storage, requests, storage
 from services.contacts.report_html import render_html
 from services.contacts.schemas import Body, Emails, Phones
 from shared.web.auth import Principal, Role, write_audit
@@ -106,13 +106,16 @@ async def record_request(conn: asyncpg.Connection, who: Principal, *, person_id:
         phones = domain.unique([*phones, *person["phones"]])
     digests = [domain.contact_point_digest(v) for v in [*emails, *phones]]
     earlier = await storage.earlier_access_requests(conn, person_id, digests)
-    chargeable = access_report.is_chargeable([r["created_at"] for r in earlier], utcnow())
+    because = access_report.chargeable_because(earlier, utcnow())
+    chargeable = because is not None
     unverified = channel in CODE_CHANNELS  # SPEC §10: nothing is collected before the code comes back
     request = await storage.insert_access_request(conn, {
         "id": uuid.uuid4(), "person_id": person_id, "emails": emails, "phones": phones, "contact_digests": digests,
         "channel": channel, "verified_by": verified_by, "verification_notes": notes, "requested_by": who.user,
         "chargeable": chargeable, "status": "awaiting_identity" if unverified else "awaiting_decision" if chargeable else "collecting",
         "expected_services": [access_report.SERVICE, *ANSWERING]})
+    if because is not None:  # SPEC §10: the decision names the earlier free request
+        await request_storage.record_charge_reason(conn, request["id"], because["request_id"], because["received_at"])
     # SPEC §10: answered within a month of receipt; these channels verified the identity on receipt.
     await requests.record(conn, request["id"], "access", person_id, channel,
                           identity_method=None if unverified else channel, received_at=request["created_at"])
@@ -130,7 +133,8 @@ async def describe(conn: asyncpg.Connection, request: dict[str, Any], timeout_s:
     answered = await storage.answered_services(conn, request["id"])
     keys = ("id", "person_id", "channel", "verified_by", "chargeable", "status", "decision", "decision_reason",
             "decided_by", "decided_at", "created_at", "asked_at", "fulfilled_at")
-    return {**{k: request[k] for k in keys}, "expected": request["expected_services"],
+    because = await request_storage.charge_reason(conn, request["id"])
+    return {**{k: request[k] for k in keys}, "chargeable_because": because, "expected": request["expected_services"],
             **access_report.progress(request["expected_services"], answered, request["asked_at"], utcnow(),
                                      timeout_s)}
 
@@ -172,7 +176,10 @@ async def list_access_requests(request: Request, _who: Principal = Depends(owner
                                status: Literal["awaiting_identity", "awaiting_decision", "collecting", "fulfilled", "refused"] =
                                "awaiting_decision") -> dict:
     """The register owner's queue (ids only): chargeable requests waiting for a decision by default."""
-    return {"access_requests": await storage.access_requests_by_status(runtime_of(request).pool, status, 200)}
+    pool = runtime_of(request).pool
+    rows = await storage.access_requests_by_status(pool, status, 200)
+    reasons = await request_storage.charge_reasons(pool, [r["id"] for r in rows])
+    return {"access_requests": [{**r, "chargeable_because": reasons.get(r["id"])} for r in rows]}
 
 
 async def readable_request(conn: asyncpg.Connection, who: Principal, request_id: uuid.UUID, *,

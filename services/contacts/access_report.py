@@ -32,6 +32,19 @@ def is_chargeable(earlier_requests: Iterable[datetime], now: datetime) -> bool:
     return any(cutoff < at <= now for at in earlier_requests)
 
 
+def chargeable_because(earlier: Iterable[dict[str, Any]], now: datetime) -> dict[str, Any] | None:
+    """Why a request is chargeable (SPEC §10): the earlier free request within twelve months
+    (its id and date), else the latest earlier one in that window; None when it is free.
+    `earlier` rows carry `id`, `created_at` and `chargeable`."""
+    cutoff = twelve_months_before(now)
+    window = sorted((r for r in earlier if cutoff < r["created_at"] <= now), key=lambda r: r["created_at"])
+    if not window:
+        return None
+    free = [r for r in window if not r["chargeable"]]
+    chosen = (free or window)[-1]
+    return {"request_id": chosen["id"], "received_at": chosen["created_at"], "was_free": not chosen["chargeable"]}
+
+
 # ---- progress of a request -------------------------------------------------------------
 
 def progress(expected: Iterable[str], answered: Iterable[str], asked_at: datetime | None, now: datetime,

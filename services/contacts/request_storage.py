@@ -129,3 +129,27 @@ async def release_access_request(conn: Conn, request_id: uuid.UUID, status: str)
     """An access request whose identity is now verified: held for a decision, or collecting."""
     await conn.execute("UPDATE access_requests SET status = $2, asked_at = CASE WHEN $2 = 'collecting'"
                        " THEN clock_timestamp() END WHERE id = $1 AND status = 'awaiting_identity'", request_id, status)
+
+
+# ---- the chargeable decision's reason ---------------------------------------------------
+
+async def record_charge_reason(conn: Conn, request_id: uuid.UUID, earlier_id: uuid.UUID, earlier_at: datetime) -> None:
+    await conn.execute("UPDATE access_requests SET chargeable_because = $2, chargeable_because_at = $3 WHERE id = $1",
+                       request_id, earlier_id, earlier_at)
+
+
+def _reason(row: Any) -> dict[str, Any] | None:
+    if row is None or row["chargeable_because"] is None:
+        return None
+    return {"request_id": row["chargeable_because"], "received_at": row["chargeable_because_at"]}
+
+
+async def charge_reason(conn: Conn, request_id: uuid.UUID) -> dict[str, Any] | None:
+    return _reason(await conn.fetchrow(
+        "SELECT chargeable_because, chargeable_because_at FROM access_requests WHERE id = $1", request_id))
+
+
+async def charge_reasons(conn: Conn, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any] | None]:
+    rows = await conn.fetch("SELECT id, chargeable_because, chargeable_because_at FROM access_requests"
+                            " WHERE id = ANY($1::uuid[])", request_ids)
+    return {r["id"]: _reason(r) for r in rows}
