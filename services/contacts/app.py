@@ -5,7 +5,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.contacts import access, api, handlers, requests, verification
+from services.contacts import access, api, handlers, portability, requests, verification
 from services.contacts.passwords import Passwords
 from services.contacts.runtime import ContactsRuntime
 from services.contacts.settings import ContactsSettings
@@ -21,6 +21,7 @@ def build_app(settings: ContactsSettings | None = None) -> FastAPI:
     settings = settings or ContactsSettings()
     runtime = ContactsRuntime(settings, MIGRATIONS)
     handlers.register(runtime)
-    app = create_http_app(runtime, [api.router, access.router, requests.router, verification.router], description=DESCRIPTION)
+    app = create_http_app(runtime, [api.router, access.router, requests.router, verification.router,
+                                               portability.router], description=DESCRIPTION)
     app.state.passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
     return app
