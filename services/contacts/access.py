@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import StringConstraints
 
-from services.contacts import access_report, domain, request_storage, requests, storage
+from services.contacts import access_report, domain, processors, request_storage, requests, storage
 from services.contacts.report_html import render_html
 from services.contacts.schemas import Body, Emails, Phones
 from shared.web.auth import Principal, Role, write_audit
@@ -88,6 +88,7 @@ async def own_slice(conn: asyncpg.Connection, request: dict[str, Any]) -> list[d
     items += access_report.suppression_items(points, purposes)
     earlier = await storage.earlier_access_requests(conn, request["person_id"], request["contact_digests"])
     items += access_report.earlier_request_items([r for r in earlier if r["id"] != request["id"]])
+    items += access_report.processor_items(await processors.all_processors(conn))
     return items
 
 

@@ -122,6 +122,13 @@ def suppression_items(points: list[str], purposes_of: dict[str, list[str]]) -> l
             for point in points if purposes_of.get(point)]
 
 
+def processor_items(processors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Art. 15(1)(c): the recipients, here the processors working on the register's behalf."""
+    return [access_item("processor", p["name"], {"business_id": p["business_id"], "service": p["service"],
+                                                 "location": p["location"]},
+                        source=REGISTER, purpose=",".join(p["purposes"])) for p in processors]
+
+
 def earlier_request_items(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [access_item("access_request", r["channel"], {"id": r["id"], "status": r["status"],
                                                           "chargeable": r["chargeable"]},

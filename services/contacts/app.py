@@ -5,7 +5,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.contacts import access, api, handlers, portability, requests, verification
+from services.contacts import access, api, handlers, portability, processors, requests, verification
 from services.contacts.passwords import Passwords
 from services.contacts.runtime import ContactsRuntime
 from services.contacts.settings import ContactsSettings
@@ -22,6 +22,6 @@ def build_app(settings: ContactsSettings | None = None) -> FastAPI:
     runtime = ContactsRuntime(settings, MIGRATIONS)
     handlers.register(runtime)
     app = create_http_app(runtime, [api.router, access.router, requests.router, verification.router,
-                                               portability.router], description=DESCRIPTION)
+                                               portability.router, processors.router], description=DESCRIPTION)
     app.state.passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
     return app
