@@ -5,7 +5,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.contacts import access, api, handlers, portability, processors, requests, verification
+from services.contacts import (access, api, handlers, portability, processing_record, processors, requests,
+                               verification)
 from services.contacts.passwords import Passwords
 from services.contacts.runtime import ContactsRuntime
 from services.contacts.settings import ContactsSettings
@@ -21,7 +22,8 @@ def build_app(settings: ContactsSettings | None = None) -> FastAPI:
     settings = settings or ContactsSettings()
     runtime = ContactsRuntime(settings, MIGRATIONS)
     handlers.register(runtime)
-    app = create_http_app(runtime, [api.router, access.router, requests.router, verification.router,
-                                               portability.router, processors.router], description=DESCRIPTION)
+    routers = [api.router, access.router, requests.router, verification.router, portability.router,
+               processors.router, processing_record.router]
+    app = create_http_app(runtime, routers, description=DESCRIPTION)
     app.state.passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
     return app
