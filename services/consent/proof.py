@@ -10,7 +10,7 @@ import hashlib
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -118,7 +118,8 @@ async def consent_records(person_id: uuid.UUID, request: Request,
 
 
 @router.get("/persons/{person_id}/consents/{consent_id}/receipt")
-async def consent_receipt(person_id: uuid.UUID, consent_id: int, request: Request,
+async def consent_receipt(person_id: uuid.UUID, request: Request,
+                          consent_id: Annotated[int, Path(ge=1, le=2 ** 63 - 1)],
                           who: Principal = Depends(require(*STAFF, Role.subject))) -> dict:
     await _own_or_staff(request, who, person_id, "consent.read")
     pool = runtime_of(request).pool
