@@ -9,11 +9,13 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Body as BodyParam, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import StrictInt, StringConstraints
 
 from services.contacts import identity_codes, request_storage
 from services.contacts.deadlines import check_extension, local_date
-from shared.errors import InvalidInput, NotFound
+from services.contacts.schemas import Body
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.messaging.envelope import utcnow
 from shared.messaging.events import NotificationRequested
 from shared.messaging.consumer import UnitOfWork
@@ -55,7 +57,7 @@ async def send_code(uow: UnitOfWork, conn: asyncpg.Connection, request_id: uuid.
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: v for k, v in row.items()}, "overdue": row["status"] == "open" and row["answer_by"] < today()}
+    return {**row, "overdue": row["status"] == "open" and row["answer_by"] < today()}
 
 
 def _cursor(row: dict[str, Any]) -> str:
@@ -92,17 +94,18 @@ async def read_request(request_id: uuid.UUID, request: Request, _who: Principal 
     return public(row)
 
 
+class ExtendIn(Body):
+    """Both fields are checked together by `check_extension`, so one 422 names every bad field."""
+
+    months: StrictInt | None = None
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
 @router.post("/requests/{request_id}/extend")
-async def extend(request_id: uuid.UUID, request: Request, who: Principal = Depends(owner),
-                 body: dict[str, Any] = BodyParam(...)) -> dict:
+async def extend(request_id: uuid.UUID, body: ExtendIn, request: Request, who: Principal = Depends(owner)) -> dict:
     """Extend to 1 or 2 further months in total (Art. 12(3)); the reason is required and is told
     to the person. Everything (extension, audit, notification) commits together or not at all."""
-    unknown = sorted(set(body) - {"months", "reason"})
-    if unknown:
-        raise InvalidInput("unknown fields", fields={k: "not a field of an extension" for k in unknown})
-    months, reason = body.get("months"), body.get("reason")
-    if reason is not None and not isinstance(reason, str):
-        raise InvalidInput("reason: text", fields={"reason": "must be text"})
+    months, reason = body.months, body.reason
     runtime = runtime_of(request)
     async with runtime.pool.acquire() as conn, conn.transaction():
         row = await request_storage.get_request(conn, request_id, for_update=True)
@@ -110,7 +113,7 @@ async def extend(request_id: uuid.UUID, request: Request, who: Principal = Depen
             raise NotFound("no such request")
         check_extension(row["extension_months"], months, reason)
         if row["status"] in ("answered", "closed"):
-            raise InvalidInput("the request is already answered", fields={"months": f"status is {row['status']}"})
+            raise Conflict("the request is already answered", fields={"status": row["status"]})
         deadline = request_storage.deadline_of(row).extended(months, reason)  # type: ignore[arg-type]
         reason = reason.strip()  # type: ignore[union-attr]
         await request_storage.record_extension(conn, request_id, deadline, reason, who.user, utcnow())

@@ -71,6 +71,9 @@ async def test_access_request_and_rectification_are_due_one_calendar_month_after
                                        json={"approve": False, "reason": "the name is right"})
     assert decided.status_code == 200, decided.text
     assert (await deadline(contacts, rect["id"]))["status"] == "answered"
+    late = await contacts.http.post(f"/requests/{rect['id']}/extend", headers=OWNER,
+                                    json={"months": 1, "reason": "too late"})
+    assert late.status_code == 409 and late.json()["fields"]["status"] == "answered"
 
 
 async def test_received_31_january_is_due_28_february_in_the_stored_row(contacts):
