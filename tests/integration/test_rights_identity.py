@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 from services.contacts.deadlines import add_months, local_date
 from shared.messaging.envelope import utcnow
-from tests.helpers import envelopes, eventually, read_topic
+from tests.helpers import envelopes, read_topic
 from tests.integration.test_rights_deadlines import OWNER, contacts, deadline, new_person  # noqa: F401 - fixture
 
 
