@@ -5,7 +5,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.consent import api, handlers, storage
+from services.consent import api, handlers, proof, storage
 from services.consent.settings import ConsentSettings
 from shared.web.http import create_http_app
 from shared.runtime import ServiceRuntime
@@ -17,4 +17,4 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def build_app(settings: ConsentSettings | None = None) -> FastAPI:
     runtime = ServiceRuntime("consent", settings or ConsentSettings(), MIGRATIONS, storage)
     handlers.register(runtime)
-    return create_http_app(runtime, [api.router], description=__doc__ or "")
+    return create_http_app(runtime, [api.router, proof.router], description=__doc__ or "")

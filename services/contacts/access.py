@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import StringConstraints
 
-from services.contacts import access_report, domain, storage
+from services.contacts import access_report, domain, processors, request_storage, requests, storage
 from services.contacts.report_html import render_html
 from services.contacts.schemas import Body, Emails, Phones
 from shared.web.auth import Principal, Role, write_audit
@@ -36,6 +36,7 @@ owner_or_subject = require(Role.register_owner, Role.subject)
 ANSWERING = tuple(sorted(topic("access-requested").consumers))
 Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Notes = Annotated[str, StringConstraints(max_length=1000)]
+CODE_CHANNELS = ("email", "phone")  # identity verified by a one-time code to the person's own contact points
 
 
 class AccessRequestIn(Body):
@@ -45,7 +46,7 @@ class AccessRequestIn(Body):
     person_id: uuid.UUID | None = None
     emails: Emails = []
     phones: Phones = []
-    verification: Literal["signed_letter", "in_person"]
+    verification: Literal["signed_letter", "in_person", "email", "phone"]
     verified_by: Short
     notes: Notes | None = None
 
@@ -88,6 +89,7 @@ async def own_slice(conn: asyncpg.Connection, request: dict[str, Any]) -> list[d
     items += access_report.suppression_items(points, purposes)
     earlier = await storage.earlier_access_requests(conn, request["person_id"], request["contact_digests"])
     items += access_report.earlier_request_items([r for r in earlier if r["id"] != request["id"]])
+    items += access_report.processor_items(await processors.all_processors(conn))
     return items
 
 
@@ -106,13 +108,20 @@ async def record_request(conn: asyncpg.Connection, who: Principal, *, person_id:
         phones = domain.unique([*phones, *person["phones"]])
     digests = await storage.contact_digests(conn, emails, phones)
     earlier = await storage.earlier_access_requests(conn, person_id, digests)
-    chargeable = access_report.is_chargeable([r["created_at"] for r in earlier], utcnow())
+    because = access_report.chargeable_because(earlier, utcnow())
+    chargeable = because is not None
+    unverified = channel in CODE_CHANNELS  # SPEC §10: nothing is collected before the code comes back
     request = await storage.insert_access_request(conn, {
         "id": uuid.uuid4(), "person_id": person_id, "emails": emails, "phones": phones, "contact_digests": digests,
         "channel": channel, "verified_by": verified_by, "verification_notes": notes, "requested_by": who.user,
-        "chargeable": chargeable, "status": "awaiting_decision" if chargeable else "collecting",
+        "chargeable": chargeable, "status": "awaiting_identity" if unverified else "awaiting_decision" if chargeable else "collecting",
         "expected_services": [access_report.SERVICE, *ANSWERING]})
-    if not chargeable:
+    if because is not None:  # SPEC §10: the decision names the earlier free request
+        await request_storage.record_charge_reason(conn, request["id"], because["request_id"], because["received_at"])
+    # SPEC §10: answered within a month of receipt; these channels verified the identity on receipt.
+    await requests.record(conn, request["id"], "access", person_id, channel,
+                          identity_method=None if unverified else channel, received_at=request["created_at"])
+    if not chargeable and not unverified:
         await ask_services(conn, request)
     await write_audit(conn, who, "access_request.create", person_id=person_id, target=f"access_request:{request['id']}",
                       details={"channel": channel, "chargeable": chargeable})
@@ -126,7 +135,8 @@ async def describe(conn: asyncpg.Connection, request: dict[str, Any], timeout_s:
     answered = await storage.answered_services(conn, request["id"])
     keys = ("id", "person_id", "channel", "verified_by", "chargeable", "status", "decision", "decision_reason",
             "decided_by", "decided_at", "created_at", "asked_at", "fulfilled_at")
-    return {**{k: request[k] for k in keys}, "expected": request["expected_services"],
+    because = await request_storage.charge_reason(conn, request["id"])
+    return {**{k: request[k] for k in keys}, "chargeable_because": because, "expected": request["expected_services"],
             **access_report.progress(request["expected_services"], answered, request["asked_at"], utcnow(),
                                      timeout_s)}
 
@@ -141,6 +151,13 @@ async def create_access_request(body: AccessRequestIn, request: Request, who: Pr
     async with runtime.pool.acquire() as conn, conn.transaction():
         req = await record_request(conn, who, person_id=body.person_id, emails=body.emails, phones=body.phones,
                                    channel=body.verification, verified_by=body.verified_by, notes=body.notes)
+        if body.verification in CODE_CHANNELS:
+            if req["person_id"] is None or await storage.get_person(conn, req["person_id"]) is None:
+                raise InvalidInput("a code can only go to a person in the register",
+                                   fields={"verification": "email or phone needs a person the register holds: "
+                                                           "verify by signed letter or in person"})
+            await requests.send_code(runtime.unit_of_work(conn), conn, req["id"], req["person_id"],
+                                     body.verification, who)
         return await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
 
 
@@ -158,10 +175,13 @@ async def create_own_access_request(request: Request, who: Principal = Depends(c
 
 @router.get("/access-requests")
 async def list_access_requests(request: Request, _who: Principal = Depends(owner),
-                               status: Literal["awaiting_decision", "collecting", "fulfilled", "refused"] =
+                               status: Literal["awaiting_identity", "awaiting_decision", "collecting", "fulfilled", "refused"] =
                                "awaiting_decision") -> dict:
     """The register owner's queue (ids only): chargeable requests waiting for a decision by default."""
-    return {"access_requests": await storage.access_requests_by_status(runtime_of(request).pool, status, 200)}
+    pool = runtime_of(request).pool
+    rows = await storage.access_requests_by_status(pool, status, 200)
+    reasons = await request_storage.charge_reasons(pool, [r["id"] for r in rows])
+    return {"access_requests": [{**r, "chargeable_because": reasons.get(r["id"])} for r in rows]}
 
 
 async def readable_request(conn: asyncpg.Connection, who: Principal, request_id: uuid.UUID, *,

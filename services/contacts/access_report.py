@@ -32,6 +32,19 @@ def is_chargeable(earlier_requests: Iterable[datetime], now: datetime) -> bool:
     return any(cutoff < at <= now for at in earlier_requests)
 
 
+def chargeable_because(earlier: Iterable[dict[str, Any]], now: datetime) -> dict[str, Any] | None:
+    """Why a request is chargeable (SPEC §10): the earlier free request within twelve months
+    (its id and date), else the latest earlier one in that window; None when it is free.
+    `earlier` rows carry `id`, `created_at` and `chargeable`."""
+    cutoff = twelve_months_before(now)
+    window = sorted((r for r in earlier if cutoff < r["created_at"] <= now), key=lambda r: r["created_at"])
+    if not window:
+        return None
+    free = [r for r in window if not r["chargeable"]]
+    chosen = (free or window)[-1]
+    return {"request_id": chosen["id"], "received_at": chosen["created_at"], "was_free": not chosen["chargeable"]}
+
+
 # ---- progress of a request -------------------------------------------------------------
 
 def progress(expected: Iterable[str], answered: Iterable[str], asked_at: datetime | None, now: datetime,
@@ -107,6 +120,13 @@ def suppression_items(points: list[str], purposes_of: dict[str, list[str]]) -> l
     return [access_item("suppression_record", "contact_point", point, source="consent", purpose="suppression",
                         banned_purposes=sorted(purposes_of[point]), stored_as="keyed hash (HMAC-SHA256)")
             for point in points if purposes_of.get(point)]
+
+
+def processor_items(processors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Art. 15(1)(c): the recipients, here the processors working on the register's behalf."""
+    return [access_item("processor", p["name"], {"business_id": p["business_id"], "service": p["service"],
+                                                 "location": p["location"]},
+                        source=REGISTER, purpose=",".join(p["purposes"])) for p in processors]
 
 
 def earlier_request_items(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,11 +5,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.contacts import access, api, handlers, storage
+from services.contacts import (access, api, handlers, portability, processing_record, processors, requests,
+                               storage, verification)
 from services.contacts.passwords import Passwords
+from services.contacts.runtime import ContactsRuntime
 from services.contacts.settings import ContactsSettings
 from shared.web.http import create_http_app
-from shared.runtime import ServiceRuntime
 
 SETTINGS = ContactsSettings
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -19,9 +20,11 @@ DESCRIPTION = ("Contacts: organisations, business contact persons, accounts, rel
 
 def build_app(settings: ContactsSettings | None = None) -> FastAPI:
     settings = settings or ContactsSettings()
-    runtime = ServiceRuntime("contacts", settings, MIGRATIONS, storage)
+    runtime = ContactsRuntime(settings, MIGRATIONS)
     storage.use_suppression_keys(settings.suppression_keyring(), settings.suppression_chain_ttl_s)
     handlers.register(runtime)
-    app = create_http_app(runtime, [api.router, access.router], description=DESCRIPTION)
+    routers = [api.router, access.router, requests.router, verification.router, portability.router,
+               processors.router, processing_record.router]
+    app = create_http_app(runtime, routers, description=DESCRIPTION)
     app.state.passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
     return app

@@ -7,7 +7,7 @@ import uuid
 
 from fastapi import APIRouter, Depends, Request
 
-from services.contacts import domain, service, storage
+from services.contacts import domain, requests, service, storage
 from services.contacts.domain import State
 from services.contacts.schemas import DecisionIn, PersonFields, RectificationIn, SelfRectificationIn, SelfUpdate
 from shared.web.auth import Principal, Role, deny, write_audit, write_audit_many
@@ -31,6 +31,9 @@ async def _record(request: Request, who: Principal, person_id: uuid.UUID, change
         if who.role is not Role.subject and not domain.staff_may_read(who.role, State(person["lifecycle_state"])):
             await deny(request, who, "rectification.request", person_id=person_id)
         rect_id = await storage.insert_rectification(conn, person_id, who.user, data, reason)
+        # SPEC §10: the answer is due a month after receipt; the login or the staff member verified the identity.
+        channel = "self_service" if who.role is Role.subject else "staff"
+        await requests.record(conn, rect_id, "rectification", person_id, channel, identity_method=channel)
         await write_audit(conn, who, "rectification.request", person_id=person_id, target=f"rectification:{rect_id}",
                           details={"fields": sorted(data)})
     return {"id": rect_id, "person_id": person_id, "status": "pending"}

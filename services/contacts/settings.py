@@ -25,3 +25,11 @@ class ContactsSettings(ServiceSettings):
     contacts_access_report_timeout_s: float = 30.0
     # How stale the list of suppression key chains in use may be (SPEC §9, docs/PRIVACY.md).
     suppression_chain_ttl_s: float = 1.0
+    # The controller and its representative (GDPR Art. 30(1)(a)), printed in the record of
+    # processing. The defaults are the embedded stack's placeholders: set them in production.
+    controller_name: str = "Example ICT Oy"
+    controller_business_id: str = "1234567-1"
+    controller_address: str = "Esimerkkikatu 1, 00100 Helsinki"
+    controller_contact: str = "tietosuoja@example.fi"
+    controller_representative: str = "Register owner (rekisterin vastuuhenkilö)"
+    controller_representative_contact: str = "rekisteri@example.fi"

@@ -127,16 +127,6 @@ class ContactTransferredToMarketing(PersonRef):
     command_id: uuid.UUID | None = None
 
 
-class NotificationRequested(Payload):
-    """A message the company's mailer delivers to the person: for an account, the single-use
-    activation code with which they set their own password (SPEC §7; staff never do)."""
-
-    person_id: uuid.UUID
-    template: Literal["account-activation"]
-    code: str = Field(min_length=16, max_length=64)
-    expires_at: AwareDatetime
-
-
 class RelationshipStarted(Payload):
     person_id: uuid.UUID
     relationship_id: uuid.UUID
@@ -240,6 +230,20 @@ class AccessReportPart(Payload):
     service: str
     person_id: uuid.UUID | None = None
     items: list[dict] = Field(default_factory=list)
+
+
+class NotificationRequested(Payload):
+    """A message the company's mailer delivers to the person by their own contact points: an
+    account's single-use activation code with which they set their own password (SPEC §7;
+    staff never do), an extension of a request's deadline and its reason (Art. 12(3)), or the
+    one-time code that verifies the identity of a request made by email or phone.
+    `parameters` fill the template; an activation carries its `code` and `expires_at`."""
+
+    person_id: uuid.UUID
+    template: Literal["account-activation", "request-extended", "identity-code"]
+    parameters: dict[str, str] = Field(default_factory=dict, max_length=10)
+    code: str | None = Field(default=None, min_length=16, max_length=64)
+    expires_at: AwareDatetime | None = None
 
 
 # ---- billing --------------------------------------------------------------------------

@@ -62,7 +62,8 @@ _TOPICS = [
           "A person moved to the marketing register (R7, R9).", False,
           producers=("contacts",), consumers=("consent", "retention")),
     Topic("notification-requested", ev.NotificationRequested, "person_id",
-          "A message for the company's mailer to deliver to a person (an account's activation code).", True,
+          "A message for the company's mailer to deliver to a person: an account's activation code, a"
+          " request's extension, an identity code.", True,
           retention_ms=1 * DAY_MS, producers=("contacts",), consumers=(EXTERNAL,)),
     Topic("relationship-started", ev.RelationshipStarted, "person_id",
           "A customer relationship or legitimate connection began (R5).", False,

@@ -71,6 +71,20 @@ EXPECTED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("POST", "/access-requests/{request_id}/decision"): {OWNER},
         ("GET", "/access-requests/{request_id}/report"): {OWNER, SUBJECT},
         ("POST", "/me/access-requests"): {SUBJECT},
+        # SPEC §10: request deadlines, identity codes, portability, Art. 30 record, processors
+        ("GET", "/requests"): {OWNER},
+        ("GET", "/requests/{request_id}"): {OWNER},
+        ("POST", "/requests/{request_id}/extend"): {OWNER},
+        ("POST", "/requests/{request_id}/identity-code"): {OWNER},
+        ("POST", "/requests/{request_id}/verify"): {OWNER},
+        ("GET", "/reports/overdue-requests"): {OWNER},
+        ("GET", "/me/export"): {SUBJECT},
+        ("GET", "/persons/{person_id}/export"): {OWNER},
+        ("GET", "/processing-record"): {OWNER},
+        ("GET", "/processors"): {OWNER},
+        ("POST", "/processors"): {OWNER},
+        ("PUT", "/processors/{processor_id}"): {OWNER},
+        ("DELETE", "/processors/{processor_id}"): {OWNER},
     },
     "consent": {
         **EVENT_ACCEPT,
@@ -82,6 +96,10 @@ EXPECTED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("POST", "/me/consents"): {SUBJECT},
         ("POST", "/optouts"): STAFF | {SERVICE},
         ("GET", "/marketing-register"): {OWNER, MARKETING},
+        # SPEC §10: proof of consent
+        ("POST", "/notices"): {OWNER},
+        ("GET", "/persons/{person_id}/consent-records"): STAFF | {SUBJECT},
+        ("GET", "/persons/{person_id}/consents/{consent_id}/receipt"): STAFF | {SUBJECT},
     },
     "retention": {
         **EVENT_ACCEPT,
@@ -113,10 +131,12 @@ EXPECTED: dict[str, dict[tuple[str, str], set[Role]]] = {
 # Routes without a role guard: operations, API documents, and the login that mints a subject token.
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/asyncapi.json", "/docs",
               "/docs/oauth2-redirect", "/redoc"}
-OPEN_BY_SERVICE = {"contacts": {("POST", "/auth/login"), ("POST", "/auth/activate")}}
+# A published privacy-notice text is public (SPEC §10: the text a consent refers to).
+OPEN_BY_SERVICE = {"contacts": {("POST", "/auth/login"), ("POST", "/auth/activate")},
+                   "consent": {("GET", "/notices/{version}")}}
 # Path parameters that are not ids: a value the route accepts, harmless if a granted role runs it
 # (2030-01 has not ended, so closing it is a 409 that changes nothing).
-PATH_VALUES = {"topic": "relationship-ended", "period": "2030-01", "name": "acl_probe_meter"}
+PATH_VALUES = {"topic": "relationship-ended", "period": "2030-01", "name": "acl_probe_meter", "consent_id": "1"}
 
 
 def flat_routes(app: Any) -> Iterator[tuple[str, set[str], Any]]:

@@ -120,8 +120,13 @@ async def test_r12_self_service_request_second_within_a_year_waits_for_owner(inf
     assert second.status_code == 201, second.text
     held = second.json()
     assert held["chargeable"] and held["status"] == "awaiting_decision" and held["asked_at"] is None
+    # SPEC §10: the chargeable decision names the earlier free request and its date
+    assert held["chargeable_because"] == {"request_id": first.json()["id"],
+                                          "received_at": first.json()["created_at"]}
     queue = await contacts.http.get("/access-requests", headers=OWNER)
-    assert held["id"] in {r["id"] for r in queue.json()["access_requests"]}
+    queued = {r["id"]: r for r in queue.json()["access_requests"]}
+    assert queued[held["id"]]["chargeable_because"]["request_id"] == first.json()["id"]
+    assert not first.json()["chargeable_because"]
 
     staff_try = await contacts.http.post(f"/access-requests/{held['id']}/decision", headers=USER,
                                          json={"decision": "waive", "reason": "first time"})

@@ -47,7 +47,7 @@ async def test_the_person_activates_the_account_with_a_single_use_code(contacts)
     event = await contacts.runtime.pool.fetchval(
         "SELECT envelope FROM outbox WHERE topic = 'notification-requested' AND key = $1", str(pid))
     assert event["data"] == {"person_id": str(pid), "template": "account-activation", "code": code,
-                             "expires_at": event["data"]["expires_at"]}
+                             "expires_at": event["data"]["expires_at"], "parameters": {}}
     assert (await login(contacts, username, "")).status_code in (401, 422)
     assert (await contacts.http.post("/auth/activate", json={"username": username, "code": "wrong-code-123",
                                                              "new_password": PASSWORD})).status_code == 401

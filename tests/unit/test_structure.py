@@ -84,3 +84,13 @@ def test_handlers_change_state_only_through_their_unit_of_work():
     """No handler reaches for a connection: they use `ctx.store` and `ctx.outbox` (or `uow`)."""
     offenders = [_rel(p) for p in (ROOT / "services").rglob("handlers.py") if "ctx.conn" in p.read_text()]
     assert offenders == []
+
+
+def test_services_never_import_each_other():
+    """Each service owns its data and talks to the others only through topics (SPEC §3)."""
+    crossings = []
+    for path in (ROOT / "services").rglob("*.py"):
+        own = path.relative_to(ROOT / "services").parts[0]
+        crossings += [(_rel(path), i) for i in _imports(path)
+                      if i.startswith("services.") and i.split(".")[1] != own]
+    assert crossings == []

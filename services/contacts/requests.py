@@ -1,0 +1,139 @@
+"""The register owner's queue of data-subject requests and their deadlines (SPEC §10, GDPR
+Art. 12(3)): list by status and due date, extend with a reason (the person is told through
+`notification-requested`), and the overdue report. Deadlines are recorded when a request is
+received (`record`, called by the access and rectification routes in their transaction)."""
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import StrictInt, StringConstraints
+
+from services.contacts import identity_codes, request_storage
+from services.contacts.deadlines import check_extension, local_date
+from services.contacts.schemas import Body
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.messaging.envelope import utcnow
+from shared.messaging.events import NotificationRequested
+from shared.messaging.consumer import UnitOfWork
+from shared.web.auth import Principal, Role, write_audit
+from shared.web.http import require, runtime_of
+
+router = APIRouter(tags=["request deadlines"])
+owner = require(Role.register_owner)
+Status = Literal["awaiting_identity", "open", "answered", "closed"]
+MAX_PAGE = 500
+
+
+def today() -> date:
+    return local_date(utcnow())
+
+
+async def record(conn: asyncpg.Connection, request_id: uuid.UUID, kind: str, person_id: uuid.UUID | None,
+                 channel: str, *, identity_method: str | None, received_at: datetime | None = None) -> dict[str, Any]:
+    """A received request gets its deadline; `identity_method` None pauses the clock until verified."""
+    return await request_storage.insert_request(conn, request_id, kind, person_id, channel,
+                                                received_at or utcnow(), identity_method)
+
+
+async def send_code(uow: UnitOfWork, conn: asyncpg.Connection, request_id: uuid.UUID, person_id: uuid.UUID,
+                    channel: str, who: Principal) -> datetime:
+    """A new one-time code to the person's own contact points (the mailer delivers it); only its
+    hash is kept. Returns when it expires."""
+    now = utcnow()
+    issued = identity_codes.issue(now)
+    await request_storage.store_code(conn, request_id, issued.salt, issued.digest, issued.expires_at,
+                                     identity_codes.TRIES, who.user, now)
+    await uow.outbox.add(NotificationRequested(
+        person_id=person_id, template="identity-code",
+        parameters={"request_id": str(request_id), "code": issued.code, "channel": channel,
+                    "expires_at": issued.expires_at.isoformat()}))
+    await write_audit(conn, who, "request.identity_code", person_id=person_id, target=f"request:{request_id}",
+                      details={"channel": channel})
+    return issued.expires_at
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "overdue": row["status"] == "open" and row["answer_by"] < today()}
+
+
+def _cursor(row: dict[str, Any]) -> str:
+    return f"{row['answer_by'].isoformat()}_{row['id']}"
+
+
+def _parse_cursor(cursor: str | None) -> tuple[date, uuid.UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        day, _, rid = cursor.partition("_")
+        return date.fromisoformat(day), uuid.UUID(rid)
+    except ValueError:
+        raise InvalidInput("cursor: not a cursor this queue gave", fields={"cursor": "use next_cursor as given"}) from None
+
+
+@router.get("/requests")
+async def list_requests(request: Request, _who: Principal = Depends(owner), status: Status | None = None,
+                        due_before: date | None = None, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+                        cursor: str | None = None) -> dict:
+    """The queue, the most urgent first; `due_before` keeps those whose last day is before it."""
+    rows = await request_storage.queue(runtime_of(request).pool, status=status, due_before=due_before,
+                                       limit=limit + 1, after=_parse_cursor(cursor))
+    page = rows[:limit]
+    return {"requests": [public(r) for r in page],
+            "next_cursor": _cursor(page[-1]) if len(rows) > limit else None}
+
+
+@router.get("/requests/{request_id}")
+async def read_request(request_id: uuid.UUID, request: Request, _who: Principal = Depends(owner)) -> dict:
+    row = await request_storage.get_request(runtime_of(request).pool, request_id)
+    if row is None:
+        raise NotFound("no such request")
+    return public(row)
+
+
+class ExtendIn(Body):
+    """Both fields are checked together by `check_extension`, so one 422 names every bad field."""
+
+    months: StrictInt | None = None
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+@router.post("/requests/{request_id}/extend")
+async def extend(request_id: uuid.UUID, body: ExtendIn, request: Request, who: Principal = Depends(owner)) -> dict:
+    """Extend to 1 or 2 further months in total (Art. 12(3)); the reason is required and is told
+    to the person. Everything (extension, audit, notification) commits together or not at all."""
+    months, reason = body.months, body.reason
+    runtime = runtime_of(request)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        row = await request_storage.get_request(conn, request_id, for_update=True)
+        if row is None:
+            raise NotFound("no such request")
+        check_extension(row["extension_months"], months, reason)
+        if row["status"] in ("answered", "closed"):
+            raise Conflict("the request is already answered", fields={"status": row["status"]})
+        deadline = request_storage.deadline_of(row).extended(months, reason)  # type: ignore[arg-type]
+        reason = reason.strip()  # type: ignore[union-attr]
+        await request_storage.record_extension(conn, request_id, deadline, reason, who.user, utcnow())
+        notified = row["person_id"] is not None
+        if notified:  # a request naming nobody known is answered through the channel it came by
+            await runtime.unit_of_work(conn).outbox.add(NotificationRequested(
+                person_id=row["person_id"], template="request-extended",
+                parameters={"request_id": str(request_id), "kind": row["kind"],
+                            "extended_until": deadline.extended_until.isoformat(),  # type: ignore[union-attr]
+                            "reason": reason[:1000]}))
+        await write_audit(conn, who, "request.extend", person_id=row["person_id"], target=f"request:{request_id}",
+                          details={"months": months, "extended_until": deadline.extended_until.isoformat()})  # type: ignore[union-attr]
+        return {**public(await request_storage.get_request(conn, request_id)), "notified": notified}
+
+
+@router.get("/reports/overdue-requests")
+async def overdue_report(request: Request, _who: Principal = Depends(owner)) -> dict:
+    """Requests past their last day and unanswered, the longest overdue first (ids and dates only)."""
+    day = today()
+    rows = await request_storage.overdue(runtime_of(request).pool, day)
+    return {"as_of": day, "count": len(rows),
+            "requests": [{"id": r["id"], "kind": r["kind"], "received_on": r["received_on"],
+                          "answer_by": r["answer_by"], "days_overdue": (day - r["answer_by"]).days} for r in rows]}
