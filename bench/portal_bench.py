@@ -112,9 +112,9 @@ async def measure(root: Path, persons: int, requests: int) -> dict[str, Any]:
                        "LOG_LEVEL": "WARNING"})
     settings = PlatformSettings(
         database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/rekisteri",
-        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", portal_port=free_port(),
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         **{f"{name}_port": free_port() for name in SERVICE_NAMES})
-    stack = Stack(settings, root=root, durable=False, portal=True)
+    stack = Stack(settings, root=root, durable=False, portal=True, portal_port=free_port())
     try:
         await stack.start_infrastructure()
         await bulk_persons_after_migrations(stack, settings, persons)

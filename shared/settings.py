@@ -93,7 +93,6 @@ class PlatformSettings(BaseSettings):
     consent_port: int = 8002
     retention_port: int = 8003
     billing_port: int = 8004
-    portal_port: int = 8000  # the web front end (services/portal), started by `rekisteri up` after the services
 
     def port_of(self, service_name: str) -> int:
         return getattr(self, f"{service_name}_port", 0)

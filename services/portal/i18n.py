@@ -205,6 +205,8 @@ M: dict[str, tuple[str, str]] = {
     "retention.no_evidence": ("Passivointia tai hävittämistä ei ole vielä käsketty.", "No passivation or disposition commanded yet."),
     "action.passivate": ("passivointi", "passivation"),
     "action.dispose": ("hävittäminen tai siirto markkinointirekisteriin", "erasure or transfer to the marketing register"),
+    "action.erase": ("poistaminen", "erasure"),
+    "action.transfer_to_marketing": ("siirto markkinointirekisteriin", "transfer to the marketing register"),
     "hold.none": ("Ei voimassa olevia säilytysvelvoitteita.", "No legal hold in force."),
     "hold.place": ("Aseta säilytysvelvoite", "Place a legal hold"),
     "hold.reason": ("Peruste", "Reason"),

@@ -7,6 +7,7 @@ from shared.settings import PlatformSettings
 
 
 class PortalSettings(PlatformSettings):
+    portal_port: int = 8000
     # The four services' HTTP APIs; the defaults are the embedded stack's ports.
     portal_contacts_url: str = "http://127.0.0.1:8001"
     portal_consent_url: str = "http://127.0.0.1:8002"

@@ -124,7 +124,8 @@ class Stack:
     """The embedded stack. `start()` returns once every service answers /readyz."""
 
     def __init__(self, settings: PlatformSettings | None = None, *, root: Path | None = None,
-                 durable: bool = True, services: tuple[str, ...] = SERVICE_NAMES, portal: bool = False) -> None:
+                 durable: bool = True, services: tuple[str, ...] = SERVICE_NAMES, portal: bool = False,
+                 portal_port: int | None = None) -> None:
         self.settings = settings or PlatformSettings()
         self.root = root or data_dir()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -134,6 +135,11 @@ class Stack:
         self.broker = EmbeddedBroker(kafka_port, self.root / "broker.log")
         self.service_names = services
         self.portal = portal  # the web front end, started after the services (issue 19)
+        if portal and portal_port is None:
+            from services.portal.settings import PortalSettings
+
+            portal_port = PortalSettings().portal_port
+        self.portal_port = portal_port
         self.services: list[ServiceProcess] = []
         self.broker_recycles = 0
         self.supervisor = SupervisorSettings()
@@ -153,7 +159,7 @@ class Stack:
         # The ports `endpoints()` and `wait_ready()` use: a Stack given other ports must run its services there.
         env.update({f"{name.upper()}_PORT": str(self.settings.port_of(name)) for name in self.service_names})
         if self.portal:
-            env["PORTAL_PORT"] = str(self.settings.portal_port)
+            env["PORTAL_PORT"] = str(self.portal_port)
             env.update({f"PORTAL_{name.upper()}_URL": url for name, url in self.endpoints().items() if name != "portal"})
         # Tansu lets a group form in half the session timeout; 2 s keeps start-up quick here.
         # (Apache Kafka's minimum is 6 s, the settings' default.)
@@ -172,8 +178,10 @@ class Stack:
 
     def endpoints(self) -> dict[str, str]:
         host = self.settings.http_host
-        names = (*self.service_names, "portal") if self.portal else self.service_names
-        return {name: f"http://{host}:{self.settings.port_of(name)}" for name in names}
+        urls = {name: f"http://{host}:{self.settings.port_of(name)}" for name in self.service_names}
+        if self.portal:
+            urls["portal"] = f"http://{host}:{self.portal_port}"
+        return urls
 
     async def start_infrastructure(self) -> None:
         started = time.monotonic()

@@ -48,7 +48,7 @@ def test_every_key_a_page_uses_is_in_the_catalogue():
     ("consent.status", ["granted", "banned", "none"]), ("rect.status", ["pending", "approved", "rejected"]),
     ("access.status", ["awaiting_decision", "collecting", "fulfilled", "refused"]),
     ("access.channel", ["signed_letter", "in_person", "self_service"]),
-    ("access.decision", ["charge", "waive", "refuse"]), ("action", ["passivate", "dispose"]),
+    ("access.decision", ["charge", "waive", "refuse"]), ("action", ["passivate", "dispose", "erase", "transfer_to_marketing"]),
     ("role", ["register_owner", "register_user", "marketing", "billing"]),
     ("nav", ["search", "queues", "marketing", "billing"]), ("audit", ["allowed", "denied", "locked"]),
     ("me.nav", ["data", "edit", "marketing", "access", "rectification", "password"]),
