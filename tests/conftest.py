@@ -14,7 +14,7 @@ import pytest
 
 from shared.logging import configure_logging
 from shared.runtime import ServiceRuntime
-from tests.infra import Infra, create_database, start_infra
+from tests.infra import Infra, create_database, private_dir, start_infra
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +27,13 @@ def infra() -> Infra:
     yield started
     started.close()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_tmp(request) -> Path:
+    """Like `tmp_path`, but no concurrent pytest run prunes it (see `tests.infra.private_dir`)."""
+    with private_dir(request.node.name[:40]) as path:
+        yield path
 
 
 @pytest.fixture(scope="session")
