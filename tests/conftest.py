@@ -21,7 +21,7 @@ from shared.privacy.keys import generate_key
 os.environ.setdefault("REKISTERI_SUPPRESSION_KEY", generate_key())
 os.environ.setdefault("REKISTERI_MASTER_KEY", generate_key())
 from shared.runtime import ServiceRuntime
-from tests.infra import Infra, create_database, start_infra
+from tests.infra import Infra, create_database, private_dir, start_infra
 
 
 # Every service's command-signing key for this test session (SPEC §9), set before any use:
@@ -40,6 +40,13 @@ def infra() -> Infra:
     yield started
     started.close()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_tmp(request) -> Path:
+    """Like `tmp_path`, but no concurrent pytest run prunes it (see `tests.infra.private_dir`)."""
+    with private_dir(request.node.name[:40]) as path:
+        yield path
 
 
 @pytest.fixture(scope="session")

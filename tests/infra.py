@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from shared.db import ensure_database
 from shared.messaging.kafka import ensure_topics, publish_incarnation
@@ -104,3 +107,17 @@ async def create_database(infra: Infra) -> str:
     url = infra.database_url(fresh_database_name())
     await ensure_database(url)
     return url
+
+
+@contextmanager
+def private_dir(prefix: str) -> Iterator[Path]:
+    """A directory for a PostgreSQL data directory (or anything a test runs on for long).
+
+    Not pytest's `tmp_path`: every pytest run on the machine shares its base directory and
+    prunes the oldest ones, so a concurrent run can take a data directory from under a
+    running PostgreSQL (seen: initdb failing with "Permission denied" mid-way)."""
+    path = Path(tempfile.mkdtemp(prefix=f"rekisteri-{prefix}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -29,11 +29,11 @@ def _all_gone(pids: list[int], timeout: float) -> list[int]:
 
 
 @pytest.mark.slow
-def test_up_reaches_ready_and_ctrl_c_leaves_no_orphans(tmp_path: Path) -> None:
+def test_up_reaches_ready_and_ctrl_c_leaves_no_orphans(private_tmp: Path) -> None:
     ports = {name: free_port() for name in SERVICE_NAMES}
     env = dict(os.environ)
     env.update({
-        "REKISTERI_DATA_DIR": str(tmp_path / "data"),
+        "REKISTERI_DATA_DIR": str(private_tmp / "data"),
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/rekisteri",
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "KAFKA_SESSION_TIMEOUT_MS": "2000",

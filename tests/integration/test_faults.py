@@ -28,6 +28,7 @@ from shared.ops.launcher import Stack
 from shared.settings import SERVICE_NAMES, PlatformSettings
 from shared.ops.stack import free_port
 from tests.helpers import ExternalSystem, auth, envelope_for, eventually
+from tests.infra import private_dir
 
 pytestmark = pytest.mark.slow
 SOURCE = "fault-crm"
@@ -50,23 +51,24 @@ class FaultStack(Stack):
 
 
 @pytest.fixture(scope="module")
-async def stack(tmp_path_factory) -> AsyncIterator[FaultStack]:
+async def stack() -> AsyncIterator[FaultStack]:
     ports = {f"{name}_port": free_port() for name in SERVICE_NAMES}
     settings = PlatformSettings(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/rekisteri",
                                 kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", **ports)
-    running = FaultStack(settings, root=tmp_path_factory.mktemp("faults"), durable=False)
-    stop = asyncio.Event()
-    supervisor: asyncio.Task[None] | None = None
-    try:
-        await running.start_infrastructure()
-        await running.start_services(timeout=120)
-        supervisor = asyncio.create_task(running.supervise(stop))
-        yield running
-    finally:
-        stop.set()
-        if supervisor is not None:
-            await supervisor
-        running.stop()
+    with private_dir("faults") as root:
+        running = FaultStack(settings, root=root, durable=False)
+        stop = asyncio.Event()
+        supervisor: asyncio.Task[None] | None = None
+        try:
+            await running.start_infrastructure()
+            await running.start_services(timeout=120)
+            supervisor = asyncio.create_task(running.supervise(stop))
+            yield running
+        finally:
+            stop.set()
+            if supervisor is not None:
+                await supervisor
+            running.stop()
 
 
 async def deliver(client: httpx.AsyncClient, method: str, url: str, body: Any = None, *, role: str = "service",
