@@ -13,6 +13,12 @@ from shared.messaging.events import EInvoiceDocumentRef, InvoiceIssued
 from shared.messaging.outbox import Outbox
 
 
+def _without_person(buyer: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The buyer as the immutable invoice keeps it: without the register person it names, so
+    an erasure (which pseudonymises `billing_customers`) leaves no person reference behind."""
+    return None if buyer is None else {k: v for k, v in buyer.items() if k != "contact_person_id"}
+
+
 def document_href(invoice_id: uuid.UUID, fmt: str) -> str:
     return f"/billing/invoices/{invoice_id}?format={fmt}"
 
@@ -40,7 +46,7 @@ async def issue(conn: asyncpg.Connection, drafts: Sequence[dict[str, Any]], sett
             terms = buyer["payment_terms_days"] if buyer else 14
             invoice.update(reference=reference, rf_reference=rf,
                            due_date=numbering.due_date(invoice["issued_at"], terms),
-                           parties={"seller": seller.model_dump(mode="json"), "buyer": buyer})
+                           parties={"seller": seller.model_dump(mode="json"), "buyer": _without_person(buyer)})
         rendered = einvoice.issued_documents(invoice, (credits_numbers or {}).get(invoice["invoice_id"]))
         invoice["documents"] = [EInvoiceDocumentRef(format=fmt, href=document_href(invoice["invoice_id"], fmt),
                                                     sha256=einvoice.sha256(content))

@@ -97,6 +97,9 @@ async def test_payments_by_reference_mark_the_right_invoice_and_a_duplicate_chan
     await eventually(pseudonymised)
     assert await pool.fetchval("SELECT count(*) FROM payments WHERE invoice_id = $1",
                                uuid.UUID(invoice["invoice_id"])) == 3
+    # SPEC §6: no person reference stays behind in the issued invoice's copy of its parties either
+    assert await pool.fetchval("SELECT count(*) FROM invoices WHERE parties::text LIKE '%' || $1 || '%'",
+                               str(person)) == 0
 
 
 async def test_a_payment_with_a_bad_reference_is_rejected(billing):
