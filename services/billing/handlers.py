@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from services.billing import domain, issuing, payments, storage
+from services.billing import domain, issuing, storage
 from shared.messaging.consumer import EventContext, Parsed, UnitOfWork
 from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, NotFound

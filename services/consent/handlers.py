@@ -11,7 +11,7 @@ from collections import defaultdict
 from functools import lru_cache, partial
 from typing import Sequence
 
-from services.consent import access, storage
+from services.consent import access
 from services.consent.domain import Status
 from services.consent.settings import ConsentSettings
 from services.consent.storage import Change, Evidence

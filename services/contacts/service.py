@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from services.contacts import domain, storage
+from services.contacts import domain
 from services.contacts.domain import CommandOutcome, State
 from shared.messaging.envelope import utcnow
 from shared.errors import InvalidInput

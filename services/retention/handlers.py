@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from services.retention.access import retention_slice
-from services.retention.domain import DISPOSING, Clock, Policy
+from services.retention.domain import Clock, Policy
 from services.retention.runtime import RetentionRuntime
 from services.retention.timers import retime
 from shared.access import answer_access_requests
