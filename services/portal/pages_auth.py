@@ -10,7 +10,7 @@ from services.portal.oidc import FLOW_COOKIE, FLOW_MAX_AGE_S, OidcError
 from services.portal.backends import ServiceError
 from services.portal.sessions import (LANG_COOKIE, SESSION_COOKIE, WebSession, close_session, open_session,
                                       rotate_csrf, set_cookie)
-from services.portal.web import error_page, portal_of, read_form, redirect, render, session_of
+from services.portal.web import field_errors, error_page, portal_of, read_form, redirect, render, session_of
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -109,7 +109,40 @@ async def oidc_callback(request: Request) -> Response:
 @router.get("/me/login")
 async def subject_login_form(request: Request) -> Response:
     return render(request, "login_subject.html", errors={}, values={},
-                  expired=bool(request.query_params.get("expired")))
+                  expired=bool(request.query_params.get("expired")),
+                  activated=bool(request.query_params.get("activated")))
+
+
+@router.get("/me/activate")
+async def subject_activate_form(request: Request) -> Response:
+    return render(request, "activate_subject.html", errors={}, values={})
+
+
+@router.post("/me/activate")
+async def subject_activate(request: Request) -> Response:
+    """R11: the person sets their own password with the single-use code staff had sent to them
+    (contacts `POST /auth/activate`); the portal keeps nothing of it."""
+    form = await read_form(request)
+    portal = portal_of(request)
+    username, code, new_password = form.get("username").strip(), form.get("code").strip(), form.get("new_password")
+    errors: dict[str, str] = {f: "form.required" for f, v in
+                              (("username", username), ("code", code), ("new_password", new_password)) if not v}
+    if not errors:
+        try:
+            await portal.backends.call(None, "contacts", "POST", "/auth/activate",
+                                       json={"username": username, "code": code, "new_password": new_password})
+        except ServiceError as exc:
+            if exc.status >= 500:
+                raise
+            if exc.status == 422 and exc.fields:
+                errors = field_errors(exc)
+            else:
+                errors["form"] = "activate.wrong"
+        else:
+            log.info("subject_account_activated")
+            return redirect("/me/login?activated=1")
+    return render(request, "activate_subject.html", status=422 if "form" not in errors else 401, errors=errors,
+                  values={"username": username})
 
 
 @router.post("/me/login")
@@ -137,7 +170,7 @@ async def subject_login(request: Request) -> Response:
             value = await open_session(portal.pool, session, portal.settings.portal_session_max_s)
             return await _signed_in(request, value, "/me")
     return render(request, "login_subject.html", status=401 if "form" in errors else 422, errors=errors,
-                  values={"username": username}, expired=False)
+                  values={"username": username}, expired=False, activated=False)
 
 
 @router.post("/logout")

@@ -75,9 +75,12 @@ async def new_person(contacts: Any, *, last_name: str | None = None, email: str 
 
 
 async def new_account(contacts: Any, person_id: str, password: str) -> str:
-    """A self-service account as the current contacts API opens one (staff set the first password)."""
+    """A self-service account as contacts opens one: staff get a single-use activation code (R11;
+    staff never set the password), and the person sets their own password with it."""
     username = f"user{uuid.uuid4().hex[:10]}"
-    resp = await contacts.http.post(f"/persons/{person_id}/account", headers=OWNER,
-                                    json={"username": username, "password": password})
+    resp = await contacts.http.post(f"/persons/{person_id}/account", headers=OWNER, json={"username": username})
     assert resp.status_code == 201, resp.text
+    activated = await contacts.http.post("/auth/activate", json={
+        "username": username, "code": resp.json()["activation_code"], "new_password": password})
+    assert activated.status_code == 200, activated.text
     return username

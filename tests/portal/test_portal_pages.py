@@ -304,3 +304,27 @@ async def test_a_service_that_does_not_answer_gives_the_unavailable_page_not_a_t
     finally:
         await broken.aclose()
         await shutdown(server)
+
+
+async def test_a_subject_activates_the_account_with_the_code_then_signs_in(stack, client):
+    """R11 (issue 16, 19): staff open the account and get a single-use code; the person sets
+    their own password on the portal's activation page, then signs in with it. A wrong code
+    keeps the typed username and says so; the code works once."""
+    from tests.portal.helpers import OWNER
+
+    contacts = stack.services["contacts"]
+    person = await new_person(contacts)
+    username = f"act{uuid.uuid4().hex[:8]}"
+    opened = await contacts.http.post(f"/persons/{person['person']['id']}/account", headers=OWNER,
+                                      json={"username": username})
+    code = opened.json()["activation_code"]
+    await client.csrf("/me/activate")
+    wrong = await client.post("/me/activate", {"username": username, "code": "not-the-code-123", "new_password": PASSWORD})
+    assert wrong.status_code == 401 and username in wrong.text
+    assert i18n.translate("fi", "activate.wrong") in wrong.text
+    done = await client.post("/me/activate", {"username": username, "code": code, "new_password": PASSWORD})
+    assert done.status_code in (302, 303) and done.headers["location"] == "/me/login?activated=1"
+    again = await client.post("/me/activate", {"username": username, "code": code, "new_password": "someone else's"})
+    assert again.status_code == 401
+    signed_in = await client.subject_sign_in(username, PASSWORD)
+    assert signed_in.status_code in (302, 303) and signed_in.headers["location"] == "/me"
