@@ -129,6 +129,7 @@ async def on_contact_erased(ctx: EventContext[ContactErased]) -> None:
     # a registration); at erasure both are known, so the suppression list gets every point (R8).
     await ctx.store.suppress_points_of([p.person_id], "erasure")
     await ctx.store.erase_person(p.person_id)
+    await ctx.outbox.erase_copies([p.person_id])
     await ctx.outbox.add(DispositionConfirmed(command_id=p.command_id, person_id=p.person_id, service=SERVICE,
                                            action="erase", confirmed_at=utcnow()))
     log.info("person_erased", person_id=str(p.person_id))

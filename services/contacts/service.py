@@ -127,6 +127,7 @@ async def dispose(uow: UnitOfWork, person_id: uuid.UUID, state: State,
     outcome = domain.disposition_outcome(state, action)
     if outcome is CommandOutcome.apply and action == "erase":
         await keep_suppression(uow, person_id)
+        await uow.outbox.erase_copies([person_id], await uow.store.message_keys_of(person_id))
         await uow.store.erase_person(person_id, command_id)
         await uow.outbox.add(ContactErased(person_id=person_id, command_id=command_id))
     elif outcome is CommandOutcome.apply:

@@ -26,9 +26,13 @@ from shared.logging import correlation_id_var, get_logger
 from shared.metrics import Metrics
 from shared.messaging.retry import RESTART
 from shared.messaging.signing import SIGNED_TOPICS, keyring
-from shared.messaging.topics import EVENT_TYPES, Topic
+from shared.messaging.topics import CATALOGUE, EVENT_TYPES, Topic
 
 log = get_logger(__name__)
+
+
+# Topics whose events carry personal fields: their copies go at the person's erasure.
+PERSONAL_TOPICS = sorted(t.name for t in CATALOGUE.values() if t.personal_data)
 
 
 def message_key(spec: Topic, data: dict[str, Any], event_id: uuid.UUID) -> str:
@@ -105,6 +109,20 @@ class Outbox:
             uuid.uuid4(), topic, key, raw, headers or {},
         )
 
+    async def erase_copies(self, person_ids: Sequence[uuid.UUID], other_keys: Sequence[str] = ()) -> None:
+        """At erasure (R7, SPEC §9): drop this service's own copies of the persons' personal
+        events (outbox rows kept for replay, relayed dead letters) and their dead letters, so
+        a replay after a broker loss cannot put their data back on the bus. `other_keys`: the
+        other message keys that name them here (an import's external ref, a request id)."""
+        ids = [str(p) for p in person_ids]
+        keys = [*ids, *other_keys]
+        await self.conn.execute(
+            "DELETE FROM outbox WHERE (topic = ANY($2::text[]) AND (key = ANY($1::text[])"
+            "   OR envelope -> 'data' ->> 'person_id' = ANY($3::text[])))"
+            " OR (raw IS NOT NULL AND key = ANY($1::text[]))",
+            keys, PERSONAL_TOPICS, ids)
+        await self.conn.execute("DELETE FROM dead_letters WHERE key = ANY($1::bytea[])", [k.encode() for k in keys])
+
 
 class RecordingOutbox:
     """An in-memory outbox for unit tests of one handler: keeps what was published, in order."""
@@ -113,6 +131,7 @@ class RecordingOutbox:
         self.source = source
         self.published: list[Envelope] = []
         self.raw: list[tuple[str, str, bytes, dict[str, str]]] = []
+        self.erased_copies: list[tuple[uuid.UUID, tuple[str, ...]]] = []
 
     async def add(self, payload: Payload, *, event_id: uuid.UUID | None = None) -> Envelope:
         [envelope] = await self.add_all([payload], event_ids=[event_id] if event_id else None)
@@ -128,6 +147,9 @@ class RecordingOutbox:
 
     async def add_raw(self, topic: str, key: str, raw: bytes, headers: dict[str, str] | None = None) -> None:
         self.raw.append((topic, key, raw, headers or {}))
+
+    async def erase_copies(self, person_ids: Sequence[uuid.UUID], other_keys: Sequence[str] = ()) -> None:
+        self.erased_copies += [(p, tuple(other_keys)) for p in person_ids]
 
     def of(self, topic: str) -> list[dict[str, Any]]:
         """The `data` of every event published to `topic`."""

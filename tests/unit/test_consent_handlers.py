@@ -94,6 +94,7 @@ async def test_r7_r8_contact_erased_keeps_only_the_suppression_list_and_confirms
     await handle(store, OptoutRegistered(person_id=person, purposes=[Purpose.distance_selling], source="web"))
     outbox = await handle(store, ContactErased(person_id=person, command_id=command), source="contacts")
     assert store.states == {} and person in store.erased and store.suppressed
+    assert outbox.erased_copies == [(person, ())]  # its own outbox copies and dead letters go too
     [confirmed] = outbox.of("disposition-confirmed")
     assert confirmed["command_id"] == str(command) and confirmed["action"] == "erase"
 

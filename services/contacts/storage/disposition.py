@@ -70,3 +70,11 @@ async def person_everything(conn: Conn, person_id: uuid.UUID) -> dict[str, Any] 
             "SELECT * FROM rectifications WHERE person_id = $1 ORDER BY created_at", person_id)],
         "purposes": {"person": person["purposes"], **SECTION_PURPOSES},
     }
+
+
+async def message_keys_of(conn: Conn, person_id: uuid.UUID) -> list[str]:
+    """Message keys besides the person id that name the person in contacts' outbox and dead
+    letters: the external ref its imports are keyed by, and its access requests' ids."""
+    ref = await conn.fetchval("SELECT external_ref FROM persons WHERE id = $1", person_id)
+    requests = await conn.fetch("SELECT id FROM access_requests WHERE person_id = $1", person_id)
+    return [*([ref] if ref else []), *(str(r["id"]) for r in requests)]

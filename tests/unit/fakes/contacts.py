@@ -256,6 +256,11 @@ class ContactsStore:
         if "field_sources" in tables:
             self.sources = {k: v for k, v in self.sources.items() if k[0] != person_id}
 
+    async def message_keys_of(self, person_id) -> list[str]:
+        ref = (self.persons.get(person_id) or {}).get("external_ref")
+        return [*([ref] if ref else []), *(str(r["id"]) for r in self.access_requests.values()
+                                           if r.get("person_id") == person_id)]
+
     async def erase_person(self, person_id, command_id) -> None:
         """The person row goes and its rows with it (ON DELETE CASCADE); only the id stays."""
         self.persons.pop(person_id, None)
