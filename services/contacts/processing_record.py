@@ -58,6 +58,9 @@ TABLE_CATEGORIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "service_records": ("service_use_data", ("customer_relationship", "usage_billing")),
     "marketing_bans": ("marketing_bans", tuple(SECTION_PURPOSES["marketing_bans"])),
     "suppressed_contact_points": ("suppression_records", ("suppression",)),
+    # the privacy kernel's bookkeeping: which key chains digests are stored under (no values)
+    "suppression_key_chain": ("technical", ()),
+    "suppression_redigest": ("suppression_records", ("suppression",)),
     "rectifications": ("data_subject_requests", tuple(SECTION_PURPOSES["rectifications"])),
     "access_requests": ("data_subject_requests", ("access_request",)),
     "access_report_parts": ("data_subject_requests", ("access_request",)),

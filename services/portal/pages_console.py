@@ -383,7 +383,8 @@ async def billing(request: Request) -> Response:
     invoices, usage = [], None
     if not errors:
         try:
-            invoices = await _call(request, session, "billing", "GET", "/billing/invoices", params=params)
+            page = await _call(request, session, "billing", "GET", "/billing/invoices", params=params)
+            invoices = page["invoices"]  # billing pages its list: {"invoices", "next", "has_more"}
             if "customer_id" in params and values["period"]:
                 usage = await _call(request, session, "billing", "GET",
                                     f"/billing/customers/{params['customer_id']}/usage",

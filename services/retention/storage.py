@@ -74,8 +74,12 @@ async def sync_deadlines(conn: asyncpg.Connection, person_id: uuid.UUID, planned
     await conn.execute(
         "UPDATE deadlines SET status = 'cancelled', closed_at = now()"
         " WHERE person_id = $1 AND status = 'pending' AND NOT (action = ANY($2::text[]))",
-        person_id, [p.action for p in planned])
+        person_id, [p.action for p in planned])  # (a passivation skipped below stays closed, as done)
     for p in planned:
+        if p.action == "passivate" and await conn.fetchval(
+                "SELECT true FROM deadlines WHERE person_id = $1 AND action = 'passivate' AND status = 'done'"
+                " AND anchor_at = $2", person_id, p.anchor_at):
+            continue  # commanded already for these same facts; contacts' confirmation makes it passive
         await conn.execute(
             "INSERT INTO deadlines (person_id, action, due_at, basis, anchor_at, policy_version)"
             " VALUES ($1, $2, $3, $4, $5, $6)"

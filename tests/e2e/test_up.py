@@ -39,6 +39,7 @@ def test_up_reaches_ready_and_ctrl_c_leaves_no_orphans(private_tmp: Path) -> Non
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
         **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        "PORTAL_PORT": str(free_port()),  # never the default 8000: another stack may hold it
     })
     proc = subprocess.Popen([sys.executable, "-m", "shared.ops.cli", "up"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -58,7 +59,7 @@ def test_up_reaches_ready_and_ctrl_c_leaves_no_orphans(private_tmp: Path) -> Non
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
             assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True}
         # Issue 17: the CLI run with no variable talks to this stack, from its endpoints file.
-        endpoints = json.loads((tmp_path / "data" / "endpoints.json").read_text())
+        endpoints = json.loads((private_tmp / "data" / "endpoints.json").read_text())
         assert endpoints["DATABASE_URL"] == env["DATABASE_URL"]
         cli_env = {k: v for k, v in env.items() if k not in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}}
         outbox = subprocess.run([sys.executable, "-m", "shared.ops.cli", "outbox", "--json"], env=cli_env,

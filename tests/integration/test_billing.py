@@ -253,7 +253,8 @@ async def test_ten_percent_redelivered_after_a_sigkill_mid_stream_bills_once(inf
     env = {**os.environ, "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap,
            "BILLING_PORT": str(port), "KAFKA_SESSION_TIMEOUT_MS": "2000", "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
            "OUTBOX_POLL_INTERVAL_S": "0.1", "BILLING_AUTO_CLOSE": "false", "LOG_LEVEL": "WARNING",
-           "BILLING_BATCH_MAX_RECORDS": "100"}  # small batches, so the kill lands mid-stream
+           "BILLING_BATCH_MAX_RECORDS": "100",  # small batches, so the kill lands mid-stream
+           "REKISTERI_DEV_STACK": "true"}  # the test stack runs on the development token secret
     process = ServiceProcess("billing", env, tmp_path)
     payloads = [usage(customer, f"{i % 7}.25", datetime(2025, 10, 1 + i % 28, tzinfo=UTC),
                       dimensions={"region": f"r{i % 3}"}) for i in range(3000)]

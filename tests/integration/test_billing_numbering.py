@@ -41,7 +41,8 @@ PERIODS = [f"{y}-{m:02d}" for y in range(2013, 2027) for m in range(1, 13)][:166
 async def _isolated_billing(infra, pool_size: int = 20):
     url = await create_database(infra)
     settings = SETTINGS(**service_test_settings(infra, url, billing_auto_close=False))
-    pool = await create_pool(url, settings.schema, max_size=pool_size)
+    # a thousand transactions queue for the pool: they wait as long as it takes, not DB_ACQUIRE_TIMEOUT_S
+    pool = await create_pool(url, settings.schema, max_size=pool_size, acquire_timeout_s=600)
     await migrate(pool, settings.schema, MIGRATIONS)
     return url, settings, pool, Billing(SimpleNamespace(pool=pool, settings=settings, name="billing"))
 

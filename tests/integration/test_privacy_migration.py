@@ -43,11 +43,12 @@ async def test_r8_unkeyed_digests_are_redigested_where_the_value_is_held_and_dro
                            " 'signed_letter', 'staff', 'staff', 'fulfilled', '{contacts}')",
                            request, [gone], [unkeyed(gone)])
 
-        assert await migrate(pool, "contacts", MIGRATIONS) == ["service/0003_keyed_suppression_digests.sql"]
+        applied = await migrate(pool, "contacts", MIGRATIONS)
+        assert "service/0003_keyed_suppression_digests.sql" in applied  # with the other migrations since 0002
         keyring = suppression_keyring(generate_key())
         async with pool.acquire() as conn, conn.transaction():
             digests = await SuppressionChains(keyring).digests(conn)
-            await storage._redigest_staged(conn, digests)
+            await storage.suppression._redigest_staged(conn, digests)
 
         rows = {(r["digest"], r["kind"], r["purpose"]) for r in await pool.fetch(
             "SELECT digest, kind, purpose FROM suppressed_contact_points")}

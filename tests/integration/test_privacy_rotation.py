@@ -30,8 +30,8 @@ from tests.helpers import ExternalSystem, auth, eventually
 from tests.infra import create_database
 
 SCHEMA = "consent_rotation"
-MARKETING = auth(Role.marketing, user="marketer-rotation")
-STAFF = auth(Role.register_user, user="staff-rotation")
+MARKETING = auth(Role.marketing, user="marketer-rotation", audience=SCHEMA)  # the runtime is named after its schema
+STAFF = auth(Role.register_user, user="staff-rotation", audience=SCHEMA)
 
 
 @dataclass
@@ -54,7 +54,7 @@ async def start_consent(infra, database_url: str, key: str, old_keys: str = "") 
     settings = ConsentSettings(**service_test_settings(
         infra, database_url, service_name=SCHEMA, rekisteri_suppression_key=key,
         rekisteri_suppression_old_keys=old_keys))
-    runtime = ServiceRuntime(SCHEMA, settings, MIGRATIONS)
+    runtime = ServiceRuntime(SCHEMA, settings, MIGRATIONS, storage)
     handlers.register(runtime)
     app = create_http_app(runtime, [api.router], description="consent under a key rotation")
     await runtime.start()

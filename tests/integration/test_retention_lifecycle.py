@@ -227,7 +227,10 @@ async def test_reactivation_cancels_pending_passivation_and_disposition(infra, r
         by_contacts = await ended_person(retention, crm)
         await crm.publish(RelationshipStarted(person_id=by_relationship, relationship_id=uuid.uuid4(),
                                               kind="customer", started_at=clock.now() + timedelta(days=10)))
+        # contacts' announcement may come before the start it announces: the timers follow the spans
         await crm.publish(ContactReactivated(person_id=by_contacts), source="contacts")
+        await crm.publish(AssignmentStarted(person_id=by_contacts, assignment_id=uuid.uuid4(), given_by="partner",
+                                            started_at=clock.now() + timedelta(days=10)))
     await eventually(lambda: _no_pending(retention, by_relationship))
     await eventually(lambda: _no_pending(retention, by_contacts))
     clock.advance(days=400)
