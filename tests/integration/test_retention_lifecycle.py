@@ -146,6 +146,9 @@ async def test_r6_r7_open_assignment_keeps_person_active_then_passive_then_erase
         await crm.publish(RelationshipEnded(person_id=person_id, relationship_id=rel, ended_at=start))
         await eventually(lambda: retention.runtime.pool.fetchval(
             "SELECT ended_at IS NOT NULL FROM relationships WHERE relationship_id = $1", rel))
+        # the assignment's start travels on another topic: both facts in, whatever their order
+        await eventually(lambda: retention.runtime.pool.fetchval(
+            "SELECT true FROM assignments WHERE person_id = $1 AND assignment_id = $2", person_id, asg))
         assert await pending(retention, person_id) == {}  # R6: the open assignment keeps them active
         assert await state_of(retention, person_id) == "active"
 
