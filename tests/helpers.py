@@ -74,7 +74,7 @@ async def marketing_export(contacts: Any, headers: dict[str, str], **params: Any
             return persons
 
 
-async def eventually(check: Callable[[], Awaitable[Any] | Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any] | Any], timeout: float = 60.0, interval: float = 0.05) -> Any:
     """Poll `check` until it returns something truthy; fail with its last value.
 
     `timeout` is scaled by `REKISTERI_TEST_TIMEOUT_SCALE`."""
@@ -110,7 +110,7 @@ class ExternalSystem:
         await self.producer.flush()
         self.sent += [await future for future in futures]
 
-    async def until_consumed(self, group: str, topic: str | None = None, timeout: float = 20.0) -> None:
+    async def until_consumed(self, group: str, topic: str | None = None, timeout: float = 60.0) -> None:
         """Wait until `group` has committed past everything this system sent (on `topic`)."""
         await until_consumed(self.bootstrap, group, [m for m in self.sent if topic in (None, m.topic)],
                              timeout=timeout)
@@ -136,7 +136,7 @@ class ExternalSystem:
         self.sent.append(await self.producer.send_and_wait(topic, value, key=key))
 
 
-async def until_consumed(bootstrap: str, group: str, sent: Iterable[RecordMetadata], timeout: float = 20.0) -> None:
+async def until_consumed(bootstrap: str, group: str, sent: Iterable[RecordMetadata], timeout: float = 60.0) -> None:
     """Wait until consumer group `group` has committed an offset past each of `sent`.
 
     A service commits offsets after its database commit and in fetch order, so once this
@@ -161,7 +161,7 @@ async def until_consumed(bootstrap: str, group: str, sent: Iterable[RecordMetada
 
 
 async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict[str, Any]]], bool],
-                     timeout: float = 20.0) -> list[dict[str, Any]]:
+                     timeout: float = 60.0) -> list[dict[str, Any]]:
     """Read a topic from the beginning (no group) until `until(records)` holds."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()

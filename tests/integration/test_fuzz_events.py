@@ -163,7 +163,7 @@ async def test_bad_events_on_every_consumed_topic_are_dead_lettered_and_consumer
                     reasons = {bytes(r["original"]): r["reason"] for r in rows}
                     return reasons if all(reasons.get(v) for v in bad.values()) else None
                 try:
-                    reasons = await eventually(all_dead_lettered, timeout=15)
+                    reasons = await eventually(all_dead_lettered)
                 except AssertionError:
                     problems += [f"{service}: {kind} {topic} not dead-lettered with a reason" for kind in bad]
                     continue
@@ -173,7 +173,7 @@ async def test_bad_events_on_every_consumed_topic_are_dead_lettered_and_consumer
             for service in CATALOGUE[topic].consumers:
                 pool = isolated.runtime(service).pool
                 try:
-                    await eventually(lambda: inbox_has(pool, good.id), timeout=15)
+                    await eventually(lambda: inbox_has(pool, good.id))
                 except AssertionError:
                     reason = await pool.fetchval("SELECT reason FROM dead_letters WHERE event_id = $1", str(good.id))
                     problems.append(f"{service}: good {topic} not applied (dead letter: {reason})")
