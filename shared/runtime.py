@@ -11,7 +11,6 @@ from types import ModuleType
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import asyncpg
-from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
@@ -59,33 +58,6 @@ async def _acknowledge(msg: KafkaMessage) -> AsyncIterator[None]:
         log.warning("offset_commit_failed_will_redeliver", error=type(exc).__name__)
 
 
-class SeekToCommitted(ConsumerRebalanceListener):
-    """After every (re)assignment, read from the group's committed offset, or from the log's
-    start when it has none (SPEC §8). A consumer that rejoins a restarted memory-only broker
-    otherwise keeps its old fetch position and, if the refilled log has grown past it, skips
-    the log's start: the soak saw consent miss registrations and the incarnation marker so."""
-
-    def __init__(self) -> None:
-        self.subscriber: Any = None  # FastStream's subscriber; its `consumer` exists once started
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        consumer = getattr(self.subscriber, "consumer", None)
-        if consumer is not None and assigned:
-            await seek_to_committed(consumer, assigned)
-
-
-async def seek_to_committed(consumer: Any, partitions: set[TopicPartition]) -> None:
-    for tp in sorted(partitions, key=lambda p: (p.topic, p.partition)):
-        committed = await consumer.committed(tp)
-        if committed is None:
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, committed)
-
-
 def tune_garbage_collector() -> None:
     """Collect the youngest generation every 50,000 allocations rather than 700.
 
@@ -131,11 +103,9 @@ class ServiceRuntime:
         return UnitOfWork(self.store_for(conn), Outbox(conn, self.name, correlation_id))
 
     # -- wiring -----------------------------------------------------------------
-    def _subscriber_options(self, group_id: str, fetch_max_wait_ms: int,
-                            listener: "SeekToCommitted") -> dict[str, object]:
+    def _subscriber_options(self, group_id: str, fetch_max_wait_ms: int) -> dict[str, object]:
         return dict(
             group_id=group_id,
-            listener=listener,
             ack_policy=AckPolicy.MANUAL,  # offset committed by `_acknowledge`, after the handler's commit
             auto_offset_reset="earliest",  # no committed offset (new group, forgetful broker): from the start
             fetch_max_wait_ms=fetch_max_wait_ms,
@@ -170,16 +140,11 @@ class ServiceRuntime:
         spec = topic_spec(topic_name)
 
         # Full batches: the broker waits (up to the topic's fetch wait) for 256 KiB before answering.
-        listener = SeekToCommitted()
-        subscriber = self.broker.subscriber(
-            topic_name, batch=True, max_records=max_records, fetch_min_bytes=256 * 1024,
-            batch_timeout_ms=spec.fetch_max_wait_ms or 200, title=f"{self.name}:{topic_name}",
-            decoder=_undecoded_batch,
-            **self._subscriber_options(f"{self.name}.{topic_name}",
-                                       spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms, listener))
-        listener.subscriber = subscriber
-
-        @subscriber
+        @self.broker.subscriber(topic_name, batch=True, max_records=max_records, fetch_min_bytes=256 * 1024,
+                                batch_timeout_ms=spec.fetch_max_wait_ms or 200, title=f"{self.name}:{topic_name}",
+                                decoder=_undecoded_batch,
+                                **self._subscriber_options(f"{self.name}.{topic_name}",
+                                                           spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms))
         async def on_batch(msg: KafkaMessage) -> None:
             """Parsed and prepared while earlier batches' transactions run (see `BatchPipeline`)."""
             batch = [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in msg.raw_message]
@@ -206,14 +171,9 @@ class ServiceRuntime:
         single = {name: c for name, c in self.consumers.items() if c.handler is not None}
         topics = [*single, INCARNATION_TOPIC]
 
-        listener = SeekToCommitted()
-        subscriber = self.broker.subscriber(*topics, batch=True, max_records=max_records, decoder=_undecoded_batch,
-                                            title=f"{self.name}:events",
-                                            **self._subscriber_options(self.name, self.settings.kafka_fetch_max_wait_ms,
-                                                                       listener))
-        listener.subscriber = subscriber
-
-        @subscriber
+        @self.broker.subscriber(*topics, batch=True, max_records=max_records, decoder=_undecoded_batch,
+                                title=f"{self.name}:events",
+                                **self._subscriber_options(self.name, self.settings.kafka_fetch_max_wait_ms))
         async def on_events(msg: KafkaMessage) -> None:
             by_topic: dict[str, list[Incoming]] = {}
             for raw in msg.raw_message:

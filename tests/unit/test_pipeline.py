@@ -143,30 +143,3 @@ async def test_a_closing_pipeline_commits_no_more_offsets_but_finishes_its_trans
     transactions.gate("b0").set_result(None)
     await pipeline.drain()
     assert transactions.running == 0 and kafka.commits == []
-
-
-async def test_every_assignment_reads_from_the_committed_offset_or_the_logs_start():
-    """SPEC §8: after a memory-only broker restarts, a rejoining consumer must not keep its old
-    fetch position (the refilled log's start would be skipped): it seeks to the group's
-    committed offset, or to the beginning when the group has none."""
-    from aiokafka import TopicPartition
-
-    from shared.runtime import SeekToCommitted
-
-    class Consumer:
-        def __init__(self) -> None:
-            self.seeks: list[tuple[TopicPartition, int | str]] = []
-
-        async def committed(self, tp: TopicPartition) -> int | None:
-            return {0: None, 1: 42}[tp.partition]
-
-        async def seek_to_beginning(self, tp: TopicPartition) -> None:
-            self.seeks.append((tp, "beginning"))
-
-        def seek(self, tp: TopicPartition, offset: int) -> None:
-            self.seeks.append((tp, offset))
-
-    listener, consumer = SeekToCommitted(), Consumer()
-    listener.subscriber = type("Subscriber", (), {"consumer": consumer})()
-    await listener.on_partitions_assigned({TopicPartition("t", 1), TopicPartition("t", 0)})
-    assert consumer.seeks == [(TopicPartition("t", 0), "beginning"), (TopicPartition("t", 1), 42)]
