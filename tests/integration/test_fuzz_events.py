@@ -79,7 +79,9 @@ class World:
                                                                      basis="fuzz"),
             "disposition-commanded": lambda: ev.DispositionCommanded(command_id=uuid.uuid4(), person_id=p,
                                                                      action="erase", basis="fuzz"),
-            "disposition-confirmed": lambda: ev.DispositionConfirmed(person_id=p, service="contacts",
+            # its own person: the world's is erased by the good disposition-commanded, and that
+            # erasure rightly drops the dead letters keyed by them (SPEC §9)
+            "disposition-confirmed": lambda: ev.DispositionConfirmed(person_id=uuid.uuid4(), service="contacts",
                                                                      action="passivate", confirmed_at=now),
             "access-requested": lambda: ev.AccessRequested(request_id=self.request, person_id=p),
             "access-report-part": lambda: ev.AccessReportPart(request_id=self.request, service="consent"),
