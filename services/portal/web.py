@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -15,8 +15,21 @@ from services.portal import i18n
 from services.portal.backends import ServiceError
 from services.portal.sessions import WebSession, csrf_token, csrf_valid
 
-if TYPE_CHECKING:
-    from services.portal.app import Portal
+
+class Portal(Protocol):
+    """What pages use of the running portal (`services.portal.app.Portal`), named here so that
+    this module, which the app imports, does not import the app back."""
+
+    settings: Any
+    metrics: Any
+    templates: Any
+    passwords: Any
+    backends: Any
+    oidc: Any
+
+    @property
+    def pool(self) -> Any: ...
+
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Which console sections each staff role's navigation shows (the services decide access).
@@ -36,7 +49,7 @@ def make_environment() -> Environment:
     return env
 
 
-def portal_of(request: Request) -> "Portal":
+def portal_of(request: Request) -> Portal:
     return request.app.state.portal
 
 
