@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from shared.passwords import Passwords
 from services.portal import accounts
 from shared.logging import configure_logging
 from shared.ops.launcher import Stack
@@ -123,7 +124,7 @@ async def measure(root: Path, persons: int, requests: int) -> dict[str, Any]:
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1,
                                          server_settings={"search_path": "portal"})
         async with pool.acquire() as conn:
-            passwords = accounts.Passwords(1, 8192, 1)
+            passwords = Passwords(1, 8192, 1)
             for role in STAFF:
                 await accounts.add_staff(conn, passwords, f"bench-{role}", role, PASSWORD)
         await pool.close()

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from services.contacts import (access, api, handlers, portability, processing_record, processors, requests,
                                storage, verification)
-from services.contacts.passwords import Passwords
+from shared.passwords import Passwords
 from services.contacts.runtime import ContactsRuntime
 from services.contacts.settings import ContactsSettings
 from shared.web.http import create_http_app

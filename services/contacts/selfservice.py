@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Request
 
 from services.contacts import domain, service, storage
 from services.contacts.domain import State
-from services.contacts.passwords import Passwords
+from shared.passwords import Passwords
 from services.contacts.schemas import (AccountIn, ActivateIn, LoginIn, PasswordChangeIn, ReauthenticateIn,
                                        SelfUpdate)
 from shared.web.auth import Principal, Role, audit_denial, mint_token, write_audit

@@ -1,19 +1,19 @@
 """Staff accounts of the portal (SPEC §7: staff sign in with local accounts): argon2id
 password hashes, a role, optional TOTP, lockout after repeated failures, disabling.
 
-Managed with `rekisteri staff add|disable|list`; the portal only verifies them. The hashing
-mirrors the contacts service's `passwords.py` (services do not import each other)."""
+Managed with `rekisteri staff add|disable|list`; the portal only verifies them. Hashing is
+`shared.passwords.Passwords`, the same as contacts' self-service accounts."""
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
 import pyotp
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from shared.passwords import Passwords
+
 
 STAFF_ROLES = ("register_owner", "register_user", "marketing", "billing")
 MAX_FAILURES = 5
@@ -23,24 +23,6 @@ MIN_PASSWORD = 12
 
 class AccountError(ValueError):
     """An operator's mistake managing accounts (unknown role, short password, taken name)."""
-
-
-class Passwords:
-    def __init__(self, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4) -> None:
-        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
-        # Verified against for an unknown username, so timing does not tell which names exist.
-        self._decoy = self._hasher.hash("decoy-password-never-used")
-
-    async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
-
-    async def verify(self, password_hash: str | None, password: str) -> bool:
-        def check() -> bool:
-            try:
-                return self._hasher.verify(password_hash or self._decoy, password) and password_hash is not None
-            except (VerifyMismatchError, VerificationError, InvalidHashError):
-                return False
-        return await asyncio.to_thread(check)
 
 
 @dataclass(frozen=True)

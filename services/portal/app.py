@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.portal import i18n, pages_auth, pages_console, pages_privacy, web
-from services.portal.accounts import Passwords
+from shared.passwords import Passwords
 from services.portal.backends import Backends, ServiceError
 from services.portal.oidc import OidcClient
 from services.portal.sessions import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, load_session, set_cookie

@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import sys
 
+from shared.passwords import Passwords
 from services.portal import accounts
 from services.portal.settings import PortalSettings
 from shared.db import create_pool, migrate
@@ -29,7 +30,7 @@ async def _run(args: argparse.Namespace) -> int:
         await migrate(pool, settings.schema, MIGRATIONS)
         async with pool.acquire() as conn:
             if args.action == "add":
-                passwords = accounts.Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
+                passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib,
                                                settings.argon2_parallelism)
                 secret = await accounts.add_staff(conn, passwords, args.username, args.role, _password(args),
                                                   with_totp=args.totp)

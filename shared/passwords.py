@@ -1,4 +1,5 @@
-"""Passwords only as argon2id hashes (R3, R11); verification off the event loop (it is slow on purpose)."""
+"""Passwords only as argon2id hashes (R3, R11): self-service accounts at contacts, staff accounts at
+the portal. Verification runs off the event loop (it is slow on purpose)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 
 class Passwords:
-    def __init__(self, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
         # Verified against when the username is unknown, so timing does not reveal which usernames exist.
         self._decoy = self._hasher.hash("decoy-password-never-used")
