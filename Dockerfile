@@ -1,4 +1,4 @@
-# One image for the four Rekisteri services and the operator CLI (issues 8, 17).
+# One image for the four Rekisteri services, the portal and the operator CLI (issues 8, 17, 19).
 #   docker build -t rekisteri .
 #   docker run --env-file .env rekisteri serve contacts
 # No secret is baked in: REKISTERI_TOKEN_SECRET and DATABASE_URL come from the environment.
@@ -52,7 +52,7 @@ ENV REKISTERI_COMMIT=${REKISTERI_COMMIT}
 # Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001
 WORKDIR /tmp
-EXPOSE 8001 8002 8003 8004
+EXPOSE 8000 8001 8002 8003 8004
 
 # /healthz of the service this container serves (read from its command line); a one-shot
 # CLI container is healthy while it runs. Compose and Kubernetes use their own probes.

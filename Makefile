@@ -1,4 +1,5 @@
-# The two commands: `make run` (the whole system on the embedded stack) and `make test`.
+# The two commands: `make run` (the whole system on the embedded stack) and `make test`;
+# `make lint` (ruff, then mypy; configured in pyproject.toml) runs before the tests in CI.
 # Dependencies come from the hashed lock files in requirements/; `make lock` regenerates them
 # after a change to pyproject.toml (README "Dependencies").
 PYTHON ?= python3
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCKS) | cksum | cut -d
 # Hashes for every file of each pinned release; pip, setuptools pinned too; no machine's index in the file.
 LOCK_FLAGS := --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
 
-.PHONY: run test bench soak install lock lock-upgrade clean
+.PHONY: run test lint bench soak install lock lock-upgrade clean
 
 $(STAMP): pyproject.toml $(LOCKS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +40,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Zero findings from both (issue 17); the rule sets and their reasons are in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/python -m ruff check --no-cache .
+	$(BIN)/python -m mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -128,7 +128,7 @@ async def billing_ingestion(bootstrap: str, database_url: str, customers: list[u
             " extract(epoch FROM max(received_at) - percentile_disc(0.1) WITHIN GROUP (ORDER BY received_at)) AS tail_s"
             " FROM inbox WHERE topic = 'usage-recorded'")
         inbox = await pool.fetchval("SELECT count(*) FROM inbox WHERE topic = 'usage-recorded'")
-        skipped = runtime.metrics.events_duplicate.labels(topic="usage-recorded")._value.get()  # noqa: SLF001
+        skipped = runtime.metrics.events_duplicate.labels(topic="usage-recorded")._value.get()
         return {
             # sustained: the last 90 % (after the group join and warm-up)
             "billing_sustained_events_per_s": round(unique * 0.9 / float(span["tail_s"])),
@@ -145,7 +145,7 @@ async def billing_ingestion(bootstrap: str, database_url: str, customers: list[u
         await pool.close()
 
 
-async def http_accept(app, customers: list[uuid.UUID], count: int = 50_000, batch: int = 1_000) -> dict:  # noqa: ANN001
+async def http_accept(app, customers: list[uuid.UUID], count: int = 50_000, batch: int = 1_000) -> dict:
     """The durable path (SPEC §8): the same envelopes as `POST /events/usage-recorded` batches of
     1,000, each answered 202 after its PostgreSQL commit (in-process ASGI: no network hop)."""
     import httpx

@@ -37,7 +37,7 @@ BUYER = {"name": "Asiakas Oy", "business_id": "7654321-2", "vat_number": "FI7654
          "language": "fi", "contact_person_id": None}
 
 
-async def run(infra, customers_n: int) -> dict:  # noqa: ANN001
+async def run(infra, customers_n: int) -> dict:
     url = await create_database(infra)
     settings = SETTINGS(database_url=url, kafka_bootstrap_servers=infra.bootstrap, billing_auto_close=False,
                         log_level="WARNING")

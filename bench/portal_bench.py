@@ -78,9 +78,15 @@ async def seeded_person(urls: dict[str, str], secret: str) -> tuple[str, str]:
                                                     "expires_at": (datetime.now(UTC) + timedelta(days=30)).isoformat()}),
             ("POST", f"{urls['contacts']}/access-requests",
              {"person_id": pid, "verification": "in_person", "verified_by": "bench"}),
-            ("POST", f"{urls['contacts']}/persons/{pid}/account", {"username": "paula.bench", "password": PASSWORD}),
         ]:
             (await http.request(method, url, json=body)).raise_for_status()
+        # Staff open the account with a single-use code; the person sets the password (R11).
+        opened = await http.post(f"{urls['contacts']}/persons/{pid}/account", json={"username": "paula.bench"})
+        opened.raise_for_status()
+    async with httpx.AsyncClient(timeout=30) as anonymous:
+        (await anonymous.post(f"{urls['contacts']}/auth/activate", json={
+            "username": "paula.bench", "code": opened.json()["activation_code"],
+            "new_password": PASSWORD})).raise_for_status()
     return pid, "paula.bench"
 
 

@@ -63,7 +63,7 @@ def _envelope(topic: str, source: str, data: dict, correlation_id: str) -> bytes
     return json.dumps(envelope, separators=(",", ":")).encode()
 
 
-def other_services_process(bootstrap: str, stop, sent) -> None:  # noqa: ANN001 - multiprocessing primitives
+def other_services_process(bootstrap: str, stop, sent) -> None:  # multiprocessing primitives
     """The stand-ins run in their own process, as the real services would (and off retention's event loop)."""
     async def respond() -> None:
         flag = asyncio.Event()
@@ -176,7 +176,7 @@ async def run(bootstrap: str, database_url: str, persons: int, timeout_s: float)
         await runtime.stop()
 
 
-def _handler_seconds(runtime) -> dict[str, float]:  # noqa: ANN001
+def _handler_seconds(runtime) -> dict[str, float]:
     """Time spent inside retention's batch transactions, per topic (from its own metrics)."""
     out = {}
     for metric in runtime.metrics.handler_seconds.collect():
@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
     args = parser.parse_args()
-    async def measure(infra):  # noqa: ANN001, ANN202
+    async def measure(infra):
         return await run(infra.bootstrap, await create_database(infra), args.persons, args.timeout)
 
     run_on_embedded_stack("retention", measure, indent=2)

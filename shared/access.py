@@ -2,7 +2,8 @@
 
 A service registers one `slice` function: given its store (in the open transaction) and the request
 (person id and/or contact points), it returns the items it holds about that person,
-each with its source and purpose. The answer goes out as `access-report-part` through
+each with its source and purpose. A portability export (Art. 20, issue 14) is asked the same
+way with `purpose="portability"` and the services it needs; the others do not answer. The answer goes out as `access-report-part` through
 the outbox, in the same transaction that records the request in the inbox, so each
 request is answered exactly once in effect. Items are personal data: they travel only on
 the access topics (bounded retention) and are never logged.
@@ -47,9 +48,13 @@ def answer_access_requests(runtime: ServiceRuntime, slice_of: AccessSlice) -> No
     """Subscribe `runtime` to `access-requested`, answering with `slice_of`."""
 
     async def on_access_requested(ctx: EventContext[AccessRequested]) -> None:
+        if ctx.payload.services and runtime.name not in ctx.payload.services:
+            return  # a portability export asks only the services holding what the person provided
         items = await slice_of(ctx.store, ctx.payload)
         await ctx.outbox.add(AccessReportPart(request_id=ctx.payload.request_id, service=runtime.name,
-                                           person_id=ctx.payload.person_id, items=items))
-        log.info("access_slice_answered", request_id=str(ctx.payload.request_id), items=len(items))
+                                           person_id=ctx.payload.person_id, purpose=ctx.payload.purpose,
+                                           items=items))
+        log.info("access_slice_answered", request_id=str(ctx.payload.request_id), purpose=ctx.payload.purpose,
+                 items=len(items))
 
     runtime.subscribe("access-requested", on_access_requested)

@@ -49,8 +49,12 @@ class CommandOutcome(StrEnum):
     stale = "stale"          # the person became active again: ignore the command
 
 
-def passivation_outcome(state: State) -> CommandOutcome:
-    """R6: only a person whose connection ended is passivated; a reactivated one is not."""
+def passivation_outcome(state: State | None) -> CommandOutcome:
+    """R6: only a person whose connection ended is passivated; a reactivated one is not.
+    `None`: a person never held here, so nothing to do and the command is confirmed (see
+    `disposition_outcome`)."""
+    if state is None:
+        return CommandOutcome.confirm_only
     if state is State.ended:
         return CommandOutcome.apply
     if state in (State.passive, State.erased, State.marketing):
@@ -58,8 +62,16 @@ def passivation_outcome(state: State) -> CommandOutcome:
     return CommandOutcome.stale
 
 
-def disposition_outcome(state: State, action: str) -> CommandOutcome:
-    """R7: erase or transfer a person who is no longer active; repeated commands confirm again."""
+def disposition_outcome(state: State | None, action: str, *, erasure_decided: bool = False) -> CommandOutcome:
+    """R7: erase or transfer a person who is no longer active; repeated commands confirm again.
+    A person whose erasure request the register owner decided `erase` is erased even while a
+    relationship lasts (GDPR Art. 17, issue 14).
+
+    `None` is a person never held here: holding nothing of them is what the command asks, so it
+    is confirmed. A refusal never completes the evidence, and retention re-sends an
+    unconfirmed command for ever."""
+    if state is None:
+        return CommandOutcome.confirm_only
     done = State.erased if action == "erase" else State.marketing
     if state is done:
         return CommandOutcome.confirm_only
@@ -68,6 +80,8 @@ def disposition_outcome(state: State, action: str) -> CommandOutcome:
     if action == "erase" and state is State.marketing:
         return CommandOutcome.apply  # the marketing register's own data may be erased too
     if state in (State.ended, State.passive):
+        return CommandOutcome.apply
+    if erasure_decided and action == "erase":
         return CommandOutcome.apply
     return CommandOutcome.stale
 

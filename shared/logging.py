@@ -114,4 +114,5 @@ def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> 
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

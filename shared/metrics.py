@@ -47,6 +47,9 @@ class Metrics:
             "rekisteri_events_published", "Events relayed from the outbox", ["topic"], registry=self.registry)
         self.events_dead_lettered = Counter(
             "rekisteri_events_dead_lettered", "Events sent to a dead-letter topic", ["topic"], registry=self.registry)
+        self.erased_event_skipped = Counter(
+            "rekisteri_erased_event_skipped", "Events whose person's data key is destroyed (erased): skipped, not"
+            " dead-lettered (issue 15)", ["topic"], registry=self.registry)
         self.handler_seconds = Histogram(
             "rekisteri_handler_seconds", "Time to apply one event or batch", ["topic"], registry=self.registry)
         self.outbox_backlog = Gauge(

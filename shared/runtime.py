@@ -18,18 +18,23 @@ from shared.db import BoundStore, create_pool, migrate
 from shared.messaging.consumer import (BatchHandler, BatchPrepare, BatchValidator, Handler, InboxConsumer, Incoming,
                                        UnitOfWork, parse)
 from shared.errors import Rejected
+from shared.messaging.dead_letters import prune_dead_letters_job
+from shared.messaging.incarnation import (INCARNATION_TOPIC, FromStartAfterBrokerRestart, IncarnationReader,
+                                          IncarnationWatch)
 from shared.messaging.kafka import create_broker
 from shared.logging import get_logger
 from shared.metrics import Metrics
 from shared.messaging.outbox import Outbox, OutboxRelay
 from shared.messaging.retry import RESTART
 from shared.messaging.signing import keyring
-from shared.messaging.pipeline import BatchPipeline
+from shared.privacy import ledger
+from shared.messaging.pipeline import BatchPipeline, next_offsets
+from shared.privacy.keystore import CachingKeyStore, PostgresKeyStore
+from shared.privacy.naming import NamingDigests
 from shared.settings import ServiceSettings
 from shared.messaging.topics import topic as topic_spec
 
 log = get_logger(__name__)
-INCARNATION_TOPIC = "rekisteri-broker-incarnation"
 BackgroundJob = Callable[["ServiceRuntime"], Awaitable[None]]
 
 
@@ -40,9 +45,11 @@ async def _undecoded_batch(msg: KafkaMessage) -> object:
 
 
 @asynccontextmanager
-async def _acknowledge(msg: KafkaMessage) -> AsyncIterator[None]:
-    """Commit the offset after the handler's database commit; on failure, redeliver.
+async def _acknowledge(msg: KafkaMessage, fetched_in: int, watch: IncarnationWatch) -> AsyncIterator[None]:
+    """Commit the offsets after the handler's database commit; on failure, redeliver.
 
+    A batch handed over before the broker's incarnation changed (`fetched_in` is the watch's
+    epoch then) commits nothing: its offsets are the old broker's (shared/messaging/incarnation.py).
     A commit that fails (the group rebalanced, the broker restarted) is only logged: the
     message comes again and the inbox makes it a no-op. The consumer never stops for it.
     """
@@ -52,8 +59,11 @@ async def _acknowledge(msg: KafkaMessage) -> AsyncIterator[None]:
         with suppress(Exception):
             await msg.nack()  # seek back: the message is delivered again
         raise
+    if fetched_in != watch.epoch:
+        return
     try:
-        await msg.ack()
+        consumer: Any = msg.consumer  # aiokafka's consumer: commit takes the offsets
+        await consumer.commit(next_offsets(msg.raw_message))
     except Exception as exc:  # noqa: BLE001
         log.warning("offset_commit_failed_will_redeliver", error=type(exc).__name__)
 
@@ -68,6 +78,9 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+READINESS_CHECK_TIMEOUT_S = 2.0  # a /readyz answer takes at most this long
+
+
 class ServiceRuntime:
     def __init__(self, name: str, settings: ServiceSettings, migrations_dir: Path | None,
                  storage: ModuleType | tuple[ModuleType, ...] | None = None) -> None:
@@ -79,6 +92,10 @@ class ServiceRuntime:
         self.broker = create_broker(settings, client_id=f"rekisteri-{name}")
         self.consumers: dict[str, InboxConsumer] = {}
         self._pool: asyncpg.Pool | None = None
+        # Data keys that seal and open personal fields (issue 15), over the service's own pool.
+        self.keys: CachingKeyStore | None = None
+        # Keyed digests an erasure finds the person's dead letters by (issue 15, H1).
+        self.naming = NamingDigests(settings.suppression_keyring())
         self.relay: OutboxRelay | None = None
         self._jobs: list[tuple[str, BackgroundJob]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -86,6 +103,9 @@ class ServiceRuntime:
         self._declared = False
         self.pipelines: dict[str, BatchPipeline] = {}  # bulk topic -> its batch transactions
         self._incarnation_dead_letters = InboxConsumer(self, INCARNATION_TOPIC)  # applies nothing: dead-letters only
+        # After a broker restart every subscriber reads the new log from its start (SPEC §8).
+        self.incarnation_watch = IncarnationWatch(IncarnationReader(settings.kafka_bootstrap_servers,
+                                                                    settings.kafka_client_options()))
         self.started = False
 
     @property
@@ -100,12 +120,15 @@ class ServiceRuntime:
 
     def unit_of_work(self, conn: asyncpg.Connection, correlation_id: str | None = None) -> UnitOfWork:
         """For an HTTP route's transaction: the store and the outbox bound to it."""
-        return UnitOfWork(self.store_for(conn), Outbox(conn, self.name, correlation_id))
+        return UnitOfWork(self.store_for(conn), Outbox(conn, self.name, correlation_id, keys=self.keys,
+                                                       naming=self.naming))
 
     # -- wiring -----------------------------------------------------------------
-    def _subscriber_options(self, group_id: str, fetch_max_wait_ms: int) -> dict[str, object]:
+    def _subscriber_options(self, group_id: str, fetch_max_wait_ms: int,
+                            listener: FromStartAfterBrokerRestart) -> dict[str, Any]:
         return dict(
             group_id=group_id,
+            listener=listener,  # after a broker restart: from the new log's start
             ack_policy=AckPolicy.MANUAL,  # offset committed by `_acknowledge`, after the handler's commit
             auto_offset_reset="earliest",  # no committed offset (new group, forgetful broker): from the start
             fetch_max_wait_ms=fetch_max_wait_ms,
@@ -121,6 +144,8 @@ class ServiceRuntime:
         """
         if self.started:
             raise RuntimeError("subscribe before the runtime starts")
+        if self.name in topic_spec(topic_name).bulk_consumers:  # the catalogue (and AsyncAPI) says bulk
+            raise RuntimeError(f"{topic_name} is consumed in bulk by {self.name}: use subscribe_batch")
         consumer = InboxConsumer(self, topic_name, handler=handler)
         self.consumers[topic_name] = consumer
         return consumer
@@ -133,21 +158,31 @@ class ServiceRuntime:
         for is dead-lettered (and reported to an HTTP batch caller), never recorded in the inbox,
         so a replay retries it; `handler` gets what `prepare` made of the new events.
         """
+        spec = topic_spec(topic_name)
+        if self.name not in spec.bulk_consumers:  # its group id is the catalogue's (and AsyncAPI's)
+            raise RuntimeError(f"{topic_name} does not list {self.name} in bulk_consumers (shared/messaging/topics.py)")
         consumer = InboxConsumer(self, topic_name, batch_handler=handler, prepare=prepare, validate=validate)
         self.consumers[topic_name] = consumer
         pipeline = BatchPipeline(consumer, depth=self.settings.batch_transactions_in_flight)
         self.pipelines[topic_name] = pipeline
-        spec = topic_spec(topic_name)
 
+        group = spec.consumer_group(self.name)
+        listener = FromStartAfterBrokerRestart(self.incarnation_watch, group)
+        pipeline.epoch = lambda: self.incarnation_watch.epoch
         # Full batches: the broker waits (up to the topic's fetch wait) for 256 KiB before answering.
-        @self.broker.subscriber(topic_name, batch=True, max_records=max_records, fetch_min_bytes=256 * 1024,
-                                batch_timeout_ms=spec.fetch_max_wait_ms or 200, title=f"{self.name}:{topic_name}",
-                                decoder=_undecoded_batch,
-                                **self._subscriber_options(f"{self.name}.{topic_name}",
-                                                           spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms))
+        subscriber = self.broker.subscriber(
+            topic_name, batch=True, max_records=max_records, fetch_min_bytes=256 * 1024,
+            batch_timeout_ms=spec.fetch_max_wait_ms or 200, title=f"{self.name}:{topic_name}",
+            decoder=_undecoded_batch,
+            **self._subscriber_options(group, spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms,
+                                       listener))
+        listener.subscriber = subscriber
+
+        @subscriber  # type: ignore[untyped-decorator]  # **options: faststream's overloads tie
         async def on_batch(msg: KafkaMessage) -> None:
             """Parsed and prepared while earlier batches' transactions run (see `BatchPipeline`)."""
-            batch = [Incoming(r.value or b"", r.key, r.partition, r.offset) for r in msg.raw_message]
+            epoch = self.incarnation_watch.epoch  # as the batch is handed over
+            batch = [Incoming(r.value or b"", r.key, r.partition, r.offset, r.headers) for r in msg.raw_message]
             try:
                 prepared = await consumer.prepare(batch)
             except BaseException:
@@ -155,7 +190,7 @@ class ServiceRuntime:
                 with suppress(Exception):
                     await msg.nack()
                 raise
-            await pipeline.submit(prepared, msg)
+            await pipeline.submit(prepared, msg, epoch)
 
         return consumer
 
@@ -171,14 +206,20 @@ class ServiceRuntime:
         single = {name: c for name, c in self.consumers.items() if c.handler is not None}
         topics = [*single, INCARNATION_TOPIC]
 
-        @self.broker.subscriber(*topics, batch=True, max_records=max_records, decoder=_undecoded_batch,
-                                title=f"{self.name}:events",
-                                **self._subscriber_options(self.name, self.settings.kafka_fetch_max_wait_ms))
+        listener = FromStartAfterBrokerRestart(self.incarnation_watch, self.name)
+        subscriber = self.broker.subscriber(
+            *topics, batch=True, max_records=max_records, decoder=_undecoded_batch, title=f"{self.name}:events",
+            **self._subscriber_options(self.name, self.settings.kafka_fetch_max_wait_ms, listener))
+        listener.subscriber = subscriber
+
+        @subscriber  # type: ignore[untyped-decorator]  # **options: faststream's overloads tie
         async def on_events(msg: KafkaMessage) -> None:
+            epoch = self.incarnation_watch.epoch  # as the batch is handed over
             by_topic: dict[str, list[Incoming]] = {}
             for raw in msg.raw_message:
-                by_topic.setdefault(raw.topic, []).append(Incoming(raw.value or b"", raw.key, raw.partition, raw.offset))
-            async with _acknowledge(msg):
+                by_topic.setdefault(raw.topic, []).append(Incoming(raw.value or b"", raw.key, raw.partition, raw.offset,
+                                                                        raw.headers))
+            async with _acknowledge(msg, epoch, self.incarnation_watch):
                 for topic_name, incoming in by_topic.items():
                     if topic_name == INCARNATION_TOPIC:
                         for marker in incoming:
@@ -221,6 +262,12 @@ class ServiceRuntime:
         self._pool = await create_pool(s.database_url, s.schema, min_size=s.db_pool_min, max_size=s.db_pool_max,
                                        acquire_timeout_s=s.db_acquire_timeout_s)
         await migrate(self._pool, s.schema, self.migrations_dir)
+        unfinished = await ledger.restore_in_progress(self._pool)
+        if unfinished is not None:  # restored data of erased persons must never be served (SPEC §9)
+            await self._pool.close()
+            self._pool = None
+            raise RuntimeError(f"a restore of {unfinished} is unfinished: run `rekisteri restore` again before starting")
+        self.keys = CachingKeyStore(PostgresKeyStore(self._pool, s.master_keys()))
         self.relay = OutboxRelay(
             self._pool, self.broker, s.schema, self.metrics, database_url=s.database_url,
             batch_size=s.outbox_batch_size, poll_interval_s=s.outbox_poll_interval_s,
@@ -229,9 +276,14 @@ class ServiceRuntime:
         if not self._declared:
             self._declare_event_subscriber()
             self._declared = True
+        try:  # the broker consumed from: a later change of incarnation means it restarted
+            await self.incarnation_watch.check()
+        except Exception as exc:  # noqa: BLE001 - the watch reads it once the broker answers
+            log.warning("broker_incarnation_unreadable", error=type(exc).__name__)
         await self.broker.start()
         await self.relay.start()
-        for name, job in [*self._jobs, ("consumer-lag", _report_consumer_lag)]:
+        for name, job in [*self._jobs, ("consumer-lag", _report_consumer_lag),
+                          ("dead-letter-prune", prune_dead_letters_job), ("broker-incarnation", _watch_incarnation)]:
             self._tasks.append(asyncio.create_task(self._run_job(name, job), name=f"{self.name}-{name}"))
         self.started = True
         log.info("service_started", port=s.port, consumers=sorted(self.consumers))
@@ -262,6 +314,7 @@ class ServiceRuntime:
             await pipeline.drain()
         if self.relay is not None:
             await self.relay.stop()
+        await self.incarnation_watch.reader.stop()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -269,21 +322,26 @@ class ServiceRuntime:
         log.info("service_stopped")
 
     async def readiness(self) -> dict[str, bool]:
-        database = False
-        try:
-            database = await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=2) == 1
-        except Exception:  # noqa: BLE001 - any failure means not ready
-            database = False
-        try:
-            broker = bool(await self.broker.ping(timeout=2))
-        except Exception:  # noqa: BLE001
-            broker = False
-        return {"database": database, "broker": broker}
+        """Both checks at once, each bounded by READINESS_CHECK_TIMEOUT_S: with the broker gone
+        its ping takes the whole bound, and the answer must not wait for it twice."""
+        async def database() -> bool:
+            answer = await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=READINESS_CHECK_TIMEOUT_S)
+            return bool(answer == 1)
+
+        async def broker() -> bool:
+            return bool(await self.broker.ping(timeout=READINESS_CHECK_TIMEOUT_S))
+
+        answers = await asyncio.gather(database(), broker(), return_exceptions=True)
+        return {name: answer is True for name, answer in zip(("database", "broker"), answers)}
 
     async def refresh_gauges(self) -> None:
         if self.relay is not None and self._pool is not None:
             self.metrics.outbox_backlog.set(await self.relay.backlog())
             self.metrics.outbox_set_aside.set(await self.relay.set_aside())
+
+
+async def _watch_incarnation(runtime: ServiceRuntime) -> None:
+    await runtime.incarnation_watch.run(runtime.stopping)
 
 
 async def _report_consumer_lag(runtime: ServiceRuntime, interval_s: float = 30.0) -> None:
@@ -295,7 +353,7 @@ async def _report_consumer_lag(runtime: ServiceRuntime, interval_s: float = 30.0
         try:
             await asyncio.wait_for(runtime.stopping.wait(), timeout=interval_s)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         try:
             for entry in await consumer_lag(runtime.settings.kafka_bootstrap_servers, groups,

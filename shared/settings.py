@@ -16,6 +16,9 @@ from shared.privacy.crypto import MasterKeys
 from shared.privacy.digests import SuppressionKeyring
 
 SERVICE_NAMES = ("contacts", "consent", "retention", "billing")
+# What `rekisteri serve` runs in a container: the four services and the web front end (issue 19),
+# which owns no personal data and consumes no topic.
+SERVED_NAMES = (*SERVICE_NAMES, "portal")
 DEV_TOKEN_SECRET = "rekisteri-embedded-dev-secret-change-me-in-production"
 MIN_SECRET_BYTES = 32
 # Known public values that must never sign tokens outside the embedded stack.
@@ -76,6 +79,8 @@ class PlatformSettings(BaseSettings):
     outbox_batch_size: int = 500
     outbox_poll_interval_s: float = 0.25
     outbox_retention_days: int = 7
+    # Dead letters (raw events, personal data) are deleted this long after they were stored (issue 15).
+    dead_letter_retention_days: int = Field(default=7, ge=1)
     consumer_max_attempts: int = 3
     # Bulk topics: batch transactions applied at once (offsets still committed in order).
     batch_transactions_in_flight: int = Field(default=2, ge=1)
@@ -84,6 +89,10 @@ class PlatformSettings(BaseSettings):
     rekisteri_broker_memory_cap_mb: int = 1024
     rekisteri_broker_drain_timeout_s: float = 60.0
     http_host: str = "127.0.0.1"
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto the HTTP server believes (uvicorn's
+    # forwarded_allow_ips: comma-separated addresses or networks, "*" for any): the client
+    # address every service sees (login rate limits, consent's proof, issue 14) comes from it.
+    http_forwarded_allow_ips: str = "127.0.0.1"
     # Request bodies past these sizes are answered 413 before they are parsed (issue 16).
     http_max_body_bytes: int = 1024 * 1024
     http_max_event_body_bytes: int = 16 * 1024 * 1024
@@ -93,12 +102,13 @@ class PlatformSettings(BaseSettings):
     consent_port: int = 8002
     retention_port: int = 8003
     billing_port: int = 8004
+    portal_port: int = 8000
 
     def port_of(self, service_name: str) -> int:
         return getattr(self, f"{service_name}_port", 0)
 
     @model_validator(mode="after")
-    def _database_tls(self) -> "PlatformSettings":
+    def _database_tls(self) -> PlatformSettings:
         """`DATABASE_SSLMODE` / `DATABASE_SSLROOTCERT` become URL parameters, which asyncpg
         honours on every connection (pools, the relay's LISTEN connection, the CLI)."""
         params = []
@@ -160,7 +170,7 @@ class ServiceSettings(PlatformSettings):
     rekisteri_master_old_keys: str = Field(default="", repr=False)
 
     @model_validator(mode="after")
-    def _keys_are_given(self) -> "ServiceSettings":
+    def _keys_are_given(self) -> ServiceSettings:
         self.suppression_keyring()  # KeyConfigurationError names the variable, never the value
         self.master_keys()
         return self
@@ -172,7 +182,7 @@ class ServiceSettings(PlatformSettings):
         return master_keys(self.rekisteri_master_key, self.rekisteri_master_old_keys)
 
     @property
-    def schema(self) -> str:
+    def schema(self) -> str:  # type: ignore[override]  # shadows pydantic v1's deprecated schema(), never called
         """Each service owns one PostgreSQL schema, named after it."""
         return self.service_name
 

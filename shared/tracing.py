@@ -12,19 +12,24 @@ the outbox row's headers and from there in the Kafka message's headers.
 - `inject(headers)` where an event is written to the outbox (in the request's context);
   `extract(headers)` / `consumer_span(...)` where a consumer applies it.
 
-Without a provider the API is a no-op that still carries context: a consumer passes on the
-trace it received even where nothing is exported.
+Off (no provider installed), nothing is extracted, injected or opened on the event paths:
+`active()` is checked once per batch or outbox write, so tracing off costs nothing measurable
+on bulk ingestion (bench/billing_bench.py). The outbox row keeps `traceparent` in a column of
+its own (shared/sql/0004_outbox_traceparent.sql); the relay sends it as a Kafka header.
 """
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 UNTRACED_ROUTES = "healthz,readyz,metrics"
@@ -34,6 +39,23 @@ _QUERY_ATTRIBUTES = ("url.query",)
 _TARGET_ATTRIBUTES = ("http.target",)
 
 Headers = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
+_provider: Any = None  # the provider events are traced with; None: tracing is off
+
+
+def active() -> bool:
+    """Is a provider installed (`configure`, or a test's `use_provider`)? Off, the event paths skip tracing."""
+    return _provider is not None
+
+
+def use_provider(provider: Any) -> None:
+    """Trace events with `provider` (None: off again). `configure` calls it; tests pass an
+    in-memory one (the global provider can be set only once per process)."""
+    global _provider
+    _provider = provider
+
+
+def _tracer() -> Any:
+    return _provider.get_tracer(TRACER_NAME) if _provider is not None else trace.get_tracer(TRACER_NAME)
 
 
 def enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -43,7 +65,7 @@ def enabled(environ: Mapping[str, str] | None = None) -> bool:
     return any(environ.get(name) for name in ENDPOINT_VARIABLES)
 
 
-def build_provider(service: str, environ: Mapping[str, str] | None = None):  # noqa: ANN201 - TracerProvider | None
+def build_provider(service: str, environ: Mapping[str, str] | None = None) -> TracerProvider | None:
     """A provider that batches spans to the OTLP endpoint, or None when tracing is off."""
     if not enabled(environ):
         return None
@@ -67,6 +89,7 @@ def configure(service: str) -> bool:
     if provider is None:
         return False
     trace.set_tracer_provider(provider)
+    use_provider(provider)
     return True
 
 
@@ -92,7 +115,7 @@ def instrument_app(app: Any, tracer_provider: Any = None) -> None:
 
     FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls=UNTRACED_ROUTES,
                                        server_request_hook=_without_query, exclude_spans=["receive", "send"])
-    instrumentor = AsyncPGInstrumentor()
+    instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]  # its __init__ is unannotated
     if not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument(tracer_provider=tracer_provider)
 
@@ -123,16 +146,43 @@ def extract(headers: Headers | None) -> Context:
 def consumer_span(topic: str, headers: Headers | None, *, consumer: str) -> Iterator[Any]:
     """A span for applying one message, child of the trace that produced it. Attributes name
     the topic and group only (never keys or payload: they may identify a person)."""
-    tracer = trace.get_tracer(TRACER_NAME)
+    tracer = _tracer()
     attributes = {"messaging.system": "kafka", "messaging.destination.name": topic,
                   "messaging.operation.type": "process", "messaging.consumer.group.name": consumer}
-    token = otel_context.attach(extract(headers))
+    # No headers (an HTTP batch): a child of the current span, the request's.
+    token = otel_context.attach(extract(headers)) if headers is not None else None
     try:
         with tracer.start_as_current_span(f"process {topic}", kind=trace.SpanKind.CONSUMER,
                                           attributes=attributes) as span:
             yield span
     finally:
-        otel_context.detach(token)
+        if token is not None:
+            otel_context.detach(token)
+
+
+def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the current span, for the outbox row being written; None when
+    tracing is off or outside a trace."""
+    if _provider is None:
+        return None
+    return inject().get("traceparent")
+
+
+@contextmanager
+def batch_span(topic: str, headers: Iterable[Headers | None], *, consumer: str) -> Iterator[Any]:
+    """One span for a bulk batch (only while tracing is on), linked to each event's trace:
+    what the batch handler writes to the outbox carries this span's context."""
+    if _provider is None:
+        yield None
+        return
+    links = [trace.Link(ctx) for ctx in (trace.get_current_span(extract(h)).get_span_context() for h in headers)
+             if ctx.is_valid]
+    attributes = {"messaging.system": "kafka", "messaging.destination.name": topic,
+                  "messaging.operation.type": "process", "messaging.consumer.group.name": consumer,
+                  "messaging.batch.message_count": len(links)}
+    with _tracer().start_as_current_span(f"process {topic}", kind=trace.SpanKind.CONSUMER, links=links,
+                                         attributes=attributes) as span:
+        yield span
 
 
 def kafka_headers(carrier: Mapping[str, str]) -> list[tuple[str, bytes]]:

@@ -21,6 +21,7 @@ from shared.privacy.keys import generate_key
 os.environ.setdefault("REKISTERI_SUPPRESSION_KEY", generate_key())
 os.environ.setdefault("REKISTERI_MASTER_KEY", generate_key())
 from shared.runtime import ServiceRuntime
+from tests import helpers
 from tests.infra import Infra, create_database, private_dir, start_infra
 
 
@@ -51,7 +52,9 @@ def private_tmp(request) -> Path:
 
 @pytest.fixture(scope="session")
 async def database_url(infra: Infra) -> str:
-    return await create_database(infra)
+    url = await create_database(infra)
+    helpers.KEYSTORE_DATABASE_URL = url  # read_topic opens sealed fields with the session's keys
+    return url
 
 
 def service_test_settings(infra: Infra, database_url: str, **overrides: Any) -> dict[str, Any]:
@@ -89,12 +92,19 @@ ServiceStarter = Callable[..., Awaitable[RunningService]]
 async def start_service(infra: Infra, database_url: str) -> AsyncIterator[ServiceStarter]:
     """Start a service in-process: `await start_service("consent", outbox_poll_interval_s=0.05)`.
 
-    The same name started twice in a session returns the running one unless `fresh=True`.
+    The same name started twice in a session returns the running one unless `fresh=True` or
+    the running one was started with other values for the settings asked for: a test that
+    asks for an hour between scheduler passes must not get the one an earlier test started
+    with the default five seconds, whose background pass races its own.
     """
     running: dict[str, RunningService] = {}
 
+    def satisfies(service: RunningService, overrides: dict[str, Any]) -> bool:
+        settings = service.runtime.settings
+        return all(getattr(settings, key, object()) == value for key, value in overrides.items())
+
     async def start(name: str, *, fresh: bool = False, **overrides: Any) -> RunningService:
-        if name in running and not fresh:
+        if name in running and not fresh and satisfies(running[name], overrides):
             return running[name]
         if name in running:
             await running.pop(name).stop()

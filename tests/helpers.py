@@ -60,17 +60,17 @@ async def open_account(contacts: Any, person_id: Any, username: str, password: s
 
 
 async def marketing_export(contacts: Any, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
-    """Every page of `GET /marketing/export`."""
+    """Every page of `GET /marketing/export`, following `next` (issue 20)."""
     persons: list[dict[str, Any]] = []
-    after = None
+    cursor = None
     while True:
-        query = {**params, **({"after": after} if after else {})}
+        query = {**params, **({"cursor": cursor} if cursor else {})}
         page = await contacts.get("/marketing/export", params=query, headers=headers)
         assert page.status_code == 200, page.text
         body = page.json()
         persons += body["persons"]
-        after = body["next_after"]
-        if after is None:
+        cursor = body["next"]
+        if cursor is None:
             return persons
 
 
@@ -115,7 +115,7 @@ class ExternalSystem:
         await until_consumed(self.bootstrap, group, [m for m in self.sent if topic in (None, m.topic)],
                              timeout=timeout)
 
-    async def __aenter__(self) -> "ExternalSystem":
+    async def __aenter__(self) -> ExternalSystem:
         await self.producer.start()
         return self
 
@@ -160,15 +160,80 @@ async def until_consumed(bootstrap: str, group: str, sent: Iterable[RecordMetada
         await reader.stop()
 
 
+# The test session's database (set by the `database_url` fixture): where `read_topic` finds the
+# data keys that open the sealed fields of personal topics (issue 15).
+KEYSTORE_DATABASE_URL: str | None = None
+
+
+class _Opener:
+    """Opens the sealed fields of a record's envelope with the session's key store, as the
+    register's consumers do; a record it cannot open (another stack's, not an envelope, an
+    erased person's) is left as it came. The bytes as they travelled stay in `raw`."""
+
+    def __init__(self, topic: str, database_url: str | None = None) -> None:
+        from shared.messaging.topics import CATALOGUE
+
+        self.database_url = database_url or KEYSTORE_DATABASE_URL
+        self.spec = CATALOGUE.get(topic)
+        self.dead_letters = topic.endswith("-dlq")  # sealed under each dead letter's own key (H1)
+        self.pool = None
+        self.keys = None
+
+    async def __aenter__(self) -> _Opener:
+        sealed = self.dead_letters or (self.spec is not None and self.spec.sealed_fields)
+        if sealed and self.database_url:
+            import asyncpg
+
+            from shared.privacy.config import master_keys
+            from shared.privacy.keystore import PostgresKeyStore
+
+            self.pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=2)
+            self.keys = PostgresKeyStore(self.pool, master_keys(os.environ["REKISTERI_MASTER_KEY"]))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def open(self, value: bytes | None) -> bytes | None:
+        if self.keys is None or not value or b'"rk1.' not in value:
+            return value
+        if self.dead_letters:
+            from shared.messaging.dead_letters import open_relay
+
+            try:
+                return await open_relay(self.keys, value)
+            except Exception:  # noqa: BLE001 - left as it came (its dead letter is gone, say)
+                return value
+        from shared.privacy.sealing import open_fields, subject_of
+
+        try:
+            envelope = json.loads(value)
+            data = envelope["data"]
+            subject = subject_of(data, self.spec.seal_subject, uuid.UUID(envelope["id"]))
+            envelope["data"] = await open_fields(self.keys, data, self.spec.sealed_fields, subject)
+        except Exception:  # noqa: BLE001 - left as it came
+            return value
+        return json.dumps(envelope).encode()
+
+
 async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict[str, Any]]], bool],
-                     timeout: float = 60.0) -> list[dict[str, Any]]:
-    """Read a topic from the beginning (no group) until `until(records)` holds."""
+                     timeout: float = 60.0, keystore_database_url: str | None = None) -> list[dict[str, Any]]:
+    """Read a topic from the beginning (no group) until `until(records)` holds. Sealed fields
+    of personal topics and sealed dead letters are opened (`value`) with the key store of
+    `keystore_database_url` (the session's by default); `raw` is what travelled."""
+    async with _Opener(topic, keystore_database_url) as opener:
+        return await _read_topic(bootstrap, topic, until, timeout, opener)
+
+
+async def _read_topic(bootstrap: str, topic: str, until: Callable[[list[dict[str, Any]]], bool],
+                      timeout: float, opener: _Opener) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)
         if partitions is None:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - topic may be brand new
+            await consumer._client.force_metadata_update()  # topic may be brand new
             partitions = consumer.partitions_for_topic(topic) or {0}
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
@@ -181,7 +246,8 @@ async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict[s
             for msgs in batch.values():
                 for msg in msgs:
                     records.append({
-                        "key": msg.key, "value": msg.value, "partition": msg.partition, "offset": msg.offset,
+                        "key": msg.key, "value": await opener.open(msg.value), "raw": msg.value,
+                        "partition": msg.partition, "offset": msg.offset,
                         "headers": {k: v.decode() for k, v in (msg.headers or [])},
                     })
             if until(records):

@@ -134,33 +134,42 @@ def _rate_comma(rate: Decimal) -> str:
 # ---- Finvoice 3.0 -----------------------------------------------------------------------------
 
 def finvoice(doc: Document) -> str:
-    """Finvoice 3.0 (Finance Finland): INV01 an invoice, INV02 a credit note (negative sums)."""
-    s, b = doc.seller, doc.buyer
-    credit = doc.kind == "credit_note"
+    """Finvoice 3.0 (Finance Finland): INV01 an invoice, INV02 a credit note (negative sums).
+    Its sections in the schema's order: transmission, parties, details, rows, payment (EPI)."""
+    return "".join(['<?xml version="1.0" encoding="UTF-8"?>',
+                    '<Finvoice Version="3.0" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+                    ' xsi:noNamespaceSchemaLocation="Finvoice3.0.xsd">',
+                    *_finvoice_transmission(doc), *_finvoice_parties(doc), *_finvoice_details(doc),
+                    *_finvoice_rows(doc), *_finvoice_payment(doc), "</Finvoice>"])
+
+
+_EUR = {"AmountCurrencyIdentifier": "EUR"}
+
+
+def _finvoice_transmission(doc: Document) -> list[str]:
+    s, b, e = doc.seller, doc.buyer, _e
+    return ["<MessageTransmissionDetails><MessageSenderDetails>",
+            e("FromIdentifier", s["einvoice_address"]), e("FromIntermediator", s["einvoice_operator"]),
+            "</MessageSenderDetails><MessageReceiverDetails>",
+            e("ToIdentifier", b.get("einvoice_address") or finnish.vat_number_of(b["business_id"])[2:]),
+            e("ToIntermediator", b.get("einvoice_operator") or s["einvoice_operator"]),
+            "</MessageReceiverDetails><MessageDetails>",
+            e("MessageIdentifier", f"{doc.kind}-{doc.number}"), e("MessageTimeStamp", doc.issued.isoformat() + "T00:00:00+02:00"),
+            e("SpecificationIdentifier", "EN16931"),
+            "</MessageDetails></MessageTransmissionDetails>"]
+
+
+def _finvoice_parties(doc: Document) -> list[str]:
+    s, b, e = doc.seller, doc.buyer, _e
     sa, ba = s["address"], b["address"]
-    iban = s["iban"].replace(" ", "")
-    e = _e
-    eur = {"AmountCurrencyIdentifier": "EUR"}
-    parts = ['<?xml version="1.0" encoding="UTF-8"?>',
-             '<Finvoice Version="3.0" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
-             ' xsi:noNamespaceSchemaLocation="Finvoice3.0.xsd">',
-             "<MessageTransmissionDetails><MessageSenderDetails>",
-             e("FromIdentifier", s["einvoice_address"]), e("FromIntermediator", s["einvoice_operator"]),
-             "</MessageSenderDetails><MessageReceiverDetails>",
-             e("ToIdentifier", b.get("einvoice_address") or finnish.vat_number_of(b["business_id"])[2:]),
-             e("ToIntermediator", b.get("einvoice_operator") or s["einvoice_operator"]),
-             "</MessageReceiverDetails><MessageDetails>",
-             e("MessageIdentifier", f"{doc.kind}-{doc.number}"), e("MessageTimeStamp", doc.issued.isoformat() + "T00:00:00+02:00"),
-             e("SpecificationIdentifier", "EN16931"),
-             "</MessageDetails></MessageTransmissionDetails>",
-             "<SellerPartyDetails>", e("SellerPartyIdentifier", s["business_id"]),
+    parts = ["<SellerPartyDetails>", e("SellerPartyIdentifier", s["business_id"]),
              e("SellerOrganisationName", s["name"]), e("SellerOrganisationTaxCode", s["vat_number"]),
              "<SellerPostalAddressDetails>", e("SellerStreetName", sa["street"]), e("SellerTownName", sa["city"]),
              e("SellerPostCodeIdentifier", sa["postal_code"]), e("CountryCode", sa["country_code"]),
              "</SellerPostalAddressDetails></SellerPartyDetails>",
              e("SellerOrganisationUnitNumber", s["einvoice_address"]),
              "<SellerInformationDetails><SellerAccountDetails>",
-             e("SellerAccountID", iban, IdentificationSchemeName="IBAN"),
+             e("SellerAccountID", s["iban"].replace(" ", ""), IdentificationSchemeName="IBAN"),
              e("SellerBic", s["bic"], IdentificationSchemeName="BIC"),
              "</SellerAccountDetails></SellerInformationDetails>",
              "<BuyerPartyDetails>", e("BuyerPartyIdentifier", b["business_id"]),
@@ -172,9 +181,14 @@ def finvoice(doc: Document) -> str:
               "</BuyerPostalAddressDetails></BuyerPartyDetails>"]
     if b.get("einvoice_address"):
         parts.append(e("BuyerOrganisationUnitNumber", b["einvoice_address"]))
-    parts += ["<InvoiceDetails>", e("InvoiceTypeCode", "INV02" if credit else "INV01"),
-              e("InvoiceTypeText", "HYVITYSLASKU" if credit else "LASKU"), e("OriginCode", "Original"),
-              e("InvoiceNumber", doc.number), e("InvoiceDate", _ymd(doc.issued), Format="CCYYMMDD")]
+    return parts
+
+
+def _finvoice_details(doc: Document) -> list[str]:
+    s, e, credit = doc.seller, _e, doc.kind == "credit_note"
+    parts = ["<InvoiceDetails>", e("InvoiceTypeCode", "INV02" if credit else "INV01"),
+             e("InvoiceTypeText", "HYVITYSLASKU" if credit else "LASKU"), e("OriginCode", "Original"),
+             e("InvoiceNumber", doc.number), e("InvoiceDate", _ymd(doc.issued), Format="CCYYMMDD")]
     if credit and doc.credits_number:
         parts.append(e("OriginalInvoiceNumber", doc.credits_number))
     parts += [e("InvoicingPeriodStartDate", _ymd(doc.period_start), Format="CCYYMMDD"),
@@ -182,12 +196,12 @@ def finvoice(doc: Document) -> str:
     if doc.reference:
         parts.append(e("SellerReferenceIdentifier", doc.reference))
     parts += [e("BuyerReferenceIdentifier", doc.customer_id[:35]),
-              e("InvoiceTotalVatExcludedAmount", _comma(doc.net), **eur),
-              e("InvoiceTotalVatAmount", _comma(doc.vat), **eur),
-              e("InvoiceTotalVatIncludedAmount", _comma(doc.gross), **eur),
-              "<VatSpecificationDetails>", e("VatBaseAmount", _comma(doc.net), **eur),
+              e("InvoiceTotalVatExcludedAmount", _comma(doc.net), **_EUR),
+              e("InvoiceTotalVatAmount", _comma(doc.vat), **_EUR),
+              e("InvoiceTotalVatIncludedAmount", _comma(doc.gross), **_EUR),
+              "<VatSpecificationDetails>", e("VatBaseAmount", _comma(doc.net), **_EUR),
               e("VatRatePercent", _rate_comma(doc.vat_rate)), e("VatCode", "S"),
-              e("VatRateAmount", _comma(doc.vat), **eur), "</VatSpecificationDetails>"]
+              e("VatRateAmount", _comma(doc.vat), **_EUR), "</VatSpecificationDetails>"]
     if doc.due:
         parts += ["<PaymentTermsDetails>",
                   e("PaymentTermsFreeText", f"{(doc.due - doc.issued).days} pv netto" if doc.language == "fi"
@@ -198,28 +212,39 @@ def finvoice(doc: Document) -> str:
                   e("PaymentOverDueFinePercent", s.get("penalty_interest", "11.5").replace(".", ",")),
                   "</PaymentOverDueFineDetails></PaymentTermsDetails>"]
     parts.append("</InvoiceDetails>")
+    return parts
+
+
+def _finvoice_rows(doc: Document) -> list[str]:
+    e, parts = _e, []
     for i, line in enumerate(doc.lines, 1):
         line_vat = domain.round_money(line.amount * doc.vat_rate / 100)
         parts += ["<InvoiceRow>", e("ArticleName", line.text[:100]),
                   e("InvoicedQuantity", _quantity(line.quantity).replace(".", ","), QuantityUnitCode=line.unit),
                   e("RowPositionIdentifier", i),
                   e("RowVatRatePercent", _rate_comma(doc.vat_rate)), e("RowVatCode", "S"),
-                  e("RowVatAmount", _comma(line_vat), **eur),
-                  e("RowVatExcludedAmount", _comma(line.amount), **eur),
-                  e("RowAmount", _comma(line.amount + line_vat), **eur), "</InvoiceRow>"]
-    parts += ["<EpiDetails><EpiIdentificationDetails>", e("EpiDate", _ymd(doc.issued), Format="CCYYMMDD"),
-              e("EpiReference", "0"), "</EpiIdentificationDetails><EpiPartyDetails><EpiBfiPartyDetails>",
-              e("EpiBfiIdentifier", s["bic"], IdentificationSchemeName="BIC"),
-              "</EpiBfiPartyDetails><EpiBeneficiaryPartyDetails>", e("EpiNameAddressDetails", s["name"][:35]),
-              e("EpiBei", s["business_id"]), e("EpiAccountID", iban, IdentificationSchemeName="IBAN"),
-              "</EpiBeneficiaryPartyDetails></EpiPartyDetails><EpiPaymentInstructionDetails>"]
+                  e("RowVatAmount", _comma(line_vat), **_EUR),
+                  e("RowVatExcludedAmount", _comma(line.amount), **_EUR),
+                  e("RowAmount", _comma(line.amount + line_vat), **_EUR), "</InvoiceRow>"]
+    return parts
+
+
+def _finvoice_payment(doc: Document) -> list[str]:
+    """The EPI section: what a bank needs to pay it (the beneficiary, the reference, the sum)."""
+    s, e = doc.seller, _e
+    parts = ["<EpiDetails><EpiIdentificationDetails>", e("EpiDate", _ymd(doc.issued), Format="CCYYMMDD"),
+             e("EpiReference", "0"), "</EpiIdentificationDetails><EpiPartyDetails><EpiBfiPartyDetails>",
+             e("EpiBfiIdentifier", s["bic"], IdentificationSchemeName="BIC"),
+             "</EpiBfiPartyDetails><EpiBeneficiaryPartyDetails>", e("EpiNameAddressDetails", s["name"][:35]),
+             e("EpiBei", s["business_id"]), e("EpiAccountID", s["iban"].replace(" ", ""), IdentificationSchemeName="IBAN"),
+             "</EpiBeneficiaryPartyDetails></EpiPartyDetails><EpiPaymentInstructionDetails>"]
     if doc.reference:
         parts.append(e("EpiRemittanceInfoIdentifier", doc.reference, IdentificationSchemeName="SPY"))
-    parts += [e("EpiInstructedAmount", _comma(max(doc.gross, Decimal(0))), **eur),
+    parts += [e("EpiInstructedAmount", _comma(max(doc.gross, Decimal(0))), **_EUR),
               e("EpiCharge", "SHA", ChargeOption="SHA"),
               e("EpiDateOptionDate", _ymd(doc.due or doc.issued), Format="CCYYMMDD"),
-              "</EpiPaymentInstructionDetails></EpiDetails></Finvoice>"]
-    return "".join(parts)
+              "</EpiPaymentInstructionDetails></EpiDetails>"]
+    return parts
 
 
 # ---- Peppol BIS Billing 3.0 (UBL 2.1) ------------------------------------------------------------
@@ -262,8 +287,6 @@ def ubl(doc: Document) -> str:
     root = "CreditNote" if credit else "Invoice"
     sign = Decimal(-1) if credit else Decimal(1)
     e = _e
-    eur = {"currencyID": "EUR"}
-    s = doc.seller
     parts = ['<?xml version="1.0" encoding="UTF-8"?>',
              f'<{root} xmlns="{UBL_NS[root]}" xmlns:cac="{CAC}" xmlns:cbc="{CBC}">',
              e("cbc:CustomizationID", PEPPOL_CUSTOMIZATION), e("cbc:ProfileID", PEPPOL_PROFILE),
@@ -277,26 +300,46 @@ def ubl(doc: Document) -> str:
     if credit and doc.credits_number:
         parts += ["<cac:BillingReference><cac:InvoiceDocumentReference>", e("cbc:ID", doc.credits_number),
                   "</cac:InvoiceDocumentReference></cac:BillingReference>"]
-    parts += [_party("AccountingSupplierParty", s), _party("AccountingCustomerParty", doc.buyer)]
+    parts += [_party("AccountingSupplierParty", doc.seller), _party("AccountingCustomerParty", doc.buyer)]
     if not credit:
-        parts += ["<cac:PaymentMeans>", e("cbc:PaymentMeansCode", "58")]
-        if doc.reference:
-            parts.append(e("cbc:PaymentID", doc.rf_reference or doc.reference))
-        parts += ["<cac:PayeeFinancialAccount>", e("cbc:ID", s["iban"].replace(" ", "")),
-                  "<cac:FinancialInstitutionBranch>", e("cbc:ID", s["bic"]),
-                  "</cac:FinancialInstitutionBranch></cac:PayeeFinancialAccount></cac:PaymentMeans>"]
-        if doc.due:
-            days = (doc.due - doc.issued).days
-            parts += ["<cac:PaymentTerms>", e("cbc:Note", f"{days} days net, penalty interest"
-                                                 f" {s.get('penalty_interest', '11.5')} %"), "</cac:PaymentTerms>"]
+        parts += _ubl_payment(doc)
+    parts += _ubl_totals(doc, sign)
+    parts += _ubl_lines(doc, sign, credit)
+    parts.append(f"</{root}>")
+    return "".join(parts)
+
+
+def _ubl_payment(doc: Document) -> list[str]:
+    """Credit transfer (58) to the seller's account with the payment reference, and the terms."""
+    e, s = _e, doc.seller
+    parts = ["<cac:PaymentMeans>", e("cbc:PaymentMeansCode", "58")]
+    if doc.reference:
+        parts.append(e("cbc:PaymentID", doc.rf_reference or doc.reference))
+    parts += ["<cac:PayeeFinancialAccount>", e("cbc:ID", s["iban"].replace(" ", "")),
+              "<cac:FinancialInstitutionBranch>", e("cbc:ID", s["bic"]),
+              "</cac:FinancialInstitutionBranch></cac:PayeeFinancialAccount></cac:PaymentMeans>"]
+    if doc.due:
+        days = (doc.due - doc.issued).days
+        parts += ["<cac:PaymentTerms>", e("cbc:Note", f"{days} days net, penalty interest"
+                                             f" {s.get('penalty_interest', '11.5')} %"), "</cac:PaymentTerms>"]
+    return parts
+
+
+def _ubl_totals(doc: Document, sign: Decimal) -> list[str]:
+    e, eur = _e, {"currencyID": "EUR"}
     net, vat, gross = sign * doc.net, sign * doc.vat, sign * doc.gross
-    parts += ["<cac:TaxTotal>", e("cbc:TaxAmount", _dot(vat), **eur), "<cac:TaxSubtotal>",
-              e("cbc:TaxableAmount", _dot(net), **eur), e("cbc:TaxAmount", _dot(vat), **eur),
-              _tax_category("TaxCategory", doc.vat_rate), "</cac:TaxSubtotal></cac:TaxTotal>",
-              "<cac:LegalMonetaryTotal>", e("cbc:LineExtensionAmount", _dot(net), **eur),
-              e("cbc:TaxExclusiveAmount", _dot(net), **eur), e("cbc:TaxInclusiveAmount", _dot(gross), **eur),
-              e("cbc:PayableAmount", _dot(gross), **eur), "</cac:LegalMonetaryTotal>"]
+    return ["<cac:TaxTotal>", e("cbc:TaxAmount", _dot(vat), **eur), "<cac:TaxSubtotal>",
+            e("cbc:TaxableAmount", _dot(net), **eur), e("cbc:TaxAmount", _dot(vat), **eur),
+            _tax_category("TaxCategory", doc.vat_rate), "</cac:TaxSubtotal></cac:TaxTotal>",
+            "<cac:LegalMonetaryTotal>", e("cbc:LineExtensionAmount", _dot(net), **eur),
+            e("cbc:TaxExclusiveAmount", _dot(net), **eur), e("cbc:TaxInclusiveAmount", _dot(gross), **eur),
+            e("cbc:PayableAmount", _dot(gross), **eur), "</cac:LegalMonetaryTotal>"]
+
+
+def _ubl_lines(doc: Document, sign: Decimal, credit: bool) -> list[str]:
+    e, eur = _e, {"currencyID": "EUR"}
     line_tag, quantity_tag = ("CreditNoteLine", "CreditedQuantity") if credit else ("InvoiceLine", "InvoicedQuantity")
+    parts: list[str] = []
     for i, line in enumerate(doc.lines, 1):
         amount = sign * line.amount
         quantity = line.quantity if line.quantity > 0 else Decimal(1)
@@ -309,8 +352,7 @@ def ubl(doc: Document) -> str:
                   "<cac:Price>", e("cbc:PriceAmount", _dot(abs(amount)), **eur),
                   e("cbc:BaseQuantity", _quantity(abs(quantity)), unitCode=line.unit), "</cac:Price>",
                   f"</cac:{line_tag}>"]
-    parts.append(f"</{root}>")
-    return "".join(parts)
+    return parts
 
 
 def issued_documents(invoice: Mapping[str, Any], credits_number: str | None = None) -> dict[str, str]:

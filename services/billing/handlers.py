@@ -85,10 +85,11 @@ class Billing:
         meters, versions, now = self.catalog.meters, self.catalog.versions, datetime.now(UTC)
         reasons = []
         for u in usage:
-            starts = versions.get(u.customer_id)
-            reason = domain.validate_usage(starts is not None, meters.get(u.meter), u.quantity, u.time,
+            starts, at = versions.get(u.customer_id), u.time
+            reason = domain.validate_usage(starts is not None, meters.get(u.meter), u.quantity, at,
                                            u.dimensions, now, self.max_future)
-            if reason is None and domain.version_in_force(starts, u.time) is None:  # type: ignore[arg-type]
+            # `version_in_force` is None exactly before the first (ascending) start
+            if reason is None and (not starts or at < starts[0]):
                 reason = "time: before the customer's first price plan version"
             reasons.append(reason)
         return reasons
@@ -250,7 +251,7 @@ class Billing:
             try:
                 await asyncio.wait_for(runtime.stopping.wait(),
                                        timeout=settings.billing_close_check_interval_s)  # type: ignore[attr-defined]
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 

@@ -82,14 +82,30 @@ async def invoice_settlement(conn: asyncpg.Connection | asyncpg.Pool, invoice_id
     return settlement(row, today) if row else None
 
 
-async def receivables(conn: asyncpg.Connection | asyncpg.Pool, customer_id: Any, today: date,
-                      limit: int) -> list[dict[str, Any]]:
-    """Invoices with an amount still open (or overpaid), oldest due first."""
-    rows = await conn.fetch(
-        "SELECT * FROM (" + _SETTLEMENT + " AND ($1::uuid IS NULL OR i.customer_id = $1)) s"
-        " WHERE gross + credited - paid <> 0 ORDER BY due_date NULLS LAST, invoice_number LIMIT $2",
-        customer_id, limit)
-    return [settlement(r, today) for r in rows]
+NOT_DUE = date(9999, 12, 31)  # sorts an invoice with no due date last
+
+
+def receivable_key(row: Any) -> tuple[date, Any, Any]:
+    return row["due_key"], row["issued_at"], row["invoice_id"]
+
+
+async def receivables(conn: asyncpg.Connection | asyncpg.Pool, customer_id: Any, limit: int,
+                      after: tuple[date, Any, Any] | None = None) -> list[asyncpg.Record]:
+    """Invoices with an amount still open (or overpaid), oldest due first (none due last),
+    keyset paged by (due date, issue time, invoice id)."""
+    return await conn.fetch(
+        "SELECT * FROM (SELECT *, coalesce(due_date, $2::date) AS due_key FROM (" + _SETTLEMENT
+        + " AND ($1::uuid IS NULL OR i.customer_id = $1)) s WHERE gross + credited - paid <> 0) r"
+        " WHERE $3::date IS NULL OR (due_key, issued_at, invoice_id) > ($3, $4::timestamptz, $5::uuid)"
+        " ORDER BY due_key, issued_at, invoice_id LIMIT $6",
+        customer_id, NOT_DUE, *(after or (None, None, None)), limit)
+
+
+async def open_total(conn: asyncpg.Connection | asyncpg.Pool, customer_id: Any) -> Decimal:
+    """The open amount of every receivable (of one customer, or all)."""
+    return await conn.fetchval(
+        "SELECT coalesce(sum(gross + credited - paid), 0) FROM (" + _SETTLEMENT
+        + " AND ($1::uuid IS NULL OR i.customer_id = $1)) s", customer_id)
 
 
 async def person_payments(conn: asyncpg.Connection, person_id: Any) -> list[asyncpg.Record]:

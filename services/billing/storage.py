@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any, Sequence
 
 import asyncpg
+from pydantic_core import to_json
 
 from services.billing import domain
 
@@ -19,6 +20,12 @@ def _meter(row: asyncpg.Record) -> domain.Meter:
 
 async def load_meters(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, domain.Meter]:
     return {r["name"]: _meter(r) for r in await conn.fetch("SELECT * FROM meters")}
+
+
+async def meters_page(conn: asyncpg.Connection | asyncpg.Pool, limit: int, after: str | None) -> list[domain.Meter]:
+    """Meters by name, keyset paged (`after` the last name shown)."""
+    return [_meter(r) for r in await conn.fetch(
+        "SELECT * FROM meters WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2", after, limit)]
 
 
 async def save_meter(conn: asyncpg.Connection | asyncpg.Pool, meter: domain.Meter) -> None:
@@ -60,6 +67,15 @@ def _version(row: asyncpg.Record) -> domain.PlanVersion:
 async def plan_versions(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID) -> list[domain.PlanVersion]:
     return [_version(r) for r in await conn.fetch(
         "SELECT effective_from, plan FROM plan_versions WHERE customer_id = $1 ORDER BY effective_from", customer_id)]
+
+
+async def plan_versions_page(conn: asyncpg.Connection | asyncpg.Pool, customer_id: uuid.UUID, limit: int,
+                             after: Any = None) -> list[domain.PlanVersion]:
+    """A customer's versions by `effective_from`, keyset paged (`after` the last one shown)."""
+    return [_version(r) for r in await conn.fetch(
+        "SELECT effective_from, plan FROM plan_versions WHERE customer_id = $1"
+        " AND ($2::timestamptz IS NULL OR effective_from > $2) ORDER BY effective_from LIMIT $3",
+        customer_id, after, limit)]
 
 
 async def all_plan_versions(conn: asyncpg.Connection) -> dict[uuid.UUID, list[domain.PlanVersion]]:
@@ -149,9 +165,14 @@ async def period_status(conn: asyncpg.Connection | asyncpg.Pool, period: str) ->
 
 # ---- usage ------------------------------------------------------------------------------------
 
-def _columns(rows: Iterable[tuple]) -> list[list[Any]]:
-    """Non-empty key tuples as one list per column, for `unnest` of one array per column."""
-    return [list(column) for column in zip(*rows)]
+def _rows(rows: list[Sequence[Any]]) -> str:
+    """Rows as one JSON text parameter (`[[v, ...], ...]`), expanded by `jsonb_array_elements`.
+
+    Binding one array per column costs the client ~1 µs per value (asyncpg checks and encodes
+    each element: ~10 µs per aggregate row); one JSON document costs ~0.2 µs per value
+    (issue 21, measured). UUIDs, decimals (as strings, so exact) and instants (ISO 8601)
+    serialise natively; the SQL casts each column back."""
+    return to_json(rows).decode()
 
 
 async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsage, targets: dict[str, str]) -> None:
@@ -159,14 +180,12 @@ async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsag
     concurrent batches (Kafka and HTTP accepts) lock rows in the same order and cannot
     deadlock. `targets` maps each usage period to the period whose invoice bills it."""
     if folded.aggregates:
-        customers, meters, periods, dimensions, versions = _columns(folded.aggregates)
-        aggs = list(folded.aggregates.values())
         await conn.execute(
             "INSERT INTO usage_aggregates AS a (customer_id, meter, period, invoice_period, dimensions,"
             " quantity_sum, event_count, quantity_max, latest_quantity, latest_at, version_from)"
-            " SELECT c, m, p, i, d, s, n, x, lq, la, v FROM unnest($1::uuid[], $2::text[], $3::text[],"
-            " $4::text[], $5::text[], $6::numeric[], $7::bigint[], $8::numeric[], $9::numeric[], $10::timestamptz[],"
-            " $11::timestamptz[]) AS t(c, m, p, i, d, s, n, x, lq, la, v)"
+            " SELECT (r->>0)::uuid, r->>1, r->>2, r->>5, r->>3, (r->>6)::numeric, (r->>7)::bigint,"
+            " (r->>8)::numeric, (r->>9)::numeric, (r->>10)::timestamptz, (r->>4)::timestamptz"
+            " FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS e(r, n) ORDER BY n"
             " ON CONFLICT (customer_id, meter, period, invoice_period, dimensions, version_from) DO UPDATE SET"
             " quantity_sum = a.quantity_sum + EXCLUDED.quantity_sum,"
             " event_count = a.event_count + EXCLUDED.event_count,"
@@ -174,28 +193,26 @@ async def apply_folded_usage(conn: asyncpg.Connection, folded: domain.FoldedUsag
             " latest_quantity = CASE WHEN EXCLUDED.latest_at > a.latest_at OR (EXCLUDED.latest_at = a.latest_at"
             "   AND EXCLUDED.latest_quantity > a.latest_quantity) THEN EXCLUDED.latest_quantity ELSE a.latest_quantity END,"
             " latest_at = GREATEST(a.latest_at, EXCLUDED.latest_at)",
-            customers, meters, periods, [targets[p] for p in periods],
-            dimensions, [a.quantity_sum for a in aggs], [a.event_count for a in aggs],
-            [a.quantity_max for a in aggs], [a.latest_quantity for a in aggs], [a.latest_at for a in aggs],
-            versions,
+            _rows([(*key, targets[key[2]], a.quantity_sum, a.event_count, a.quantity_max, a.latest_quantity,
+                    a.latest_at) for key, a in folded.aggregates.items()]),
         )
     if folded.persons:
-        counts = list(folded.persons.values())
         await conn.execute(
             "INSERT INTO usage_persons AS u (customer_id, person_id, meter, period, event_count, quantity_sum)"
-            " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::numeric[])"
+            " SELECT (r->>0)::uuid, (r->>1)::uuid, r->>2, r->>3, (r->>4)::bigint, (r->>5)::numeric"
+            " FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS e(r, n) ORDER BY n"
             " ON CONFLICT (customer_id, person_id, meter, period) DO UPDATE SET"
             " event_count = u.event_count + EXCLUDED.event_count, quantity_sum = u.quantity_sum + EXCLUDED.quantity_sum",
-            *_columns(folded.persons), [c[0] for c in counts], [c[1] for c in counts],
+            _rows([(*key, count, total) for key, (count, total) in folded.persons.items()]),
         )
     if folded.unique_values:
         # The first sighting decides the invoice period: later ones do nothing.
-        customers, meters, periods, dimensions, versions, values = _columns(folded.unique_values)
         await conn.execute(
             "INSERT INTO usage_unique_values (customer_id, meter, period, dimensions, version_from, value,"
-            " invoice_period) SELECT c, m, p, d, vf, v, i FROM unnest($1::uuid[], $2::text[], $3::text[],"
-            " $4::text[], $5::timestamptz[], $6::text[], $7::text[]) AS t(c, m, p, d, vf, v, i) ON CONFLICT DO NOTHING",
-            customers, meters, periods, dimensions, versions, values, [targets[p] for p in periods],
+            " invoice_period) SELECT (r->>0)::uuid, r->>1, r->>2, r->>3, (r->>4)::timestamptz, r->>5, r->>6"
+            " FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS e(r, n) ORDER BY n"
+            " ON CONFLICT DO NOTHING",
+            _rows([(*key, targets[key[2]]) for key in folded.unique_values]),
         )
 
 

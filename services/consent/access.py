@@ -29,7 +29,7 @@ async def person_items(store: Any, person_id: uuid.UUID) -> list[dict[str, Any]]
     items += [access_item("consent_history", f"{r['purpose']}/{r['channel']}", r["change"], source=r["source"],
                           purpose=r["purpose"], recorded_at=r["recorded_at"], type="consent_history",
                           channel=r["channel"], method=r["method"], actor=r["actor"],
-                          notice_version=r["notice_version"])
+                          notice_version=r["notice_version"], client_network=r.get("client_network"))
               for r in await store.history_of(person_id)]
     transferred_at = await store.in_marketing_register_since(person_id)
     if transferred_at is not None:
@@ -39,10 +39,20 @@ async def person_items(store: Any, person_id: uuid.UUID) -> list[dict[str, Any]]
     return items
 
 
+async def portable_items(store: Any, person_id: uuid.UUID) -> list[dict[str, Any]]:
+    """A portability export's part (Art. 20, issue 14): each permission and ban in force."""
+    return [access_item("consent_state", f"{r['purpose']}/{r['channel']}", r["status"], source=r["source"],
+                        purpose=r["purpose"], recorded_at=r["recorded_at"], type="consent_state",
+                        channel=r["channel"], method=r["method"], notice_version=r["notice_version"])
+            for r in await store.states_of(person_id)]
+
+
 def slice_for(hasher: SuppressionChains) -> AccessSlice:
     """The slice function for `answer_access_requests`, bound to the service's hash key."""
 
     async def consent_slice(store: Any, request: AccessRequested) -> list[dict[str, Any]]:
+        if request.purpose == "portability":  # Art. 20: the permissions and bans the person gave
+            return await portable_items(store, request.person_id) if request.person_id is not None else []
         items: list[dict[str, Any]] = []
         if request.person_id is not None:
             items += await person_items(store, request.person_id)

@@ -22,10 +22,12 @@ from shared.errors import Rejected
 from shared.messaging.events import (
     Channel, ConsentWithdrawn, ContactErased, ContactPassivated, ContactReactivated, ContactRegistered,
     ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed, OptoutRegistered, Purpose,
+    SubjectTokensRevoked,
 )
 from shared.logging import get_logger
 from shared.privacy import SuppressionChains
 from shared.privacy.config import suppression_keyring
+from shared.privacy.naming import stored_tokens
 from shared.runtime import ServiceRuntime
 
 log = get_logger(__name__)
@@ -128,8 +130,10 @@ async def on_contact_erased(ctx: EventContext[ContactErased]) -> None:
     # A ban and the contact points it needs may have committed in either order (an API ban racing
     # a registration); at erasure both are known, so the suppression list gets every point (R8).
     await ctx.store.suppress_points_of([p.person_id], "erasure")
+    # Its dead letters go by its id or by the digests consent keeps of its contact points (H1).
+    await ctx.outbox.erase_copies([p.person_id],
+                                  naming_digests=stored_tokens(await ctx.store.stored_digests_of([p.person_id])))
     await ctx.store.erase_person(p.person_id)
-    await ctx.outbox.erase_copies([p.person_id])
     await ctx.outbox.add(DispositionConfirmed(command_id=p.command_id, person_id=p.person_id, service=SERVICE,
                                            action="erase", confirmed_at=utcnow()))
     log.info("person_erased", person_id=str(p.person_id))
@@ -152,6 +156,12 @@ async def on_contact_reactivated(ctx: EventContext[ContactReactivated]) -> None:
     await ctx.store.set_passive(ctx.payload.person_id, False)
 
 
+async def on_subject_tokens_revoked(ctx: EventContext[SubjectTokensRevoked]) -> None:
+    """Contacts revoked a person's self-service tokens: consent refuses them too (issue 16)."""
+    p = ctx.payload
+    await ctx.store.raise_token_floor(p.person_id, p.token_version, p.disabled)
+
+
 def register(runtime: ServiceRuntime) -> None:
     hasher = hasher_for(runtime.settings)  # type: ignore[arg-type]
     runtime.subscribe("optout-registered", partial(on_optout_registered, hasher=hasher))
@@ -161,5 +171,6 @@ def register(runtime: ServiceRuntime) -> None:
     runtime.subscribe("contact-transferred-to-marketing", on_contact_transferred_to_marketing)
     runtime.subscribe("contact-passivated", on_contact_passivated)
     runtime.subscribe("contact-reactivated", on_contact_reactivated)
+    runtime.subscribe("subject-tokens-revoked", on_subject_tokens_revoked)
     answer_access_requests(runtime, access.slice_for(hasher))  # R12
 

@@ -15,10 +15,15 @@ from pydantic import StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.consent import storage
+from services.consent.subjects import require_live
 from services.consent.api import STAFF, Body, _own_or_staff
 from shared.errors import Conflict, NotFound
 from shared.web.auth import Principal, Role, write_audit
 from shared.web.http import require, runtime_of
+from shared.web.openapi import errors, with_example
+from shared.web.paging import PageRequest, page, page_query
+from services.consent.schemas import NOTICE_REQUEST, ConsentRecords, Notice, NoticeOut, Receipt
+from pydantic import ConfigDict
 
 router = APIRouter(tags=["consent proof"])
 owner = require(Role.register_owner)
@@ -40,6 +45,8 @@ class Controller(BaseSettings):
 
 
 class NoticeIn(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=with_example(NOTICE_REQUEST))
+
     version: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] = "fi"
     text: Annotated[str, StringConstraints(min_length=1, max_length=200_000)]
@@ -73,12 +80,14 @@ def receipt(row: dict[str, Any], notice: dict[str, Any] | None, controller: Cont
         # ISO/IEC TS 27560 record fields the Kantara shape has no place for.
         "decision": row["change"], "granted": granted, "channel": row["channel"], "source": row["source"],
         "recordedBy": row["actor"],
+        # SPEC §10: a self-service change's client network, minimised (IPv4 /24, IPv6 /48; SPEC §9).
+        "clientNetwork": row.get("client_network"),
         "notice": None if row["notice_version"] is None else {
             "version": row["notice_version"], "sha256": notice["sha256"] if notice else None},
     }
 
 
-@router.post("/notices", status_code=201)
+@router.post("/notices", status_code=201, response_model=NoticeOut, responses=errors(409))
 async def publish_notice(body: NoticeIn, request: Request, who: Principal = Depends(owner)) -> dict:
     """A notice version and its text; the same text under two versions is stored once."""
     digest = notice_digest(body.text)
@@ -95,7 +104,7 @@ async def publish_notice(body: NoticeIn, request: Request, who: Principal = Depe
     return {"version": body.version, "sha256": digest, "language": body.language}
 
 
-@router.get("/notices/{version}")
+@router.get("/notices/{version}", response_model=Notice, responses=errors(404))
 async def read_notice(version: str, request: Request) -> dict:
     """The text a person was shown, by its version (public: a notice is public)."""
     row = await runtime_of(request).pool.fetchrow(
@@ -106,21 +115,24 @@ async def read_notice(version: str, request: Request) -> dict:
     return dict(row)
 
 
-@router.get("/persons/{person_id}/consent-records")
-async def consent_records(person_id: uuid.UUID, request: Request,
-                          who: Principal = Depends(require(*STAFF, Role.subject))) -> dict:
-    """The ids of a person's recorded permissions and bans, for their receipts."""
+@router.get("/persons/{person_id}/consent-records", response_model=ConsentRecords, responses=errors(404))
+async def consent_records(person_id: uuid.UUID, request: Request, paging: PageRequest = Depends(page_query(100, 1000)),
+                          who: Principal = Depends(require_live(*STAFF, Role.subject))) -> dict:
+    """The ids of a person's recorded permissions and bans, for their receipts; a page at a time by id (issue 20)."""
     await _own_or_staff(request, who, person_id, "consent.read")
+    after = paging.after(int)
     rows = await runtime_of(request).pool.fetch(
         "SELECT id, purpose, channel, change, notice_version, recorded_at FROM consent_history"
-        " WHERE person_id = $1 ORDER BY id", person_id)
-    return {"person_id": person_id, "records": [dict(r) for r in rows]}
+        " WHERE person_id = $1 AND id > $2 ORDER BY id LIMIT $3", person_id, after[0] if after else 0,
+        paging.limit + 1)
+    rows, next_cursor = page(rows, paging.limit, lambda r: (r["id"],))
+    return {"person_id": person_id, "records": [dict(r) for r in rows], "next": next_cursor}
 
 
-@router.get("/persons/{person_id}/consents/{consent_id}/receipt")
+@router.get("/persons/{person_id}/consents/{consent_id}/receipt", response_model=Receipt, responses=errors(404))
 async def consent_receipt(person_id: uuid.UUID, request: Request,
                           consent_id: Annotated[int, Path(ge=1, le=2 ** 63 - 1)],
-                          who: Principal = Depends(require(*STAFF, Role.subject))) -> dict:
+                          who: Principal = Depends(require_live(*STAFF, Role.subject))) -> dict:
     await _own_or_staff(request, who, person_id, "consent.read")
     pool = runtime_of(request).pool
     if await storage.is_erased(pool, person_id):

@@ -1,7 +1,12 @@
 """Settings of the consent service, read once at start-up."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from shared.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from shared.runtime import ServiceRuntime
 
 
 class ConsentSettings(ServiceSettings):
@@ -20,3 +25,8 @@ class ConsentSettings(ServiceSettings):
     # this many entries, refilled at the rate per minute (issue 16: no enumeration of bans).
     consent_batch_burst_entries: int = 200_000
     consent_batch_entries_per_minute: float = 200_000
+
+
+def consent_settings(runtime: ServiceRuntime) -> ConsentSettings:
+    """The runtime's settings, typed as consent's: its app builds the runtime with them."""
+    return cast(ConsentSettings, runtime.settings)

@@ -26,6 +26,8 @@ class Evidence:
     method: str
     actor: str
     notice_version: str | None = None
+    # A self-service change: the client's network, minimised (`shared.privacy.client_network`).
+    client_network: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,9 @@ WITH target AS (
         WHERE consent_state.status <> 'banned'
     RETURNING person_id, purpose, channel
 ), hist AS (
-    INSERT INTO consent_history (person_id, purpose, channel, change, source, method, actor, notice_version)
-    SELECT person_id, purpose, channel, 'banned', $4, $5, $6, $7 FROM up
+    INSERT INTO consent_history (person_id, purpose, channel, change, source, method, actor, notice_version,
+                                 client_network)
+    SELECT person_id, purpose, channel, 'banned', $4, $5, $6, $7, $8 FROM up
 )
 SELECT up.person_id, up.purpose, up.channel, prev.status AS previous
 FROM up JOIN prev ON prev.p = up.person_id AND prev.pu = up.purpose AND prev.ch = up.channel
@@ -73,7 +76,7 @@ async def record_bans(conn: asyncpg.Connection, triples: Sequence[tuple[uuid.UUI
         return []
     persons, purposes, channels = zip(*triples)
     rows = await conn.fetch(_BAN, list(persons), list(purposes), list(channels), evidence.source,
-                            evidence.method, evidence.actor, evidence.notice_version)
+                            evidence.method, evidence.actor, evidence.notice_version, evidence.client_network)
     return [Change(r["person_id"], r["purpose"], r["channel"], r["previous"]) for r in rows]
 
 
@@ -180,10 +183,10 @@ async def record_withdrawal(conn: asyncpg.Connection, person_id: uuid.UUID, purp
 async def _history(conn: asyncpg.Connection, person_id: uuid.UUID, purpose: str, channel: str, change: str,
                    evidence: Evidence) -> None:
     await conn.execute(
-        "INSERT INTO consent_history (person_id, purpose, channel, change, source, method, actor, notice_version)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO consent_history (person_id, purpose, channel, change, source, method, actor, notice_version,"
+        " client_network) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         person_id, purpose, channel, change, evidence.source, evidence.method, evidence.actor,
-        evidence.notice_version,
+        evidence.notice_version, evidence.client_network,
     )
 
 
@@ -194,10 +197,13 @@ async def states_of(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUI
     return [dict(r) for r in rows]
 
 
-async def history_of(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID) -> list[dict[str, Any]]:
+async def history_of(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID, limit: int | None = None,
+                     after: int = 0) -> list[dict[str, Any]]:
+    """A person's changes, oldest first, keyset paged by the record id (`after` the last one
+    shown); every one without a `limit` (an access report is whole, Art. 15)."""
     rows = await conn.fetch(
-        "SELECT purpose, channel, change, source, method, actor, notice_version, recorded_at"
-        " FROM consent_history WHERE person_id = $1 ORDER BY id", person_id)
+        "SELECT id, purpose, channel, change, source, method, actor, notice_version, client_network, recorded_at"
+        " FROM consent_history WHERE person_id = $1 AND id > $2 ORDER BY id LIMIT $3", person_id, after, limit)
     return [dict(r) for r in rows]
 
 
@@ -213,6 +219,13 @@ async def is_erased(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUI
     return bool(await conn.fetchval("SELECT true FROM erased_person WHERE person_id = $1", person_id))
 
 
+async def stored_digests_of(conn: asyncpg.Connection, person_ids: Sequence[uuid.UUID]) -> list[tuple[str, bytes]]:
+    """The keyed digests (chain, digest) consent keeps of the persons' contact points: what
+    finds their dead letters at erasure (issue 15), read before `erase_person` drops them."""
+    rows = await conn.fetch("SELECT key_id, digest FROM contact_point WHERE person_id = ANY($1::uuid[])", list(person_ids))
+    return [(r["key_id"], bytes(r["digest"])) for r in rows]
+
+
 async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID) -> None:
     """Everything about the person goes except the suppression list, which holds no id (R7, R8)."""
     await conn.execute("SET LOCAL consent.erasing = 'on'")
@@ -221,7 +234,30 @@ async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID) -> None:
     await conn.execute("DELETE FROM contact_point WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM marketing_register WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM passive_person WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM subject_token_floor WHERE person_id = $1", person_id)
     await conn.execute("INSERT INTO erased_person (person_id) VALUES ($1) ON CONFLICT DO NOTHING", person_id)
+
+
+async def raise_token_floor(conn: asyncpg.Connection, person_id: uuid.UUID, min_version: int,
+                            disabled: bool) -> None:
+    """Revocations only tighten: a late, older announcement never revives a token."""
+    await conn.execute(
+        "INSERT INTO subject_token_floor (person_id, min_version, disabled) VALUES ($1, $2, $3)"
+        " ON CONFLICT (person_id) DO UPDATE SET min_version = GREATEST(subject_token_floor.min_version,"
+        " EXCLUDED.min_version), disabled = subject_token_floor.disabled OR EXCLUDED.disabled, updated_at = now()",
+        person_id, min_version, disabled)
+
+
+async def subject_token_revoked(conn: asyncpg.Connection | asyncpg.Pool, person_id: uuid.UUID,
+                                token_version: int | None) -> bool:
+    """Has contacts revoked this subject token (or has the person been erased)? An operator-minted
+    token carries no version: only erasure and a disabled account end it before it expires."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT true FROM erased_person WHERE person_id = $1) AS erased, f.min_version, f.disabled"
+        " FROM (SELECT 1) one LEFT JOIN subject_token_floor f ON f.person_id = $1", person_id)
+    if row["erased"] or row["disabled"]:
+        return True
+    return token_version is not None and row["min_version"] is not None and token_version < row["min_version"]
 
 
 async def add_to_marketing_register(conn: asyncpg.Connection, person_id: uuid.UUID) -> None:
@@ -229,7 +265,7 @@ async def add_to_marketing_register(conn: asyncpg.Connection, person_id: uuid.UU
 
 
 async def marketing_register_page(pool: asyncpg.Pool, after: uuid.UUID | None, limit: int) -> list[dict[str, Any]]:
-    """Persons in the marketing register with their current permissions and bans."""
+    """Persons in the marketing register with their current permissions and bans, keyset paged by person id."""
     rows = await pool.fetch(
         "SELECT m.person_id, m.transferred_at,"
         " coalesce(json_agg(json_build_object('purpose', s.purpose, 'channel', s.channel, 'status', s.status)"

@@ -6,7 +6,11 @@ the register owner's decision. Every read of a report is audit-logged (R10).
 """
 from __future__ import annotations
 
+from pydantic import ConfigDict
+from shared.web.openapi import with_example
+
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -14,19 +18,24 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import StringConstraints
 
-from services.contacts import access_report, domain, processors, request_storage, requests, storage
+from services.contacts import access_report, domain, portability, processors, request_storage, requests, storage
 from services.contacts.report_html import render_html
 from services.contacts.schemas import Body, Emails, Phones
+from services.contacts.settings import contacts_settings
 from shared.web.auth import Principal, Role, write_audit
 from shared.messaging.consumer import EventContext
 from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, NotFound, Rejected
 from shared.messaging.events import AccessReportPart, AccessRequested
 from services.contacts.selfservice import current_subject
+from services.contacts import answers
+from shared.web.openapi import errors, media
 from shared.web.http import require, runtime_of
 from shared.logging import get_logger
 from shared.messaging.outbox import Outbox
+from shared.privacy.keystore import KeyStore
 from shared.messaging.topics import topic
+from shared.web.paging import PageRequest, page, page_query
 
 log = get_logger(__name__)
 router = APIRouter(tags=["access requests"])
@@ -43,6 +52,9 @@ class AccessRequestIn(Body):
     """A request received in writing (signed) or in person; `notes` say how the identity was
     checked (document type, not its number: no personal values)."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=with_example({"person_id": "0b6f7a1c-2d3e-4f50-8a9b-1c2d3e4f5a6b",
+        "emails": [], "phones": [], "verification": "signed_letter", "verified_by": "owner", "notes": "passport checked"}))
+
     person_id: uuid.UUID | None = None
     emails: Emails = []
     phones: Phones = []
@@ -52,6 +64,8 @@ class AccessRequestIn(Body):
 
 
 class AccessDecisionIn(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=with_example({"decision": "waive", "reason": "first request this year"}))
+
     decision: Literal["charge", "waive", "refuse"]
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
@@ -93,15 +107,17 @@ async def own_slice(conn: asyncpg.Connection, request: dict[str, Any]) -> list[d
     return items
 
 
-async def ask_services(conn: asyncpg.Connection, request: dict[str, Any]) -> None:
-    """Store contacts' own slice and ask every other service for theirs (through the outbox)."""
+async def ask_services(conn: asyncpg.Connection, request: dict[str, Any], keys: KeyStore | None) -> None:
+    """Store contacts' own slice and ask every other service for theirs (through the outbox,
+    the contact points sealed under `keys`, issue 15)."""
     await storage.store_report_part(conn, request["id"], access_report.SERVICE, await own_slice(conn, request))
-    await Outbox(conn, access_report.SERVICE).add(AccessRequested(
+    await Outbox(conn, access_report.SERVICE, keys=keys).add(AccessRequested(
         request_id=request["id"], person_id=request["person_id"], emails=request["emails"], phones=request["phones"]))
 
 
 async def record_request(conn: asyncpg.Connection, who: Principal, *, person_id: uuid.UUID | None, emails: list[str],
-                         phones: list[str], channel: str, verified_by: str, notes: str | None) -> dict[str, Any]:
+                         phones: list[str], channel: str, verified_by: str, notes: str | None,
+                         keys: KeyStore | None) -> dict[str, Any]:
     person_id, person = await _subject_of(conn, person_id, emails, phones)
     if person is not None:  # consent finds suppression records by every contact point the person has
         emails = domain.unique([*emails, *person["emails"]])
@@ -122,7 +138,7 @@ async def record_request(conn: asyncpg.Connection, who: Principal, *, person_id:
     await requests.record(conn, request["id"], "access", person_id, channel,
                           identity_method=None if unverified else channel, received_at=request["created_at"])
     if not chargeable and not unverified:
-        await ask_services(conn, request)
+        await ask_services(conn, request, keys)
     await write_audit(conn, who, "access_request.create", person_id=person_id, target=f"access_request:{request['id']}",
                       details={"channel": channel, "chargeable": chargeable})
     log.info("access_requested", request_id=str(request["id"]), person_id=str(person_id) if person_id else None,
@@ -141,7 +157,8 @@ async def describe(conn: asyncpg.Connection, request: dict[str, Any], timeout_s:
                                      timeout_s)}
 
 
-@router.post("/access-requests", status_code=201)
+@router.post("/access-requests", status_code=201,
+             response_model=answers.AccessRequest, responses=errors(404))
 async def create_access_request(body: AccessRequestIn, request: Request, who: Principal = Depends(owner)) -> dict:
     """R12: the register owner records a signed or in-person request and how identity was verified."""
     if body.person_id is None and not body.emails and not body.phones:
@@ -150,7 +167,8 @@ async def create_access_request(body: AccessRequestIn, request: Request, who: Pr
     runtime = runtime_of(request)
     async with runtime.pool.acquire() as conn, conn.transaction():
         req = await record_request(conn, who, person_id=body.person_id, emails=body.emails, phones=body.phones,
-                                   channel=body.verification, verified_by=body.verified_by, notes=body.notes)
+                                   channel=body.verification, verified_by=body.verified_by, notes=body.notes,
+                                   keys=runtime.keys)
         if body.verification in CODE_CHANNELS:
             if req["person_id"] is None or await storage.get_person(conn, req["person_id"]) is None:
                 raise InvalidInput("a code can only go to a person in the register",
@@ -158,10 +176,11 @@ async def create_access_request(body: AccessRequestIn, request: Request, who: Pr
                                                            "verify by signed letter or in person"})
             await requests.send_code(runtime.unit_of_work(conn), conn, req["id"], req["person_id"],
                                      body.verification, who)
-        return await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
+        return await describe(conn, req, contacts_settings(runtime).contacts_access_report_timeout_s)
 
 
-@router.post("/me/access-requests", status_code=201)
+@router.post("/me/access-requests", status_code=201,
+             response_model=answers.AccessRequest, responses=errors(404))
 async def create_own_access_request(request: Request, who: Principal = Depends(current_subject)) -> dict:
     """R12: an authenticated self-service user asks for their own data (R11 credentials verify them)."""
     runtime = runtime_of(request)
@@ -169,19 +188,26 @@ async def create_own_access_request(request: Request, who: Principal = Depends(c
         if await storage.get_person(conn, who.person_id) is None:
             raise NotFound("no such person")
         req = await record_request(conn, who, person_id=who.person_id, emails=[], phones=[], channel="self_service",
-                                   verified_by=who.user, notes=None)
-        return await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
+                                   verified_by=who.user, notes=None, keys=runtime.keys)
+        return await describe(conn, req, contacts_settings(runtime).contacts_access_report_timeout_s)
 
 
-@router.get("/access-requests")
+@router.get("/access-requests",
+            response_model=answers.AccessRequests)
 async def list_access_requests(request: Request, _who: Principal = Depends(owner),
-                               status: Literal["awaiting_identity", "awaiting_decision", "collecting", "fulfilled", "refused"] =
-                               "awaiting_decision") -> dict:
-    """The register owner's queue (ids only): chargeable requests waiting for a decision by default."""
+                               status: Literal["awaiting_identity", "awaiting_decision", "collecting", "fulfilled",
+                                               "refused", "any"] = "awaiting_decision",
+                               person_id: uuid.UUID | None = None,
+                               paging: PageRequest = Depends(page_query(100, 500))) -> dict:
+    """The register owner's queue (ids only), oldest first, a page at a time (issue 20): chargeable
+    requests waiting for a decision by default; with `person_id`, that person's requests
+    (`status=any`: in every status, for their page, issue 19)."""
     pool = runtime_of(request).pool
-    rows = await storage.access_requests_by_status(pool, status, 200)
+    rows, after = page(await storage.access_requests_by_status(
+        pool, None if status == "any" else status, paging.limit + 1, person_id=person_id,
+        after=paging.after(datetime, uuid.UUID)), paging.limit, lambda r: (r["created_at"], r["id"]))
     reasons = await request_storage.charge_reasons(pool, [r["id"] for r in rows])
-    return {"access_requests": [{**r, "chargeable_because": reasons.get(r["id"])} for r in rows]}
+    return {"access_requests": [{**r, "chargeable_because": reasons.get(r["id"])} for r in rows], "next": after}
 
 
 async def readable_request(conn: asyncpg.Connection, who: Principal, request_id: uuid.UUID, *,
@@ -193,7 +219,8 @@ async def readable_request(conn: asyncpg.Connection, who: Principal, request_id:
     return req
 
 
-@router.get("/access-requests/{request_id}")
+@router.get("/access-requests/{request_id}",
+            response_model=answers.AccessRequest, responses=errors(404))
 async def read_access_request(request_id: uuid.UUID, request: Request,
                               who: Principal = Depends(owner_or_subject)) -> dict:
     runtime = runtime_of(request)
@@ -201,10 +228,11 @@ async def read_access_request(request_id: uuid.UUID, request: Request,
         req = await readable_request(conn, who, request_id)
         await write_audit(conn, who, "access_request.read", person_id=req["person_id"],
                           target=f"access_request:{request_id}")
-        return await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
+        return await describe(conn, req, contacts_settings(runtime).contacts_access_report_timeout_s)
 
 
-@router.post("/access-requests/{request_id}/decision")
+@router.post("/access-requests/{request_id}/decision",
+             response_model=answers.AccessRequest, responses=errors(404, 409))
 async def decide_access_request(request_id: uuid.UUID, body: AccessDecisionIn, request: Request,
                                 who: Principal = Depends(owner)) -> dict:
     """R12: a chargeable request is answered once the owner charges or waives the fee, or refused."""
@@ -217,13 +245,14 @@ async def decide_access_request(request_id: uuid.UUID, body: AccessDecisionIn, r
         await storage.decide_access_request(conn, request_id, body.decision, body.reason, who.user, status)
         req = await storage.get_access_request(conn, request_id)
         if status == "collecting":
-            await ask_services(conn, req)
+            await ask_services(conn, req, runtime.keys)
         await write_audit(conn, who, f"access_request.{body.decision}", person_id=req["person_id"],
                           target=f"access_request:{request_id}")
-        return await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
+        return await describe(conn, req, contacts_settings(runtime).contacts_access_report_timeout_s)
 
 
-@router.get("/access-requests/{request_id}/report", response_model=None)
+@router.get("/access-requests/{request_id}/report",
+            response_model=answers.AccessReport, responses=errors(404, 409) | {200: media({"text/html": "<!doctype html><html lang=\"fi\">...</html>"})})
 async def read_report(request_id: uuid.UUID, request: Request, who: Principal = Depends(owner_or_subject),
                       format: Literal["json", "html"] = Query("json"),
                       lang: Literal["fi", "en"] = Query("fi")) -> dict | HTMLResponse:
@@ -232,7 +261,7 @@ async def read_report(request_id: uuid.UUID, request: Request, who: Principal = 
     async with runtime.pool.acquire() as conn, conn.transaction():
         req = await readable_request(conn, who, request_id)
         if req["status"] != "fulfilled":
-            state = await describe(conn, req, runtime.settings.contacts_access_report_timeout_s)
+            state = await describe(conn, req, contacts_settings(runtime).contacts_access_report_timeout_s)
             raise Conflict(f"the report is not assembled: status {req['status']}",
                            fields={"status": req["status"], "missing": ",".join(state["missing"]),
                                    "late": ",".join(state["late_services"])})
@@ -249,6 +278,8 @@ async def read_report(request_id: uuid.UUID, request: Request, who: Principal = 
 async def on_access_report_part(ctx: EventContext[AccessReportPart]) -> None:
     """Store one service's slice; the last one marks the request fulfilled (R12)."""
     p = ctx.payload
+    if p.purpose == "portability":  # Art. 20, issue 14: a part of a portability export
+        return await portability.on_portability_part(ctx)
     req = await ctx.store.get_access_request(p.request_id, for_update=True)
     if req is None:
         raise Rejected("request_id: no such access request")

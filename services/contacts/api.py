@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any, Iterator
 
 import asyncpg
@@ -20,10 +21,14 @@ from services.contacts.schemas import (AssignmentIn, EndIn, OrganisationIn, Pers
                                        RelationshipIn, ServiceRecordIn)
 from services.contacts.rectification import router as rectification_router
 from services.contacts.selfservice import router as self_router
+from services.contacts.settings import contacts_settings
 from shared.web.auth import Principal, Role, deny, write_audit, write_audit_many
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.messaging.events import AssignmentEnded, AssignmentStarted, Purpose, RelationshipEnded, RelationshipStarted
+from services.contacts import answers
+from shared.web.openapi import errors
 from shared.web.http import require, runtime_of
+from shared.web.paging import PageRequest, page, page_query
 
 router = APIRouter()
 router.include_router(self_router)
@@ -45,7 +50,8 @@ async def visible_person(request: Request, conn: asyncpg.Connection, principal: 
 
 # ---- organisations (R3) -----------------------------------------------------------------
 
-@router.post("/organisations", status_code=201, tags=["organisations"])
+@router.post("/organisations", status_code=201, tags=["organisations"],
+             response_model=answers.Organisation, responses=errors(409))
 async def create_organisation(body: OrganisationIn, request: Request, who: Principal = Depends(staff)) -> dict:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         try:
@@ -57,7 +63,8 @@ async def create_organisation(body: OrganisationIn, request: Request, who: Princ
         return await storage.get_organisation(conn, org_id)
 
 
-@router.get("/organisations/{org_id}", tags=["organisations"])
+@router.get("/organisations/{org_id}", tags=["organisations"],
+            response_model=answers.Organisation, responses=errors(404))
 async def read_organisation(org_id: uuid.UUID, request: Request, _who: Principal = Depends(staff)) -> dict:
     org = await storage.get_organisation(runtime_of(request).pool, org_id)
     if org is None:
@@ -67,7 +74,8 @@ async def read_organisation(org_id: uuid.UUID, request: Request, _who: Principal
 
 # ---- persons (R1-R4, R10) ---------------------------------------------------------------
 
-@router.post("/persons", status_code=201, tags=["persons"])
+@router.post("/persons", status_code=201, tags=["persons"],
+             response_model=answers.PersonRecord, responses=errors(404, 422))
 async def create_person(body: PersonIn, request: Request, who: Principal = Depends(staff)) -> dict:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         await service.check_organisation(runtime_of(request).unit_of_work(conn), body.organisation_id)
@@ -79,13 +87,17 @@ async def create_person(body: PersonIn, request: Request, who: Principal = Depen
         return await storage.person_everything(conn, person_id)
 
 
-@router.get("/persons", tags=["persons"])
+@router.get("/persons", tags=["persons"],
+            response_model=answers.Persons)
 async def search_persons(request: Request, who: Principal = Depends(staff),
                          name: str | None = Query(None, max_length=200),
                          email: str | None = Query(None, max_length=254),
                          phone: str | None = Query(None, max_length=40),
-                         organisation_id: uuid.UUID | None = None) -> dict:
-    """Search; every person returned is a read (R10). Passive persons only for the owner (R6)."""
+                         organisation_id: uuid.UUID | None = None,
+                         paging: PageRequest = Depends(page_query(100, 1000))) -> dict:
+    """Search, in the order persons were registered, a page at a time (issue 20; at most
+    `search_limit` a page); every person returned is a read (R10). Passive persons only for the
+    owner (R6)."""
     fields = {}
     try:
         email = domain.normalise_email(email) if email else None
@@ -99,15 +111,18 @@ async def search_persons(request: Request, who: Principal = Depends(staff),
         raise InvalidInput("invalid search", fields=fields)
     runtime = runtime_of(request)
     async with runtime.pool.acquire() as conn, conn.transaction():
-        found = await storage.search_persons(conn, name=name, email=email, phone=phone, organisation_id=organisation_id,
-                                             include_passive=who.role is Role.register_owner,
-                                             limit=runtime.settings.search_limit)
+        limit = min(paging.limit, contacts_settings(runtime).search_limit)
+        found, after = page(await storage.search_persons(
+            conn, name=name, email=email, phone=phone, organisation_id=organisation_id,
+            include_passive=who.role is Role.register_owner, limit=limit + 1,
+            after=paging.after(datetime, uuid.UUID)), limit, lambda r: (r["created_at"], r["id"]))
         for person in found:
             await write_audit(conn, who, "person.search", person_id=person["id"])
-    return {"persons": found}
+    return {"persons": found, "next": after}
 
 
-@router.get("/persons/{person_id}", tags=["persons"])
+@router.get("/persons/{person_id}", tags=["persons"],
+            response_model=answers.PersonRecord, responses=errors(404))
 async def read_person(person_id: uuid.UUID, request: Request, who: Principal = Depends(staff)) -> dict:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         await visible_person(request, conn, who, person_id, "person.read")
@@ -115,7 +130,8 @@ async def read_person(person_id: uuid.UUID, request: Request, who: Principal = D
         return await storage.person_everything(conn, person_id)
 
 
-@router.patch("/persons/{person_id}", tags=["persons"])
+@router.patch("/persons/{person_id}", tags=["persons"],
+              response_model=answers.PersonRecord, responses=errors(404))
 async def update_person(person_id: uuid.UUID, body: PersonUpdate, request: Request,
                         who: Principal = Depends(staff)) -> dict:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
@@ -128,7 +144,8 @@ async def update_person(person_id: uuid.UUID, body: PersonUpdate, request: Reque
         return await storage.person_everything(conn, person_id)
 
 
-@router.post("/persons/{person_id}/records", status_code=201, tags=["persons"])
+@router.post("/persons/{person_id}/records", status_code=201, tags=["persons"],
+             response_model=answers.Created, responses=errors(404))
 async def add_service_record(person_id: uuid.UUID, body: ServiceRecordIn, request: Request,
                              who: Principal = Depends(staff)) -> dict:
     """Orders, approvals, cancellations and interactions (R3), each with purposes and source."""
@@ -143,7 +160,8 @@ async def add_service_record(person_id: uuid.UUID, body: ServiceRecordIn, reques
 
 # ---- relationships and assignments (R5, R6, P2) -----------------------------------------
 
-@router.post("/persons/{person_id}/relationships", status_code=201, tags=["relationships"])
+@router.post("/persons/{person_id}/relationships", status_code=201, tags=["relationships"],
+             response_model=answers.Connection, responses=errors(404))
 async def start_relationship(person_id: uuid.UUID, body: RelationshipIn, request: Request,
                              who: Principal = Depends(staff)) -> dict:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
@@ -159,7 +177,8 @@ async def start_relationship(person_id: uuid.UUID, body: RelationshipIn, request
     return {"id": rel_id, "person_id": person_id, "lifecycle_state": state.value}
 
 
-@router.post("/relationships/{rel_id}/end", tags=["relationships"])
+@router.post("/relationships/{rel_id}/end", tags=["relationships"],
+             response_model=answers.Connection, responses=errors(404, 409))
 async def end_relationship(rel_id: uuid.UUID, body: EndIn, request: Request, who: Principal = Depends(staff)) -> dict:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         rel = await storage.get_relationship(conn, rel_id)
@@ -175,7 +194,8 @@ async def end_relationship(rel_id: uuid.UUID, body: EndIn, request: Request, who
     return {"id": rel_id, "person_id": rel["person_id"], "lifecycle_state": state.value}
 
 
-@router.post("/assignments", status_code=201, tags=["assignments"])
+@router.post("/assignments", status_code=201, tags=["assignments"],
+             response_model=answers.Assignment, responses=errors(404))
 async def start_assignment(body: AssignmentIn, request: Request, who: Principal = Depends(staff)) -> dict:
     """One assignment-started per participant (keyed by person, as other systems publish it)."""
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
@@ -196,10 +216,12 @@ async def start_assignment(body: AssignmentIn, request: Request, who: Principal 
         return await storage.get_assignment(conn, assignment_id)
 
 
-@router.get("/assignments/{assignment_id}", tags=["assignments"])
+@router.get("/assignments/{assignment_id}", tags=["assignments"],
+            response_model=answers.Assignment, responses=errors(404))
 async def read_assignment(assignment_id: uuid.UUID, request: Request, who: Principal = Depends(staff)) -> dict:
     """Participants this role may not see (passivated, R6) are left out; each one listed is an
-    audited read (R10)."""
+    audited read (R10). Not paged: one assignment is a record, given whole with its participants
+    (issue 20)."""
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         assignment = await storage.get_assignment(conn, assignment_id)
         if assignment is None:
@@ -213,7 +235,8 @@ async def read_assignment(assignment_id: uuid.UUID, request: Request, who: Princ
     return assignment
 
 
-@router.post("/assignments/{assignment_id}/end", tags=["assignments"])
+@router.post("/assignments/{assignment_id}/end", tags=["assignments"],
+             response_model=answers.Assignment, responses=errors(404))
 async def end_assignment(assignment_id: uuid.UUID, body: EndIn, request: Request,
                          who: Principal = Depends(staff)) -> dict:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
@@ -239,28 +262,32 @@ EXPORT_FIELDS = ("id", "first_name", "last_name", "title", "emails", "phones", "
                  "organisation_name", "lifecycle_state")
 
 
-@router.get("/marketing/export", tags=["marketing"])
+@router.get("/marketing/export", tags=["marketing"],
+            response_model=answers.MarketingExport)
 async def marketing_export(request: Request, who: Principal = Depends(marketing),
-                           purpose: Purpose | None = None, after: uuid.UUID | None = None,
-                           limit: int = Query(default=500, ge=1)) -> StreamingResponse:
+                           purpose: Purpose | None = None,
+                           paging: PageRequest = Depends(page_query(500, 10_000))) -> StreamingResponse:
     """Persons marketing may contact for `purpose` (any purpose when absent): everyone with a
-    matching ban is left out. Paged by person id (`after` = the previous page's `next_after`,
-    at most `export_page_max` a page) and streamed; each exported person is an audited read (R10)."""
+    matching ban is left out, so a page may hold fewer than `limit`. Paged by person id (at most
+    `export_page_max` a page; `cursor` = the previous page's `next`, null on the last page, issue
+    20) and streamed; each exported person is an audited read (R10)."""
     runtime = runtime_of(request)
-    page_max = runtime.settings.export_page_max
-    if limit > page_max:
+    page_max = contacts_settings(runtime).export_page_max
+    if paging.limit > page_max:
         raise InvalidInput(f"limit: at most {page_max}", fields={"limit": f"at most {page_max}"})
+    after = paging.after(uuid.UUID)
     async with runtime.pool.acquire() as conn, conn.transaction():
-        rows = await storage.marketing_candidates(conn, after=after, limit=limit)
+        rows, next_cursor = page(await storage.marketing_candidates(conn, after=after[0] if after else None,
+                                                                    limit=paging.limit + 1),
+                                 paging.limit, lambda r: (r["id"],))
         persons = [{k: r[k] for k in EXPORT_FIELDS} for r in rows
                    if domain.may_market(State(r["lifecycle_state"]), r["purposes"], set(r["bans"]), purpose)]
         await write_audit_many(conn, who, "marketing.export", [p["id"] for p in persons],
                                target=f"purpose:{purpose.value if purpose else 'any'}")
-    next_after = str(rows[-1]["id"]) if len(rows) == limit else None
 
     def body() -> Iterator[bytes]:
         yield b'{"purpose":' + json.dumps(purpose.value if purpose else None).encode()
-        yield b',"next_after":' + json.dumps(next_after).encode() + b',"persons":['
+        yield b',"next":' + json.dumps(next_cursor).encode() + b',"persons":['
         for i, person in enumerate(persons):
             yield (b"," if i else b"") + json.dumps(jsonable_encoder(person)).encode()
         yield b"]}"
@@ -268,11 +295,17 @@ async def marketing_export(request: Request, who: Principal = Depends(marketing)
     return StreamingResponse(body(), media_type="application/json")
 
 
-@router.get("/audit/persons/{person_id}", tags=["audit"])
-async def person_audit(person_id: uuid.UUID, request: Request,
+@router.get("/audit/persons/{person_id}", tags=["audit"],
+            response_model=answers.PersonAudit)
+async def person_audit(person_id: uuid.UUID, request: Request, paging: PageRequest = Depends(page_query(100, 1000)),
                        _who: Principal = Depends(require(Role.register_owner))) -> dict:
-    """R10: who read or changed this person's data, and when (register owner only)."""
+    """R10: who read or changed this person's data, and when (register owner only), the newest
+    first, a page at a time by (time, entry id) (issue 20)."""
+    after = paging.after(datetime, int)
     rows = await runtime_of(request).pool.fetch(
-        "SELECT at, actor, role, action, target, outcome, details FROM audit_log WHERE person_id = $1 ORDER BY id",
-        person_id)
-    return {"person_id": person_id, "entries": [dict(r) for r in rows]}
+        "SELECT id, at, actor, role, action, target, outcome, details FROM audit_log WHERE person_id = $1"
+        " AND ($2::timestamptz IS NULL OR (at, id) < ($2, $3::bigint)) ORDER BY at DESC, id DESC LIMIT $4",
+        person_id, *(after or (None, None)), paging.limit + 1)
+    rows, next_cursor = page(rows, paging.limit, lambda r: (r["at"], r["id"]))
+    return {"person_id": person_id, "next": next_cursor,
+            "entries": [{k: v for k, v in r.items() if k != "id"} for r in rows]}

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.contacts import (access, api, handlers, portability, processing_record, processors, requests,
-                               storage, verification)
+from services.contacts import (access, api, handlers, objections, portability, processing_record, processors,
+                               requests, storage, verification)
 from shared.passwords import Passwords
 from services.contacts.runtime import ContactsRuntime
 from services.contacts.settings import ContactsSettings
@@ -24,7 +24,7 @@ def build_app(settings: ContactsSettings | None = None) -> FastAPI:
     storage.use_suppression_keys(settings.suppression_keyring(), settings.suppression_chain_ttl_s)
     handlers.register(runtime)
     routers = [api.router, access.router, requests.router, verification.router, portability.router,
-               processors.router, processing_record.router]
+               processors.router, processing_record.router, objections.router]
     app = create_http_app(runtime, routers, description=DESCRIPTION)
     app.state.passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
     return app

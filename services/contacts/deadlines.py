@@ -76,12 +76,12 @@ class Deadline:
     def overdue(self, today: date) -> bool:
         return today > self.answer_by
 
-    def extended(self, months: int, reason: str | None) -> "Deadline":
+    def extended(self, months: int, reason: str | None) -> Deadline:
         """The deadline with `months` of extension in total (1 or 2), given for `reason`."""
         check_extension(self.extension_months, months, reason)
         return Deadline(self.received_on, self.paused_days, months)
 
-    def paused(self, days: int) -> "Deadline":
+    def paused(self, days: int) -> Deadline:
         return Deadline(self.received_on, self.paused_days + days, self.extension_months)
 
 

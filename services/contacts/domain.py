@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from shared import privacy
 from shared.lifecycle import (FINAL_STATES, CommandOutcome, State, disposition_outcome, is_reactivation,  # noqa: F401 - the lifecycle, defined once
@@ -46,7 +47,10 @@ normalise_email = privacy.normalise_email
 normalise_phone = privacy.normalise_phone
 
 
-def unique(values: list[str]) -> list[str]:
+T = TypeVar("T")
+
+
+def unique(values: list[T]) -> list[T]:
     return list(dict.fromkeys(values))
 
 

@@ -122,21 +122,19 @@ async def on_assignment_ended(ctx: EventContext) -> None:
 
 
 async def on_passivation_commanded(ctx: EventContext) -> None:
-    """R6: retention's command; confirmed with disposition-confirmed (stale commands ignored)."""
+    """R6: retention's command; confirmed with disposition-confirmed (stale commands ignored,
+    a person never held here confirmed: nothing to passivate)."""
     p = ctx.payload
     state = await service.current_state(ctx.uow, p.person_id)
-    if state is None:
-        raise Rejected("person_id: no such person in contacts")
     outcome = await service.passivate(ctx.uow, p.person_id, state, p.command_id)
     log.info("passivation_command", person_id=str(p.person_id), command_id=str(p.command_id), outcome=outcome.value)
 
 
 async def on_disposition_commanded(ctx: EventContext) -> None:
-    """R7: erase, or transfer to the marketing register; confirmed with disposition-confirmed."""
+    """R7: erase, or transfer to the marketing register; confirmed with disposition-confirmed
+    (a person never held here too: nothing of them is held, which is what the command asks)."""
     p = ctx.payload
     state = await service.current_state(ctx.uow, p.person_id)
-    if state is None:
-        raise Rejected("person_id: no such person in contacts")
     outcome = await service.dispose(ctx.uow, p.person_id, state, p.command_id, p.action)
     log.info("disposition_command", person_id=str(p.person_id), command_id=str(p.command_id),
              action=p.action, outcome=outcome.value)

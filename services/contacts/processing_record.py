@@ -24,11 +24,13 @@ from services.contacts import identity_codes, processors
 from services.contacts.deadlines import ANSWER_MONTHS, MAX_EXTENSION_MONTHS
 from services.contacts.domain import (FIRST_LOCKOUT, LONGEST_LOCKOUT, MARKETING_FIELDS, MAX_FAILED_LOGINS,
                                       PERSON_FIELDS, SECTION_PURPOSES)
-from services.contacts.settings import ContactsSettings
+from services.contacts.settings import ContactsSettings, contacts_settings
 from shared.messaging import events as ev
 from shared.messaging.envelope import utcnow
 from shared.messaging.topics import CATALOGUE, EXTERNAL
 from shared.web.auth import Principal, Role, write_audit
+from services.contacts import answers
+from shared.web.openapi import media
 from shared.web.http import require, runtime_of
 
 router = APIRouter(tags=["record of processing"])
@@ -67,6 +69,8 @@ TABLE_CATEGORIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "rights_requests": ("data_subject_requests", ("access_request",)),
     "rights_request_pauses": ("data_subject_requests", ("access_request",)),
     "identity_codes": ("data_subject_requests", ("access_request",)),
+    "subject_requests": ("data_subject_requests", ("access_request",)),  # objections, erasure requests
+    "portability_exports": ("data_subject_requests", ("access_request",)),  # Art. 20, consent's part
     "erased_persons": ("erasure_evidence", ("erasure",)),
     "processors": ("controller_records", ()),
     "audit_log": ("audit_trail", ("security",)),
@@ -123,19 +127,6 @@ def _payload_fields(payload: type[ev.Payload]) -> list[str]:
 def build(settings: ContactsSettings, retention: RetentionRules, columns: dict[str, list[str]],
           processor_rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The record as data (pure)."""
-    categories: dict[str, dict[str, Any]] = {}
-    for table, cols in columns.items():
-        category, purposes = TABLE_CATEGORIES.get(table, ("uncategorised", ()))
-        entry = categories.setdefault(category, {"category": category, "tables": [], "purposes": set()})
-        entry["tables"].append({"table": table, "fields": cols})
-        entry["purposes"].update(purposes)
-    other_services: dict[str, dict[str, list[str]]] = {}
-    for t in CATALOGUE.values():
-        if not t.personal_data:
-            continue
-        for service in {*t.producers, *t.consumers} - {"contacts", EXTERNAL, "launcher"}:
-            other_services.setdefault(service, {})[t.name] = _payload_fields(t.payload)
-    external = sorted(t.name for t in CATALOGUE.values() if t.personal_data and EXTERNAL in t.consumers)
     return jsonable_encoder({
         "generated_at": utcnow(),
         "controller": {"name": settings.controller_name, "business_id": settings.controller_business_id,
@@ -146,38 +137,72 @@ def build(settings: ContactsSettings, retention: RetentionRules, columns: dict[s
                      for p in ev.ProcessingPurpose],
         "legal_bases": [b.value for b in ev.LegalBasis],
         "marketing_purposes": [p.value for p in ev.Purpose],
-        "data_categories": [{**c, "purposes": sorted(c["purposes"])} for c in categories.values()],
+        "data_categories": _data_categories(columns),
         "person_fields": list(PERSON_FIELDS),
-        "other_services": other_services,
+        "other_services": _other_services(),
         "sources": [s.value for s in ev.DataSource],
-        "recipients": {"third_parties": [], "company_systems_topics": external},
+        "recipients": {"third_parties": [], "company_systems_topics": sorted(
+            t.name for t in CATALOGUE.values() if t.personal_data and EXTERNAL in t.consumers)},
         "processors": [{k: p[k] for k in ("name", "business_id", "service", "purposes", "location",
                                           "agreement_date", "outside_eea")} for p in processor_rows],
         "transfers": {"marketing_register": {"fields": list(MARKETING_FIELDS), "state": "marketing"},
                       "third_countries": [p["name"] for p in processor_rows if p["outside_eea"]]},
-        "retention": {
-            "passivation_grace_days": retention.retention_grace_days,
-            "disposition_days_after_last_assignment": retention.retention_disposition_days,
-            "disposition_days_max": R7_MAX_DISPOSITION_DAYS,
-            "ban_suppression": "kept after erasure (R8)",
-            "outbox_retention_days": settings.outbox_retention_days,
-            "topic_retention_days": {t.name: t.retention_ms / 86_400_000 for t in CATALOGUE.values() if t.personal_data},
-            "request_answer_months": ANSWER_MONTHS, "request_extension_months_max": MAX_EXTENSION_MONTHS,
-        },
-        "security": {
-            "roles": [r.value for r in Role],
-            "passive_data_readable_by": [Role.register_owner.value],
-            "audit_log": "every read and change of personal data by staff (R10)",
-            "password_hash": {"algorithm": "argon2id", "time_cost": settings.argon2_time_cost,
-                              "memory_kib": settings.argon2_memory_kib, "parallelism": settings.argon2_parallelism},
-            "login_lockout": {"failed_attempts": MAX_FAILED_LOGINS, "first_minutes": FIRST_LOCKOUT.total_seconds() / 60,
-                              "longest_minutes": LONGEST_LOCKOUT.total_seconds() / 60},
-            "token_ttl_s": settings.rekisteri_token_ttl_s,
-            "identity_codes": {"lifetime_minutes": identity_codes.LIFETIME.total_seconds() / 60,
-                               "tries": identity_codes.TRIES, "stored_as": "salted sha256"},
-            "banned_contact_points_stored_as": "sha256 digest",
-        },
+        "retention": _retention(settings, retention),
+        "security": _security(settings),
     })
+
+
+def _data_categories(columns: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Every stored column under its category, with the purposes it serves."""
+    categories: dict[str, dict[str, Any]] = {}
+    for table, cols in columns.items():
+        category, purposes = TABLE_CATEGORIES.get(table, ("uncategorised", ()))
+        entry = categories.setdefault(category, {"category": category, "tables": [], "purposes": set()})
+        entry["tables"].append({"table": table, "fields": cols})
+        entry["purposes"].update(purposes)
+    return [{**c, "purposes": sorted(c["purposes"])} for c in categories.values()]
+
+
+def _other_services() -> dict[str, dict[str, list[str]]]:
+    """The register's other services and the personal fields each receives, by topic."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for t in CATALOGUE.values():
+        if not t.personal_data:
+            continue
+        for service in {*t.producers, *t.consumers} - {"contacts", EXTERNAL, "launcher"}:
+            found.setdefault(service, {})[t.name] = _payload_fields(t.payload)
+    return found
+
+
+def _retention(settings: ContactsSettings, retention: RetentionRules) -> dict[str, Any]:
+    return {
+        "passivation_grace_days": retention.retention_grace_days,
+        "disposition_days_after_last_assignment": retention.retention_disposition_days,
+        "disposition_days_max": R7_MAX_DISPOSITION_DAYS,
+        "ban_suppression": "kept after erasure (R8)",
+        "outbox_retention_days": settings.outbox_retention_days,
+        "topic_retention_days": {t.name: t.retention_ms / 86_400_000 for t in CATALOGUE.values() if t.personal_data},
+        "request_answer_months": ANSWER_MONTHS, "request_extension_months_max": MAX_EXTENSION_MONTHS,
+    }
+
+
+def _security(settings: ContactsSettings) -> dict[str, Any]:
+    """Art. 32 measures as the code applies them (SPEC §9)."""
+    return {
+        "roles": [r.value for r in Role],
+        "passive_data_readable_by": [Role.register_owner.value],
+        "audit_log": "every read and change of personal data by staff (R10)",
+        "password_hash": {"algorithm": "argon2id", "time_cost": settings.argon2_time_cost,
+                          "memory_kib": settings.argon2_memory_kib, "parallelism": settings.argon2_parallelism},
+        "login_lockout": {"failed_attempts": MAX_FAILED_LOGINS, "first_minutes": FIRST_LOCKOUT.total_seconds() / 60,
+                          "longest_minutes": LONGEST_LOCKOUT.total_seconds() / 60},
+        "token_ttl_s": settings.rekisteri_token_ttl_s,
+        "identity_codes": {"lifetime_minutes": identity_codes.LIFETIME.total_seconds() / 60,
+                           "tries": identity_codes.TRIES, "stored_as": "salted sha256"},
+        "banned_contact_points_stored_as": "HMAC-SHA256 keyed digest (REKISTERI_SUPPRESSION_KEY)",
+        "personal_fields_on_topics_and_outbox": "sealed with AES-256-GCM under the person's data key,"
+                                                " destroyed at erasure (crypto-shredding)",
+    }
 
 
 def render_html(record: dict[str, Any], lang: str) -> str:
@@ -202,13 +227,14 @@ def render_html(record: dict[str, Any], lang: str) -> str:
             "</head><body>" + "".join(body) + "</body></html>")
 
 
-@router.get("/processing-record", response_model=None)
+@router.get("/processing-record",
+            response_model=answers.ProcessingRecord, responses={200: media({"text/html": "<!doctype html><html lang=\"fi\">...</html>"})})
 async def processing_record(request: Request, who: Principal = Depends(owner),
                             format: Literal["json", "html"] = Query("json"),
                             lang: Literal["fi", "en"] = Query("fi")) -> dict | HTMLResponse:
     runtime = runtime_of(request)
     async with runtime.pool.acquire() as conn:
-        record = build(runtime.settings, RetentionRules(), await stored_columns(conn),
+        record = build(contacts_settings(runtime), RetentionRules(), await stored_columns(conn),
                        await processors.all_processors(conn))
         await write_audit(conn, who, "processing_record.read", details={"format": format})
     if format == "html":

@@ -4,8 +4,11 @@ date of the processing agreement. They are listed in the record of processing an
 access report. Changes are audit-logged (R10)."""
 from __future__ import annotations
 
+from pydantic import ConfigDict
+from shared.web.openapi import with_example
+
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -18,7 +21,10 @@ from shared.errors import Conflict, InvalidInput, NotFound
 from shared.messaging.envelope import utcnow
 from shared.messaging.events import ProcessingPurpose
 from shared.web.auth import Principal, Role, write_audit
+from services.contacts import answers
+from shared.web.openapi import errors
 from shared.web.http import require, runtime_of
+from shared.web.paging import PageRequest, page, page_query
 
 router = APIRouter(tags=["processors"])
 owner = require(Role.register_owner)
@@ -29,6 +35,9 @@ COLUMNS = "id, name, business_id, service, purposes, location, agreement_date, c
 
 
 class ProcessorIn(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=with_example({"name": "Pilvipalvelu Oy", "business_id": "7654321-4",
+        "service": "hosting", "purposes": ["customer_relationship"], "location": "FI", "agreement_date": "2024-11-01"}))
+
     name: Text
     business_id: Text
     service: Text
@@ -63,7 +72,16 @@ def public(row: Any) -> dict[str, Any]:
 
 
 async def all_processors(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, Any]]:
+    """Every processor, for the documents that must name them all (the processing record, an access report)."""
     return [public(r) for r in await conn.fetch(f"SELECT {COLUMNS} FROM processors ORDER BY name, id")]
+
+
+async def processors_page(conn: asyncpg.Connection | asyncpg.Pool, limit: int,
+                          after: tuple[datetime, uuid.UUID] | None) -> list[dict[str, Any]]:
+    """Processors in the order they were registered, keyset paged by (created_at, id)."""
+    return [public(r) for r in await conn.fetch(
+        f"SELECT {COLUMNS} FROM processors WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2::uuid))"
+        " ORDER BY created_at, id LIMIT $3", *(after or (None, None)), limit)]
 
 
 def _check_date(body: ProcessorIn) -> None:
@@ -71,12 +89,19 @@ def _check_date(body: ProcessorIn) -> None:
         raise InvalidInput("agreement_date: in the future", fields={"agreement_date": "an agreement already made"})
 
 
-@router.get("/processors")
-async def list_processors(request: Request, _who: Principal = Depends(owner)) -> dict:
-    return {"processors": await all_processors(runtime_of(request).pool)}
+@router.get("/processors",
+            response_model=answers.Processors)
+async def list_processors(request: Request, paging: PageRequest = Depends(page_query(100, 500)),
+                          _who: Principal = Depends(owner)) -> dict:
+    """Processors in the order they were registered, a page at a time (issue 20)."""
+    rows, after = page(await processors_page(runtime_of(request).pool, paging.limit + 1,
+                                             paging.after(datetime, uuid.UUID)),
+                       paging.limit, lambda r: (r["created_at"], r["id"]))
+    return {"processors": rows, "next": after}
 
 
-@router.post("/processors", status_code=201)
+@router.post("/processors", status_code=201,
+             response_model=answers.Processor, responses=errors(409))
 async def create_processor(body: ProcessorIn, request: Request, who: Principal = Depends(owner)) -> dict:
     _check_date(body)
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
@@ -93,7 +118,8 @@ async def create_processor(body: ProcessorIn, request: Request, who: Principal =
     return public(row)
 
 
-@router.put("/processors/{processor_id}")
+@router.put("/processors/{processor_id}",
+            response_model=answers.Processor, responses=errors(404))
 async def replace_processor(processor_id: uuid.UUID, body: ProcessorIn, request: Request,
                             who: Principal = Depends(owner)) -> dict:
     _check_date(body)
@@ -113,7 +139,8 @@ async def replace_processor(processor_id: uuid.UUID, body: ProcessorIn, request:
     return public(row)
 
 
-@router.delete("/processors/{processor_id}", status_code=204)
+@router.delete("/processors/{processor_id}", status_code=204,
+               responses=errors(404))
 async def remove_processor(processor_id: uuid.UUID, request: Request, who: Principal = Depends(owner)) -> None:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         if await conn.execute("DELETE FROM processors WHERE id = $1", processor_id) != "DELETE 1":

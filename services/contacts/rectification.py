@@ -4,6 +4,7 @@ as `contact-updated` with cause "rectification"."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
 
@@ -12,11 +13,15 @@ from services.contacts.domain import State
 from services.contacts.schemas import DecisionIn, PersonFields, RectificationIn, SelfRectificationIn, SelfUpdate
 from shared.web.auth import Principal, Role, deny, write_audit, write_audit_many
 from shared.errors import Conflict, InvalidInput, NotFound
+from services.contacts import answers
+from shared.web.openapi import errors
 from shared.web.http import require, runtime_of
 from services.contacts.selfservice import current_subject
+from shared.web.paging import PageRequest, page, page_query
 
 router = APIRouter(tags=["rectification"])
 staff = require(Role.register_owner, Role.register_user)
+PAGE = Depends(page_query(100, 500))
 
 
 async def _record(request: Request, who: Principal, person_id: uuid.UUID, changes: SelfUpdate,
@@ -39,33 +44,57 @@ async def _record(request: Request, who: Principal, person_id: uuid.UUID, change
     return {"id": rect_id, "person_id": person_id, "status": "pending"}
 
 
-@router.post("/persons/{person_id}/rectifications", status_code=201)
+@router.post("/persons/{person_id}/rectifications", status_code=201,
+             response_model=answers.Rectification, responses=errors(404))
 async def request_rectification(person_id: uuid.UUID, body: RectificationIn, request: Request,
                                 who: Principal = Depends(staff)) -> dict:
     return await _record(request, who, person_id, body.changes, body.reason)
 
 
-@router.post("/me/rectifications", status_code=201)
+@router.post("/me/rectifications", status_code=201,
+             response_model=answers.Rectification, responses=errors(404))
 async def request_own_rectification(body: SelfRectificationIn, request: Request,
                                     who: Principal = Depends(current_subject)) -> dict:
     return await _record(request, who, who.person_id, body.changes, body.reason)
 
 
-@router.get("/rectifications")
-async def pending(request: Request, who: Principal = Depends(staff)) -> dict:
-    """Pending requests: ids only, the content is read per request (and audited). Requests
-    about persons this role may not see (passivated, R6) are left out; each listed person id
-    is an audited read (R10)."""
+@router.get("/me/rectifications", response_model=answers.OwnRectifications)
+async def own_rectifications(request: Request, paging: PageRequest = PAGE,
+                             who: Principal = Depends(current_subject)) -> dict:
+    """R14, issue 19: the person follows their own requests: what they asked to change, the
+    status, and the decision with its reason and date (the deciding staff member is not named).
+    Newest first, a page at a time (issue 20)."""
+    assert who.person_id is not None  # a subject token always names its person
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
-        rows = await storage.pending_rectifications(conn)
+        rows = await storage.rectifications_of(conn, who.person_id, paging.limit + 1, paging.after(datetime, uuid.UUID))
+        await write_audit(conn, who, "self.rectifications.read", person_id=who.person_id)
+    rows, after = page(rows, paging.limit, lambda r: (r["created_at"], r["id"]))
+    return {"next": after, "rectifications": [{
+        "id": r["id"], "fields": sorted(r["changes"]), "changes": r["changes"], "reason": r["reason"],
+        "status": r["status"], "decision_reason": r["decision_reason"], "created_at": r["created_at"],
+        "decided_at": r["decided_at"]} for r in rows]}
+
+
+@router.get("/rectifications",
+            response_model=answers.Rectifications)
+async def list_rectifications(request: Request, paging: PageRequest = PAGE, who: Principal = Depends(staff)) -> dict:
+    """Pending requests, oldest first, a page at a time (issue 20): ids only, the content is read
+    per request (and audited). Requests about persons this role may not see (passivated, R6) are
+    left out, so a page may hold fewer than `limit`; `next` is null only on the last page. Each
+    listed person id is an audited read (R10)."""
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        rows, after = page(await storage.pending_rectifications(conn, paging.limit + 1,
+                                                                paging.after(datetime, uuid.UUID)),
+                           paging.limit, lambda r: (r["created_at"], r["id"]))
         states = await storage.lifecycle_states(conn, list({r["person_id"] for r in rows}))
         visible = [r for r in rows if r["person_id"] in states
                    and domain.staff_may_read(who.role, State(states[r["person_id"]]))]
         await write_audit_many(conn, who, "rectification.list", [r["person_id"] for r in visible])
-    return {"pending": visible}
+    return {"pending": visible, "next": after}
 
 
-@router.get("/rectifications/{rect_id}")
+@router.get("/rectifications/{rect_id}",
+            response_model=answers.Rectification, responses=errors(404))
 async def read_rectification(rect_id: uuid.UUID, request: Request, who: Principal = Depends(staff)) -> dict:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         rect = await storage.get_rectification(conn, rect_id)
@@ -79,8 +108,9 @@ async def read_rectification(rect_id: uuid.UUID, request: Request, who: Principa
     return rect
 
 
-@router.post("/rectifications/{rect_id}/decision")
-async def decide(rect_id: uuid.UUID, body: DecisionIn, request: Request, who: Principal = Depends(staff)) -> dict:
+@router.post("/rectifications/{rect_id}/decision",
+             response_model=answers.Decided, responses=errors(404, 409))
+async def decide_rectification(rect_id: uuid.UUID, body: DecisionIn, request: Request, who: Principal = Depends(staff)) -> dict:
     """Approve (apply and publish) or reject, always with a reason (R14)."""
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         rect = await storage.get_rectification(conn, rect_id, for_update=True)

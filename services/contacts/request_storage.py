@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from services.contacts.deadlines import Deadline, local_date, pause_days
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 QUEUE_COLUMNS = ("id, kind, person_id, channel, received_at, received_on, paused_days, due_date, extension_months,"
                  " extended_until, extension_reason, extended_by, extended_at, identity_method, identity_verified_at,"
                  " answer_by, answered_at, status")
 
 
 async def insert_request(conn: Conn, request_id: uuid.UUID, kind: str, person_id: uuid.UUID | None, channel: str,
-                         received_at: datetime, identity_method: str | None) -> dict[str, Any]:
-    """A request received now. Without a verified identity the clock is paused from receipt."""
+                         received_at: datetime, identity_method: str | None, *,
+                         immediate: bool = False) -> dict[str, Any]:
+    """A request received now. Without a verified identity the clock is paused from receipt;
+    an `immediate` one is due the day it is received."""
     deadline = Deadline(local_date(received_at))
     verified_at = received_at if identity_method is not None else None
     await conn.execute(
         "INSERT INTO rights_requests (id, kind, person_id, channel, received_at, received_on, due_date,"
         " identity_method, identity_verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        request_id, kind, person_id, channel, received_at, deadline.received_on, deadline.due_date,
-        identity_method, verified_at)
+        request_id, kind, person_id, channel, received_at, deadline.received_on,
+        deadline.received_on if immediate else deadline.due_date, identity_method, verified_at)
     if identity_method is None:
         await conn.execute("INSERT INTO rights_request_pauses (request_id, started_at, reason)"
                            " VALUES ($1, $2, 'identity_unverified')", request_id, received_at)
@@ -84,17 +86,30 @@ async def queue(conn: Conn, *, status: str | None, due_before: date | None, limi
     return [dict(r) for r in rows]
 
 
-async def overdue(conn: Conn, today: date, limit: int = 1000) -> list[dict[str, Any]]:
-    """Unanswered requests past their last day (an unverified one's clock is paused: not overdue)."""
+async def overdue(conn: Conn, today: date, limit: int, after: tuple[date, uuid.UUID] | None = None
+                  ) -> list[dict[str, Any]]:
+    """Unanswered requests past their last day (an unverified one's clock is paused: not overdue),
+    keyset paged by (answer_by, id)."""
     rows = await conn.fetch(
         f"SELECT {QUEUE_COLUMNS} FROM rights_request_queue WHERE status = 'open' AND answer_by < $1"
-        " ORDER BY answer_by, id LIMIT $2", today, limit)
+        " AND ($2::date IS NULL OR (answer_by, id) > ($2, $3::uuid))"
+        " ORDER BY answer_by, id LIMIT $4", today, *(after or (None, None)), limit)
     return [dict(r) for r in rows]
 
 
 async def overdue_count(conn: Conn, today: date) -> int:
     return await conn.fetchval(
         "SELECT count(*) FROM rights_request_queue WHERE status = 'open' AND answer_by < $1", today)
+
+
+async def drop_personal_text(conn: Conn, person_id: uuid.UUID) -> None:
+    """SPEC §9 at erasure: the extension's reason (free text that may name the person) goes; the
+    dates, the months, who extended and when stay, and `extension_reason_erased_at` marks it.
+    An objection's or erasure request's grounds and decision reason go too."""
+    await conn.execute("UPDATE rights_requests SET extension_reason = NULL, extension_reason_erased_at = now()"
+                       " WHERE person_id = $1 AND extension_reason IS NOT NULL", person_id)
+    await conn.execute("UPDATE subject_requests SET grounds = NULL, decision_reason = NULL WHERE person_id = $1",
+                       person_id)  # objections' and erasure requests' free text, likewise
 
 
 # ---- identity codes ---------------------------------------------------------------------

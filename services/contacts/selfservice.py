@@ -22,14 +22,17 @@ from fastapi import APIRouter, Depends, Request
 
 from services.contacts import domain, service, storage
 from services.contacts.domain import State
+from services.contacts.settings import contacts_settings
 from shared.passwords import Passwords
 from services.contacts.schemas import (AccountIn, ActivateIn, LoginIn, PasswordChangeIn, ReauthenticateIn,
                                        SelfUpdate)
 from shared.web.auth import Principal, Role, audit_denial, mint_token, write_audit
 from shared.web.ratelimit import TokenBuckets
 from shared.messaging.envelope import utcnow
-from shared.messaging.events import NotificationRequested
+from shared.messaging.events import NotificationRequested, SubjectTokensRevoked
 from shared.errors import Conflict, InvalidInput, Locked, NotAuthenticated, NotFound
+from services.contacts import answers
+from shared.web.openapi import errors
 from shared.web.http import require, runtime_of
 from shared.logging import get_logger
 
@@ -95,9 +98,19 @@ async def current_subject(request: Request, who: Principal = Depends(subject)) -
     return who
 
 
+async def announce_revocation(request: Request, conn: asyncpg.Connection, person_id: uuid.UUID, *,
+                              disabled: bool = False) -> None:
+    """Tell the other services that accept subject tokens (consent) which of them died, in the
+    transaction that moved the token version on: they refuse the same tokens contacts does."""
+    state = await storage.token_state(conn, person_id)
+    await runtime_of(request).unit_of_work(conn).outbox.add(SubjectTokensRevoked(
+        person_id=person_id, token_version=state["token_version"], disabled=disabled))
+
+
 # ---- accounts: staff open, the person activates (SPEC §7) -------------------------------
 
-@router.post("/persons/{person_id}/account", status_code=201, tags=["accounts"])
+@router.post("/persons/{person_id}/account", status_code=201, tags=["accounts"],
+             response_model=answers.AccountOpened, responses=errors(404, 409))
 async def create_account(person_id: uuid.UUID, body: AccountIn, request: Request,
                          who: Principal = Depends(staff)) -> dict:
     """Open a self-service account without a password. The single-use activation code (valid
@@ -106,7 +119,7 @@ async def create_account(person_id: uuid.UUID, body: AccountIn, request: Request
     runtime, passwords = runtime_of(request), passwords_of(request)
     code = secrets.token_urlsafe(18)
     code_hash = await passwords.hash(code)  # slow: before the transaction
-    expires_at = utcnow() + timedelta(seconds=runtime.settings.activation_code_ttl_s)
+    expires_at = utcnow() + timedelta(seconds=contacts_settings(runtime).activation_code_ttl_s)
     async with runtime.pool.acquire() as conn, conn.transaction():
         person = await storage.get_person(conn, person_id)
         if person is None:
@@ -129,7 +142,8 @@ async def create_account(person_id: uuid.UUID, body: AccountIn, request: Request
             "activation_expires_at": expires_at}
 
 
-@router.post("/persons/{person_id}/account/disable", tags=["accounts"])
+@router.post("/persons/{person_id}/account/disable", tags=["accounts"],
+             response_model=answers.AccountDisabled, responses=errors(404))
 async def disable_account(person_id: uuid.UUID, request: Request, who: Principal = Depends(staff)) -> dict:
     """Close self-service access: every token of the account dies at once."""
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
@@ -141,12 +155,15 @@ async def disable_account(person_id: uuid.UUID, request: Request, who: Principal
         if await storage.account_of(conn, person_id, for_update=True) is None:
             raise NotFound("the person has no account")
         changed = await storage.disable_account(conn, person_id)
+        if changed:
+            await announce_revocation(request, conn, person_id, disabled=True)
         await write_audit(conn, who, "account.disable", person_id=person_id)
     return {"person_id": person_id, "disabled": True, "changed": changed}
 
 
-@router.post("/auth/activate", tags=["self-service"])
-async def activate(body: ActivateIn, request: Request) -> dict:
+@router.post("/auth/activate", tags=["self-service"],
+             response_model=answers.Activated, responses=errors(401, 429))
+async def activate_account(body: ActivateIn, request: Request) -> dict:
     """The person sets their own password with the activation code (single use, 72 h)."""
     limits_of(request).check(request, body.username)
     runtime, passwords = runtime_of(request), passwords_of(request)
@@ -162,6 +179,7 @@ async def activate(body: ActivateIn, request: Request) -> dict:
             ok = fresh is not None and fresh["activation_code_hash"] == account["activation_code_hash"]
         if ok:
             await storage.set_password_hash(conn, account["person_id"], new_hash)
+            await announce_revocation(request, conn, account["person_id"])
         actor = subject_principal(account["person_id"]) if account else None
         await write_audit(conn, actor, "self.activate", person_id=account["person_id"] if account else None,
                           outcome="allowed" if ok else "denied")
@@ -204,8 +222,9 @@ async def check_password(request: Request, account: dict | None, password: str, 
     return ok
 
 
-@router.post("/auth/login", tags=["self-service"])
-async def login(body: LoginIn, request: Request) -> dict:
+@router.post("/auth/login", tags=["self-service"],
+             response_model=answers.Token, responses=errors(401, 429))
+async def log_in(body: LoginIn, request: Request) -> dict:
     """A token for the person, or 401 — the same 401 for an unknown username, a wrong
     password, a locked or a not yet activated account; 429 past the rate limits."""
     limits_of(request).check(request, body.username)
@@ -216,8 +235,9 @@ async def login(body: LoginIn, request: Request) -> dict:
     return subject_token(request, account["person_id"], state["token_version"])
 
 
-@router.post("/auth/reauthenticate", tags=["self-service"])
-async def reauthenticate(body: ReauthenticateIn, request: Request, who: Principal = Depends(current_subject)) -> dict:
+@router.post("/auth/reauthenticate", tags=["self-service"],
+             response_model=answers.Token, responses=errors(429))
+async def reauthenticate_subject(body: ReauthenticateIn, request: Request, who: Principal = Depends(current_subject)) -> dict:
     """Password re-entry: a fresh token, accepted for the next 5 minutes where fresh
     authentication is needed (lifting a marketing ban at consent)."""
     limits_of(request).check(request, who.user)
@@ -235,7 +255,8 @@ async def own_person(conn: asyncpg.Connection, who: Principal, *, for_update: bo
     return person
 
 
-@router.get("/me", tags=["self-service"])
+@router.get("/me", tags=["self-service"],
+            response_model=answers.PersonRecord, responses=errors(404))
 async def read_me(request: Request, who: Principal = Depends(current_subject)) -> dict:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         await own_person(conn, who)
@@ -245,7 +266,8 @@ async def read_me(request: Request, who: Principal = Depends(current_subject)) -
     return everything
 
 
-@router.patch("/me", tags=["self-service"])
+@router.patch("/me", tags=["self-service"],
+              response_model=answers.Changed, responses=errors(404))
 async def update_me(body: SelfUpdate, request: Request, who: Principal = Depends(current_subject)) -> dict:
     changes = body.changes()
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
@@ -257,7 +279,8 @@ async def update_me(body: SelfUpdate, request: Request, who: Principal = Depends
         return {"person_id": who.person_id, "changed_fields": changed}
 
 
-@router.post("/me/password", status_code=204, tags=["self-service"])
+@router.post("/me/password", status_code=204, tags=["self-service"],
+             responses=errors(404, 429))
 async def change_password(body: PasswordChangeIn, request: Request, who: Principal = Depends(current_subject)) -> None:
     """A new password; every earlier token (this one included) is revoked. A locked account
     waits out its delay here too (423)."""
@@ -275,4 +298,5 @@ async def change_password(body: PasswordChangeIn, request: Request, who: Princip
     new_hash = await passwords_of(request).hash(body.new_password)
     async with runtime.pool.acquire() as conn, conn.transaction():
         await storage.set_password_hash(conn, who.person_id, new_hash)
+        await announce_revocation(request, conn, who.person_id)
         await write_audit(conn, who, "self.password_change", person_id=who.person_id)

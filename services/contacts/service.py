@@ -109,7 +109,7 @@ def _confirmation(command_id: uuid.UUID, person_id: uuid.UUID, action: str) -> D
                                 confirmed_at=utcnow())
 
 
-async def passivate(uow: UnitOfWork, person_id: uuid.UUID, state: State,
+async def passivate(uow: UnitOfWork, person_id: uuid.UUID, state: State | None,
                     command_id: uuid.UUID) -> CommandOutcome:
     """R6: from now on only the register owner reads this person."""
     outcome = domain.passivation_outcome(state)
@@ -121,13 +121,16 @@ async def passivate(uow: UnitOfWork, person_id: uuid.UUID, state: State,
     return outcome
 
 
-async def dispose(uow: UnitOfWork, person_id: uuid.UUID, state: State,
+async def dispose(uow: UnitOfWork, person_id: uuid.UUID, state: State | None,
                   command_id: uuid.UUID, action: str) -> CommandOutcome:
     """R7: erase everything, or keep only what the marketing register needs."""
-    outcome = domain.disposition_outcome(state, action)
+    decided = action == "erase" and await uow.store.erasure_decided(person_id)  # Art. 17, issue 14
+    outcome = domain.disposition_outcome(state, action, erasure_decided=decided)
     if outcome is CommandOutcome.apply and action == "erase":
         await keep_suppression(uow, person_id)
-        await uow.outbox.erase_copies([person_id], await uow.store.message_keys_of(person_id))
+        emails, phones = await uow.store.contact_points_of(person_id)  # what its dead letters may name
+        await uow.outbox.erase_copies([person_id], await uow.store.message_keys_of(person_id),
+                                      emails=emails, phones=phones)
         await uow.store.erase_person(person_id, command_id)
         await uow.outbox.add(ContactErased(person_id=person_id, command_id=command_id))
     elif outcome is CommandOutcome.apply:

@@ -1,7 +1,12 @@
 """Settings of the contacts service, read once at start-up."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from shared.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from shared.runtime import ServiceRuntime
 
 
 class ContactsSettings(ServiceSettings):
@@ -33,3 +38,8 @@ class ContactsSettings(ServiceSettings):
     controller_contact: str = "tietosuoja@example.fi"
     controller_representative: str = "Register owner (rekisterin vastuuhenkilö)"
     controller_representative_contact: str = "rekisteri@example.fi"
+
+
+def contacts_settings(runtime: ServiceRuntime) -> ContactsSettings:
+    """The runtime's settings, typed as contacts's: its app builds the runtime with them."""
+    return cast(ContactsSettings, runtime.settings)

@@ -5,6 +5,9 @@ is recorded, and an access request goes on (held for a decision if chargeable, e
 services are asked). A wrong code spends one of five tries; the try stays spent."""
 from __future__ import annotations
 
+from pydantic import ConfigDict
+from shared.web.openapi import with_example
+
 import uuid
 from typing import Annotated
 
@@ -16,7 +19,10 @@ from services.contacts.identity_codes import Outcome
 from services.contacts.schemas import Body
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.messaging.envelope import utcnow
+from shared.privacy.keystore import KeyStore
 from shared.web.auth import Principal, Role, write_audit
+from services.contacts import answers
+from shared.web.openapi import errors
 from shared.web.http import require, runtime_of
 
 router = APIRouter(tags=["request deadlines"])
@@ -24,6 +30,8 @@ owner = require(Role.register_owner)
 
 
 class CodeIn(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=with_example({"code": "483920"}))
+
     code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 
 
@@ -43,7 +51,8 @@ async def _awaiting(conn, request_id: uuid.UUID) -> dict:
     return row
 
 
-@router.post("/requests/{request_id}/identity-code", status_code=201)
+@router.post("/requests/{request_id}/identity-code", status_code=201,
+             response_model=answers.CodeSent, responses=errors(404, 409))
 async def resend_code(request_id: uuid.UUID, request: Request, who: Principal = Depends(owner)) -> dict:
     """A fresh code (ten minutes, five tries) replacing the outstanding one."""
     runtime = runtime_of(request)
@@ -56,8 +65,9 @@ async def resend_code(request_id: uuid.UUID, request: Request, who: Principal = 
     return {"id": request_id, "expires_at": expires_at, "tries": identity_codes.TRIES}
 
 
-@router.post("/requests/{request_id}/verify")
-async def verify(request_id: uuid.UUID, body: CodeIn, request: Request, who: Principal = Depends(owner)) -> dict:
+@router.post("/requests/{request_id}/verify",
+             response_model=answers.Verified, responses=errors(404, 409, 429))
+async def verify_identity(request_id: uuid.UUID, body: CodeIn, request: Request, who: Principal = Depends(owner)) -> dict:
     runtime = runtime_of(request)
     async with runtime.pool.acquire() as conn:
         async with conn.transaction():
@@ -77,16 +87,16 @@ async def verify(request_id: uuid.UUID, body: CodeIn, request: Request, who: Pri
                 await request_storage.drop_code(conn, request_id)
                 await request_storage.record_verification(conn, request_id, method, now)
                 if row["kind"] == "access":
-                    await _release_access(conn, request_id)
+                    await _release_access(conn, request_id, runtime.keys)
                 await write_audit(conn, who, "request.identity_verified", person_id=row["person_id"],
                                   target=f"request:{request_id}", details={"method": method})
                 return requests.public(await request_storage.get_request(conn, request_id))
     raise InvalidInput(f"code: {REFUSALS[outcome]}", fields={"code": f"{REFUSALS[outcome]}; {left} tries left"})
 
 
-async def _release_access(conn, request_id: uuid.UUID) -> None:
+async def _release_access(conn, request_id: uuid.UUID, keys: KeyStore | None) -> None:
     req = await storage.get_access_request(conn, request_id, for_update=True)
     status = "awaiting_decision" if req["chargeable"] else "collecting"
     await request_storage.release_access_request(conn, request_id, status)
     if status == "collecting":
-        await access.ask_services(conn, await storage.get_access_request(conn, request_id))
+        await access.ask_services(conn, await storage.get_access_request(conn, request_id), keys)

@@ -6,7 +6,7 @@ Managed with `rekisteri staff add|disable|list`; the portal only verifies them. 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 import asyncpg
@@ -78,7 +78,7 @@ async def list_staff(conn: asyncpg.Connection) -> list[dict[str, Any]]:
 async def sign_in(pool: asyncpg.Pool, passwords: Passwords, username: str, password: str, totp_code: str | None,
                   now: datetime | None = None) -> SignInOutcome:
     """Check a staff member's credentials; failures are counted and lock the account."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     async with pool.acquire() as conn, conn.transaction():
         account = await conn.fetchrow("SELECT * FROM staff_accounts WHERE username = $1 AND disabled_at IS NULL"
                                       " FOR UPDATE", username)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.portal import i18n, pages_auth, pages_console, pages_privacy, web
+from services.portal import i18n, pages_auth, pages_console, pages_person, pages_privacy, web
 from shared.passwords import Passwords
 from services.portal.backends import Backends, ServiceError
 from services.portal.oidc import OidcClient
@@ -85,6 +85,8 @@ def build_app(settings: PortalSettings | None = None, *,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # It mints the services' tokens: the development secret only under `rekisteri up` (issue 16).
+        settings.check_secrets()
         await portal.start()
         try:
             yield
@@ -96,6 +98,16 @@ def build_app(settings: PortalSettings | None = None, *,
     app.state.portal = portal
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    _install_session_middleware(app, portal, settings)
+    _install_error_pages(app)
+    _install_operations_routes(app, portal)
+    for module in (pages_auth, pages_console, pages_person, pages_privacy):
+        app.include_router(module.router)
+    return app
+
+
+def _install_session_middleware(app: FastAPI, portal: Portal, settings: PortalSettings) -> None:
+    """Every page: its language, its session (idle timeout), a fresh CSRF cookie, security headers, timing."""
     @app.middleware("http")
     async def _session_and_language(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
@@ -118,6 +130,9 @@ def build_app(settings: PortalSettings | None = None, *,
                                             status=str(response.status_code)).observe(time.perf_counter() - started)
         return response
 
+
+def _install_error_pages(app: FastAPI) -> None:
+    """Errors as pages in the visitor's language; a revoked token means signing in again."""
     @app.exception_handler(web.SignInRequired)
     async def _sign_in(request: Request, exc: web.SignInRequired) -> Response:
         target = "/login" if exc.kind == "staff" else "/me/login"
@@ -148,6 +163,9 @@ def build_app(settings: PortalSettings | None = None, *,
         log.error("portal_unhandled_error", path=request.url.path, error=type(exc).__name__)
         return web.error_page(request, 500, "error.failed.text")
 
+
+def _install_operations_routes(app: FastAPI, portal: Portal) -> None:
+    """Health, readiness and metrics, as every service has them."""
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": "portal"}
@@ -168,7 +186,3 @@ def build_app(settings: PortalSettings | None = None, *,
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(portal.metrics.render(), media_type="text/plain; version=0.0.4")
-
-    for module in (pages_auth, pages_console, pages_privacy):
-        app.include_router(module.router)
-    return app

@@ -95,7 +95,7 @@ async def oidc_callback(request: Request) -> Response:
                                                   request.query_params.get("code"))
     except OidcError as exc:
         log.warning("oidc_sign_in_refused", reason=exc.key)
-        response = error_page(request, 403 if exc.key == "oidc.no_role" else 400, exc.key)
+        response: Response = error_page(request, 403 if exc.key == "oidc.no_role" else 400, exc.key)
         response.delete_cookie(FLOW_COOKIE, path="/")
         return response
     value = await open_session(portal.pool, WebSession(kind="staff", username=username, role=role),

@@ -1,4 +1,4 @@
-"""The staff console: person search and page, the register owner's work queues, the
+"""The staff console: person search (the person page is pages_person.py), the register owner's work queues, the
 marketing team's CSV consent check, billing (read only). Each page shows exactly what the
 services allow the signed-in role (they decide; a refusal becomes the 403 page), except that
 a passivated person is, to a register user, simply not found (R6)."""
@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -89,108 +90,6 @@ def field_rows(everything: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-async def _access_requests_of(request: Request, session: WebSession, person_id: str) -> list[dict[str, Any]]:
-    statuses = ("awaiting_decision", "collecting", "fulfilled", "refused")
-    lists = await asyncio.gather(*(_optional(request, session, "contacts", "/access-requests",
-                                             params={"status": s}) for s in statuses))
-    rows = [r for answer in lists if answer for r in answer["access_requests"] if str(r["person_id"]) == person_id]
-    return sorted(rows, key=lambda r: r["created_at"])
-
-
-async def person_context(request: Request, session: WebSession, person_id: uuid.UUID) -> dict[str, Any]:
-    pid = str(person_id)
-    try:
-        everything = await _call(request, session, "contacts", "GET", f"/persons/{pid}")
-    except ServiceError as exc:
-        # R6: to a register user a passivated person does not exist; the refusal is audited by contacts.
-        if exc.status == 403 and session.role == "register_user":
-            raise PageError(404, "error.not_found.person") from None
-        if exc.status == 404:
-            raise PageError(404, "error.not_found.person") from None
-        raise
-    owner = session.role == "register_owner"
-    tasks = [_optional(request, session, "consent", f"/persons/{pid}/consents")]
-    if owner:
-        tasks += [_optional(request, session, "retention", f"/evidence/{pid}"),
-                  _optional(request, session, "retention", "/reports/held", params={"limit": 1000}),
-                  _optional(request, session, "contacts", f"/audit/persons/{pid}"),
-                  _access_requests_of(request, session, pid)]
-    answers = await asyncio.gather(*tasks)
-    consents = answers[0]
-    evidence, held, audit, access = answers[1:] if owner else (None, None, None, [])
-    return {
-        "person_id": pid, "everything": everything, "person": everything["person"], "fields": field_rows(everything),
-        "grid": consent_grid(consents["consents"] if consents else None), "consents_known": consents is not None,
-        "purposes": PURPOSES, "channels": CHANNELS,
-        "evidence": (evidence or {}).get("items", []),
-        "holds": [h for h in (held or {}).get("items", []) if h["person_id"] == pid],
-        "audit": (audit or {}).get("entries", []), "access_requests": access, "owner": owner,
-        "errors": {}, "values": {}, "done": request.query_params.get("done", ""),
-    }
-
-
-@router.get("/persons/{person_id}")
-async def person_page(person_id: uuid.UUID, request: Request) -> Response:
-    session = staff(request)
-    return render(request, "staff_person.html", **await person_context(request, session, person_id))
-
-
-def _parse_day(value: str) -> date | None:
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        return None
-
-
-@router.post("/persons/{person_id}/holds")
-async def place_hold(person_id: uuid.UUID, request: Request) -> Response:
-    """A legal hold (register owner): retention defers the person's disposition until it expires."""
-    session = staff(request)
-    form = await read_form(request)
-    values = {"reason": form.get("reason").strip(), "expires_on": form.get("expires_on")}
-    errors: dict[str, str] = {}
-    day = _parse_day(values["expires_on"])
-    if not values["reason"]:
-        errors["reason"] = "form.required"
-    if day is None:
-        errors["expires_on"] = "form.date"
-    if not errors:
-        try:
-            await _call(request, session, "retention", "POST", "/holds", json={
-                "person_id": str(person_id), "reason": values["reason"],
-                "expires_at": clock.end_of_day(day).isoformat()})
-            return redirect(f"/staff/persons/{person_id}?done=hold#holds")
-        except ServiceError as exc:
-            if exc.status not in (409, 422):
-                raise
-            errors = {("expires_on" if k == "expires_at" else k): v for k, v in field_errors(exc).items()}
-            errors = {k if k in ("reason", "expires_on") else "hold": v for k, v in errors.items()}
-    context = await person_context(request, session, person_id)
-    context.update(errors=errors, values=values)
-    return render(request, "staff_person.html", status=422, **context)
-
-
-@router.post("/persons/{person_id}/access-requests")
-async def record_access_request(person_id: uuid.UUID, request: Request) -> Response:
-    """R12: the register owner records a signed or in-person request and how identity was checked."""
-    session = staff(request)
-    form = await read_form(request)
-    body = {"person_id": str(person_id), "verification": form.get("verification"),
-            "verified_by": form.get("verified_by").strip() or session.username}
-    if form.get("notes").strip():
-        body["notes"] = form.get("notes").strip()
-    try:
-        answer = await _call(request, session, "contacts", "POST", "/access-requests", json=body)
-    except ServiceError as exc:
-        if exc.status not in (409, 422):
-            raise
-        context = await person_context(request, session, person_id)
-        context.update(errors={("access_" + k): v for k, v in field_errors(exc).items()},
-                       values={"verification": body["verification"], "notes": form.get("notes")})
-        return render(request, "staff_person.html", status=422, **context)
-    return redirect(f"/staff/access-requests/{answer['id']}")
-
-
 @router.get("/organisations/{org_id}")
 async def organisation_page(org_id: uuid.UUID, request: Request) -> Response:
     """An employer organisation (R3) and the persons of it this role may see."""
@@ -204,10 +103,11 @@ async def organisation_page(org_id: uuid.UUID, request: Request) -> Response:
 # ---- the register owner's work queues ------------------------------------------------------
 
 def _with_clock(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out = []
     for r in rows:
         received = clock.parse_time(r["created_at"])
+        assert received is not None  # every queued request has its creation time
         out.append({**r, "due": clock.due_date(received), "days_left": clock.days_left(received, now)})
     return out
 
@@ -223,9 +123,13 @@ async def queues(request: Request) -> Response:
         _call(request, session, "retention", "GET", "/reports/due", params={"days": 30}),
         _call(request, session, "retention", "GET", "/reports/overdue"),
         _call(request, session, "retention", "GET", "/reports/held"))
+    # Each queue shows its first page; `more` names those with further pages (issue 20).
+    more = {name: bool(answer.get("next")) for name, answer in (
+        ("awaiting", awaiting), ("collecting", collecting), ("rectifications", rects), ("due", due),
+        ("overdue", overdue), ("held", held))}
     return render(request, "staff_queues.html", awaiting=_with_clock(awaiting["access_requests"]),
                   collecting=_with_clock(collecting["access_requests"]), rectifications=_with_clock(rects["pending"]),
-                  summary=summary, due=due["items"], overdue=overdue["items"], held=held["items"])
+                  summary=summary, due=due["items"], overdue=overdue["items"], held=held["items"], more=more)
 
 
 @router.post("/holds/{hold_id}/release")
@@ -380,11 +284,14 @@ async def billing(request: Request) -> Response:
             params["customer_id"] = values["customer_id"]
     if values["period"]:
         params["period"] = values["period"]
-    invoices, usage = [], None
+    invoices, usage, later = [], None, None
     if not errors:
         try:
-            page = await _call(request, session, "billing", "GET", "/billing/invoices", params=params)
-            invoices = page["invoices"]  # billing pages its list: {"invoices", "next", "has_more"}
+            cursor = request.query_params.get("cursor")
+            page = await _call(request, session, "billing", "GET", "/billing/invoices",
+                               params=params | ({"cursor": cursor} if cursor else {}))
+            invoices = page["invoices"]  # billing pages its list (issue 20): the link to the next page carries `next`
+            later = page.get("next") and urlencode(params | {"cursor": page["next"]})
             if "customer_id" in params and values["period"]:
                 usage = await _call(request, session, "billing", "GET",
                                     f"/billing/customers/{params['customer_id']}/usage",
@@ -394,7 +301,7 @@ async def billing(request: Request) -> Response:
                 raise
             errors = field_errors(exc)
     return render(request, "staff_billing.html", status=422 if errors else 200, values=values, errors=errors,
-                  invoices=invoices, usage=usage)
+                  invoices=invoices, usage=usage, later=later)
 
 
 @router.get("/billing/usage.csv")

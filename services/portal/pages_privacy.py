@@ -1,9 +1,11 @@
-"""The privacy portal of a data subject (R11-R14): my data with where each field came from,
-editing it, my marketing choices per purpose and channel with the notice version, my access
-report, a rectification request, my password. Everything through the services' `/me` routes
-with the token contacts issued at sign-in."""
+"""The privacy portal of a data subject (R11-R14): my data with where each field came from and
+when it will be passivated and disposed of (SPEC §10), editing it, my marketing choices per
+purpose and channel with the notice version, my access report, rectification requests and their
+outcome, my password. Through the services' `/me` routes (retention: the person's own
+`/persons/{id}/retention`) with a token minted for the signed-in person."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -12,6 +14,7 @@ from fastapi.responses import Response
 
 from services.portal.backends import ServiceError
 from services.portal.pages_console import CHANNELS, PURPOSES, consent_grid, field_rows, report_download
+from services.portal.retention_view import retention_view
 from services.portal.sessions import WebSession, save_data
 from services.portal.web import PageError, field_errors, portal_of, read_form, redirect, render, subject
 
@@ -25,11 +28,30 @@ async def _call(request: Request, session: WebSession, service: str, method: str
     return await portal_of(request).backends.call(session, service, method, path, **kw)
 
 
+async def _optional(request: Request, session: WebSession, service: str, path: str) -> Any:
+    """A part of a page that may be missing (no right, unknown, not answering) without failing it."""
+    try:
+        return await _call(request, session, service, "GET", path)
+    except ServiceError as exc:
+        if exc.status in (403, 404, 503):
+            return None
+        raise
+
+
+async def _my_rectifications(request: Request, session: WebSession) -> list[dict[str, Any]] | None:
+    answer = await _optional(request, session, "contacts", "/me/rectifications")
+    return None if answer is None else answer["rectifications"]
+
+
 @router.get("")
 async def my_data(request: Request) -> Response:
+    """My data and my retention dates, asked at once (the rectifications' outcome is on their page)."""
     session = subject(request)
-    me = await _call(request, session, "contacts", "GET", "/me")
-    return render(request, "me_data.html", me=me, fields=field_rows(me), done=request.query_params.get("done", ""))
+    me, retention = await asyncio.gather(
+        _call(request, session, "contacts", "GET", "/me"),
+        _optional(request, session, "retention", f"/persons/{session.person_id}/retention"))
+    return render(request, "me_data.html", me=me, fields=field_rows(me), retention=retention_view(retention),
+                  done=request.query_params.get("done", ""))
 
 
 def _form_values(me: dict[str, Any]) -> dict[str, str]:
@@ -147,9 +169,10 @@ async def my_report(request_id: uuid.UUID, request: Request) -> Response:
 @router.get("/rectification")
 async def rectification_form(request: Request) -> Response:
     session = subject(request)
-    me = await _call(request, session, "contacts", "GET", "/me")
+    me, rectifications = await asyncio.gather(_call(request, session, "contacts", "GET", "/me"),
+                                              _my_rectifications(request, session))
     return render(request, "me_rectification.html", values=_form_values(me) | {"reason": ""}, errors={},
-                  sent=session.data.get("rectifications", []))
+                  rectifications=rectifications, done=request.query_params.get("done", ""))
 
 
 @router.post("/rectification")
@@ -167,19 +190,16 @@ async def rectification(request: Request) -> Response:
         errors["form"] = "rectification.nothing"
     if not errors:
         try:
-            answer = await _call(request, session, "contacts", "POST", "/me/rectifications",
-                                 json={"changes": changes, "reason": values["reason"]})
+            await _call(request, session, "contacts", "POST", "/me/rectifications",
+                        json={"changes": changes, "reason": values["reason"]})
         except ServiceError as exc:
             if exc.status != 422:
                 raise
             errors = field_errors(exc)
         else:
-            session.data["rectifications"] = [*session.data.get("rectifications", []),
-                                              {"id": str(answer["id"]), "fields": sorted(changes)}][-20:]
-            await save_data(portal_of(request).pool, session)
-            return redirect("/me?done=rectification")
+            return redirect("/me/rectification?done=rectification#my-rectifications")
     return render(request, "me_rectification.html", status=422, values=values, errors=errors,
-                  sent=session.data.get("rectifications", []))
+                  rectifications=await _my_rectifications(request, session), done="")
 
 
 @router.get("/password")

@@ -10,8 +10,8 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime, timedelta, UTC
+from typing import Any, Literal
 
 import asyncpg
 from starlette.requests import Request
@@ -43,7 +43,7 @@ def _digest(value: str) -> bytes:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def open_session(pool: asyncpg.Pool, session: WebSession, max_age_s: int) -> str:
@@ -85,7 +85,7 @@ async def close_session(pool: asyncpg.Pool, cookie: str | None) -> None:
 
 
 def set_cookie(response: Response, name: str, value: str, *, secure: bool, max_age: int | None = None,
-               samesite: str = "lax") -> None:
+               samesite: Literal["lax", "strict", "none"] = "lax") -> None:
     response.set_cookie(name, value, max_age=max_age, httponly=True, secure=secure, samesite=samesite, path="/")
 
 

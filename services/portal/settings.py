@@ -1,13 +1,16 @@
 """Settings of the portal, read once at start-up (SPEC §7: environment, embedded-stack defaults)."""
 from __future__ import annotations
 
-from pydantic import Field
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from shared.settings import PlatformSettings
 
 
 class PortalSettings(PlatformSettings):
-    portal_port: int = 8000
     # The four services' HTTP APIs; the defaults are the embedded stack's ports.
     portal_contacts_url: str = "http://127.0.0.1:8001"
     portal_consent_url: str = "http://127.0.0.1:8002"
@@ -33,13 +36,26 @@ class PortalSettings(PlatformSettings):
     portal_oidc_redirect_url: str | None = None
     portal_oidc_role_claim: str = "roles"
     # JSON object: claim value -> register role, e.g. {"rekisteri-owners": "register_owner"}.
-    portal_oidc_role_map: dict[str, str] = Field(default_factory=dict)
+    # Empty (as docker-compose passes an unset variable) is no mapping.
+    portal_oidc_role_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     # Version of the privacy notice the marketing choices page shows (recorded with each choice).
     portal_notice_version: str = "2024-1"
 
+    @field_validator("portal_oidc_role_map", mode="before")
+    @classmethod
+    def _role_map(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
     @property
-    def schema(self) -> str:
+    def schema(self) -> str:  # type: ignore[override]  # shadows pydantic v1's deprecated schema(), never called
         return "portal"
+
+    @property
+    def port(self) -> int:
+        """What `rekisteri serve portal` listens on (PORTAL_PORT, in the platform's settings)."""
+        return self.portal_port
 
     def service_urls(self) -> dict[str, str]:
         return {"contacts": self.portal_contacts_url, "consent": self.portal_consent_url,

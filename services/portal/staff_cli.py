@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argparse's own type
+def add_parser(sub: argparse._SubParsersAction) -> None:  # argparse's own type
     staff = sub.add_parser("staff", help="portal staff accounts: add, disable, list")
     actions = staff.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add a staff account (the password is asked for)")

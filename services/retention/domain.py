@@ -3,6 +3,7 @@ relationships and assignments give (R5–R7), the disposition decision (R7, R8),
 which services must confirm a command."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Iterable, Literal, Mapping, Protocol
@@ -40,7 +41,7 @@ class Policy:
     disposition_days: int
 
     @classmethod
-    def validated(cls, grace_days: int, disposition_days: int) -> "Policy":
+    def validated(cls, grace_days: int, disposition_days: int) -> Policy:
         if grace_days < 0:
             raise PolicyError("RETENTION_GRACE_DAYS must be 0 or more")
         if disposition_days < 0:
@@ -104,9 +105,20 @@ class PlannedDeadline:
     basis: str
 
 
+@dataclass(frozen=True)
+class ErasureRequest:
+    """The register owner decided the person's erasure request `erase` (Art. 17, issue 14)."""
+
+    request_id: uuid.UUID
+    requested_at: datetime
+
+
 def plan_deadlines(state: str, relationships: Iterable[Span], assignments: Iterable[Span],
-                   policy: Policy) -> list[PlannedDeadline]:
+                   policy: Policy, erasure: ErasureRequest | None = None) -> list[PlannedDeadline]:
     """The timers a person should have now.
+
+    A decided erasure request overrides the spans: the disposition is due when it was heard of
+    (Art. 17); a hold in force still defers it at claim time (Art. 17(3)).
 
     An open relationship keeps the data (R5); an open assignment keeps the person active for
     it (R6). Once everything has ended, passivation counts from the latest end plus the grace
@@ -115,6 +127,9 @@ def plan_deadlines(state: str, relationships: Iterable[Span], assignments: Itera
     """
     if state not in TIMED_STATES:
         return []
+    if erasure is not None:
+        return [PlannedDeadline("dispose", erasure.requested_at, erasure.requested_at,
+                                f"erasure_request {erasure.request_id} (Art. 17)")]
     rels, asgs = list(relationships), list(assignments)
     if not rels and not asgs:
         return []
@@ -150,10 +165,12 @@ def disposition_due(last_rel: datetime | None, last_asg: datetime | None, policy
 
 # ---- disposition ----------------------------------------------------------------------
 
-def disposition_for(granted_purposes: Iterable[str], banned_purposes: Iterable[str]) -> Disposition:
-    """R7: transfer to the marketing register only with a permission and no ban (R8)."""
+def disposition_for(granted_purposes: Iterable[str], banned_purposes: Iterable[str], *,
+                    erasure_requested: bool = False) -> Disposition:
+    """R7: transfer to the marketing register only with a permission and no ban (R8), and never
+    a person whose erasure request was decided `erase` (Art. 17, issue 14)."""
     granted, banned = set(granted_purposes), set(banned_purposes)
-    return "transfer_to_marketing" if granted and not banned else "erase"
+    return "transfer_to_marketing" if granted and not banned and not erasure_requested else "erase"
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from services.retention.access import retention_slice
-from services.retention.domain import Clock, Policy
+from services.retention.access import slice_for
+from services.retention.domain import DISPOSING, Clock, Policy
 from services.retention.runtime import RetentionRuntime
 from services.retention.timers import retime
 from shared.access import answer_access_requests
@@ -111,6 +111,20 @@ async def on_optout_registered(ctx: EventContext, rules: Rules) -> None:
         await ctx.store.register_ban(p.person_id, [purpose.value for purpose in p.purposes])
 
 
+async def on_erasure_requested(ctx: EventContext, rules: Rules) -> None:
+    """Art. 17, issue 14: the register owner decided the person's erasure request `erase`. The
+    disposition becomes an erasure due now; the scheduler's next pass commands it (a legal hold
+    in force defers it, Art. 17(3)) and contacts erases. A person already being disposed of or
+    gone needs nothing more."""
+    p = ctx.payload
+    state = await ctx.store.lock_person(p.person_id)
+    if state is None or state == DISPOSING:
+        log.info("erasure_request_for_disposed_person_ignored", person_id=str(p.person_id), state=state)
+        return
+    await ctx.store.request_erasure(p.person_id, p.request_id, rules.clock.now())
+    await _retime(ctx, rules, p.person_id)
+
+
 async def on_contact_transferred_to_marketing(ctx: EventContext, rules: Rules) -> None:
     """R7/R9: the person lives on only in the marketing register: stop timing them."""
     await ctx.store.forget_persons([ctx.payload.person_id], "transfer_to_marketing")
@@ -123,11 +137,11 @@ async def on_contacts_erased(uow: UnitOfWork, batch: list[Parsed], rules: Rules)
     other service's: one consumer updates evidence, so the two bulk consumers never queue on
     its rows."""
     now = rules.clock.now()
-    erased = [p.payload for p in batch]
+    erased: list[Any] = [p.payload for p in batch]  # contact-erased payloads
     await uow.store.forget_persons(list({e.person_id for e in erased}), "erase")
     await uow.outbox.erase_copies(sorted({e.person_id for e in erased}))
     await uow.outbox.add_all(
-        [DispositionConfirmed(command_id=e.command_id, person_id=e.person_id, service=rules.service,  # type: ignore[attr-defined]
+        [DispositionConfirmed(command_id=e.command_id, person_id=e.person_id, service=rules.service,
                               action="erase", confirmed_at=now) for e in erased],
         correlation_ids=[p.envelope.correlation_id or str(p.envelope.id) for p in batch])
 
@@ -136,7 +150,8 @@ Confirmation = tuple[uuid.UUID | None, uuid.UUID, str, str, datetime]  # command
 
 
 async def on_dispositions_confirmed(uow: UnitOfWork, batch: list[Parsed], rules: Rules) -> None:
-    """Evidence: when each service confirmed; complete when every expected one has.
+    """Evidence: when each service confirmed; complete when every expected one has, and then,
+    for an erasure, the person's data keys are destroyed as its last step (issue 15).
     Confirmations without a command id belong to the person's latest command of that action."""
     confirmations: list[Confirmation] = [(c.command_id, c.person_id, c.action, c.service, c.confirmed_at)  # type: ignore[attr-defined]
                                          for c in (p.payload for p in batch)]
@@ -149,6 +164,9 @@ async def on_dispositions_confirmed(uow: UnitOfWork, batch: list[Parsed], rules:
     if rows:
         await uow.store.record_confirmations([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                                              rules.clock.now())
+        shredded = await uow.store.shred_completed_erasures(sorted({r[0] for r in rows if r[0] is not None}))
+        if shredded:
+            log.info("data_keys_destroyed", persons=len(shredded))
 
 
 PER_EVENT = {
@@ -163,6 +181,7 @@ PER_EVENT = {
     "consent-withdrawn": on_consent_withdrawn,
     "optout-registered": on_optout_registered,
     "contact-transferred-to-marketing": on_contact_transferred_to_marketing,
+    "erasure-requested": on_erasure_requested,
 }
 # Bulk topics: a mass disposition brings one erasure and several confirmations per person.
 BULK = {"contact-erased": on_contacts_erased, "disposition-confirmed": on_dispositions_confirmed}
@@ -186,11 +205,15 @@ class _LiveRules:
     def service(self) -> str:
         return self._runtime.name
 
+    @property
+    def confirmation_timeout_s(self) -> float:
+        return self._runtime.settings.retention_confirmation_timeout_s
+
 
 def register(runtime: RetentionRuntime) -> None:
     rules: Any = _LiveRules(runtime)
     for topic_name, handler in PER_EVENT.items():
         runtime.subscribe(topic_name, partial(handler, rules=rules))
-    answer_access_requests(runtime, retention_slice)  # R12
+    answer_access_requests(runtime, slice_for(rules))  # R12, issue 14
     for topic_name, bulk in BULK.items():
         runtime.subscribe_batch(topic_name, partial(bulk, rules=rules))

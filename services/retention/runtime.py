@@ -51,5 +51,5 @@ async def scheduler_job(runtime: ServiceRuntime) -> None:
         await scheduler.refresh_gauges()
         try:
             await asyncio.wait_for(runtime.stopping.wait(), timeout=runtime.settings.retention_scheduler_interval_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

@@ -33,6 +33,11 @@ class RetentionGauges:
                          registry=registry)
         self.overdue = Gauge("rekisteri_retention_dispositions_overdue",
                              "Dispositions commanded but not confirmed by every service in time", registry=registry)
+        # Issue 14: the alarm. A person past their disposition deadline whom a hold in force or a
+        # command some service has not confirmed in time still keeps (`timing.blocked_since`).
+        self.blocked = Gauge("rekisteri_dispositions_blocked_past_deadline",
+                             "Persons whose final disposition is past its deadline, kept by a hold or an unconfirmed command",
+                             registry=registry)
 
 
 @dataclass
@@ -79,6 +84,7 @@ class Scheduler:
                 return 0
             dispose_ids = list({r["person_id"] for r in claimed if r["action"] == "dispose"})
             granted, banned, holds = await store.decision_facts(dispose_ids) if dispose_ids else ({}, {}, {})
+            erasing = await store.erasure_requested(dispose_ids) if dispose_ids else set()
             evidence: list[dict] = []
             closed: list[int] = []
             deferred: list[tuple[int, datetime, uuid.UUID]] = []
@@ -93,7 +99,8 @@ class Scheduler:
                         deferred.append((row["id"], until, hold_id))
                         outcome.held += 1
                         continue
-                    action = disposition_for(granted.get(person_id, ()), banned.get(person_id, ()))
+                    action: str = disposition_for(granted.get(person_id, ()), banned.get(person_id, ()),
+                                                  erasure_requested=person_id in erasing)
                     disposing.append(person_id)  # no timer runs for them again
                     if action == "erase":
                         outcome.erased += 1
@@ -135,6 +142,9 @@ class Scheduler:
             return
         now = now or self.clock.now()
         async with self.pool.acquire() as conn:
-            due, overdue = await storage.gauge_counts(conn, now, now - timedelta(seconds=self.confirmation_timeout_s))
+            cutoff = now - timedelta(seconds=self.confirmation_timeout_s)
+            due, overdue = await storage.gauge_counts(conn, now, cutoff)
+            blocked = await storage.blocked_count(conn, now, cutoff)
         self.gauges.due.set(due)
         self.gauges.overdue.set(overdue)
+        self.gauges.blocked.set(blocked)

@@ -23,7 +23,7 @@ class RetentionSettings(ServiceSettings):
     retention_confirmation_timeout_s: float = 3600.0
 
     @model_validator(mode="after")
-    def _policy_is_lawful(self) -> "RetentionSettings":
+    def _policy_is_lawful(self) -> RetentionSettings:
         self.policy()  # raises ValueError naming the setting and the rule
         if self.retention_scheduler_interval_s <= 0:
             raise ValueError("RETENTION_SCHEDULER_INTERVAL_S must be greater than 0")

@@ -13,7 +13,9 @@ from typing import Any, Sequence
 
 import asyncpg
 
-from services.retention.domain import Hold, PlannedDeadline, Span
+from services.retention.domain import ErasureRequest, Hold, PlannedDeadline, Span
+from services.retention.timing import TimingFacts
+from shared.privacy import keystore
 
 
 # ---- person facts -----------------------------------------------------------------------
@@ -124,6 +126,24 @@ async def register_ban(conn: asyncpg.Connection, person_id: uuid.UUID, purposes:
                        person_id, list(purposes))
 
 
+async def request_erasure(conn: asyncpg.Connection, person_id: uuid.UUID, request_id: uuid.UUID,
+                          requested_at: datetime) -> None:
+    """Art. 17, issue 14: the first decided request stands (a redelivery changes nothing)."""
+    await conn.execute("INSERT INTO erasure_requests (person_id, request_id, requested_at) VALUES ($1, $2, $3)"
+                       " ON CONFLICT (person_id) DO NOTHING", person_id, request_id, requested_at)
+
+
+async def erasure_request(conn: asyncpg.Connection, person_id: uuid.UUID) -> ErasureRequest | None:
+    row = await conn.fetchrow("SELECT request_id, requested_at FROM erasure_requests WHERE person_id = $1", person_id)
+    return ErasureRequest(row["request_id"], row["requested_at"]) if row else None
+
+
+async def erasure_requested(conn: asyncpg.Connection, person_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Of these persons, those whose disposition must be an erasure (Art. 17)."""
+    rows = await conn.fetch("SELECT person_id FROM erasure_requests WHERE person_id = ANY($1::uuid[])", person_ids)
+    return {r["person_id"] for r in rows}
+
+
 async def forget_persons(conn: asyncpg.Connection, person_ids: list[uuid.UUID], outcome: str) -> None:
     """Drop the personal tracking after a disposition; keep evidence and a tombstone (ids only)."""
     await conn.execute(
@@ -131,8 +151,9 @@ async def forget_persons(conn: asyncpg.Connection, person_ids: list[uuid.UUID], 
         person_ids, outcome)
     await conn.execute("UPDATE deadlines SET status = 'cancelled', closed_at = now()"
                        " WHERE person_id = ANY($1::uuid[]) AND status = 'pending'", person_ids)
-    for table in ("relationships", "assignments", "marketing_permissions", "marketing_bans", "persons"):
-        await conn.execute(f"DELETE FROM {table} WHERE person_id = ANY($1::uuid[])", person_ids)  # noqa: S608
+    for table in ("relationships", "assignments", "marketing_permissions", "marketing_bans", "erasure_requests",
+                  "persons"):
+        await conn.execute(f"DELETE FROM {table} WHERE person_id = ANY($1::uuid[])", person_ids)
 
 
 # ---- the scheduler ------------------------------------------------------------------------
@@ -236,6 +257,22 @@ async def record_confirmations(conn: asyncpg.Connection, command_ids: list[uuid.
     return int(status.split()[-1])
 
 
+async def shred_completed_erasures(conn: asyncpg.Connection, command_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The erasure's last step (SPEC §9, issue 15): once every expected service confirmed an
+    erasure, the person's data keys are destroyed in this transaction, so every sealed copy
+    left anywhere (topics, dead letters, backups) is unreadable. Returns the persons shredded."""
+    persons = [r["person_id"] for r in await conn.fetch(
+        "SELECT DISTINCT person_id FROM evidence WHERE command_id = ANY($1::uuid[]) AND action = 'erase'"
+        " AND completed_at IS NOT NULL", command_ids)]
+    if persons:
+        await keystore.destroy_keys(conn, persons)
+    return persons
+
+
+async def data_key_destroyed_at(conn: asyncpg.Connection, person_id: uuid.UUID) -> datetime | None:
+    return (await keystore.destroyed_at(conn, [person_id])).get(person_id)  # type: ignore[return-value]
+
+
 # ---- holds and reports ------------------------------------------------------------------
 
 async def insert_hold(conn: asyncpg.Connection, hold_id: uuid.UUID, person_id: uuid.UUID, reason: str,
@@ -256,28 +293,40 @@ async def release_hold(conn: asyncpg.Connection, hold_id: uuid.UUID, now: dateti
     return row
 
 
-async def due_report(conn: asyncpg.Connection, until: datetime, limit: int) -> tuple[int, list[asyncpg.Record]]:
+def _after(columns: str, after: tuple | None, first: int) -> str:
+    """The keyset condition of a page after `after` (issue 20): rows strictly past the cursor."""
+    return "" if after is None else f" AND ({columns}) > (${first}, ${first + 1})"
+
+
+async def due_report(conn: asyncpg.Connection, until: datetime, limit: int, after: tuple | None = None
+                     ) -> tuple[int, list[asyncpg.Record]]:
+    """Pending deadlines due by `until`, in (due_at, id) order, `limit + 1` from after the cursor."""
     where = "status = 'pending' AND due_at <= $1 AND held_by IS NULL"
-    count = await conn.fetchval(f"SELECT count(*) FROM deadlines WHERE {where}", until)  # noqa: S608
-    rows = await conn.fetch(f"SELECT person_id, action, due_at, basis, policy_version FROM deadlines WHERE {where}"  # noqa: S608
-                            " ORDER BY due_at LIMIT $2", until, limit)
+    count = await conn.fetchval(f"SELECT count(*) FROM deadlines WHERE {where}", until)
+    rows = await conn.fetch(f"SELECT id, person_id, action, due_at, basis, policy_version FROM deadlines"
+                            f" WHERE {where}{_after('due_at, id', after, 3)} ORDER BY due_at, id LIMIT $2",
+                            until, limit + 1, *(after or ()))
     return count, rows
 
 
-async def held_report(conn: asyncpg.Connection, now: datetime, limit: int) -> tuple[int, list[asyncpg.Record]]:
+async def held_report(conn: asyncpg.Connection, now: datetime, limit: int, after: tuple | None = None
+                      ) -> tuple[int, list[asyncpg.Record]]:
     where = "released_at IS NULL AND expires_at > $1"
-    count = await conn.fetchval(f"SELECT count(*) FROM holds WHERE {where}", now)  # noqa: S608
-    rows = await conn.fetch(f"SELECT hold_id, person_id, reason, expires_at, created_by, created_at FROM holds"  # noqa: S608
-                            f" WHERE {where} ORDER BY expires_at LIMIT $2", now, limit)
+    count = await conn.fetchval(f"SELECT count(*) FROM holds WHERE {where}", now)
+    rows = await conn.fetch(f"SELECT hold_id, person_id, reason, expires_at, created_by, created_at FROM holds"
+                            f" WHERE {where}{_after('expires_at, hold_id', after, 3)} ORDER BY expires_at, hold_id"
+                            " LIMIT $2", now, limit + 1, *(after or ()))
     return count, rows
 
 
-async def overdue_report(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> tuple[int, list[asyncpg.Record]]:
+async def overdue_report(conn: asyncpg.Connection, cutoff: datetime, limit: int, after: tuple | None = None
+                         ) -> tuple[int, list[asyncpg.Record]]:
     where = "completed_at IS NULL AND (overdue_since IS NOT NULL OR last_commanded_at < $1)"
-    count = await conn.fetchval(f"SELECT count(*) FROM evidence WHERE {where}", cutoff)  # noqa: S608
+    count = await conn.fetchval(f"SELECT count(*) FROM evidence WHERE {where}", cutoff)
     rows = await conn.fetch(
-        f"SELECT command_id, person_id, action, basis, commanded_at, attempts, expected, confirmations"  # noqa: S608
-        f" FROM evidence WHERE {where} ORDER BY commanded_at LIMIT $2", cutoff, limit)
+        f"SELECT command_id, person_id, action, basis, commanded_at, attempts, expected, confirmations"
+        f" FROM evidence WHERE {where}{_after('commanded_at, command_id', after, 3)}"
+        " ORDER BY commanded_at, command_id LIMIT $2", cutoff, limit + 1, *(after or ()))
     return count, rows
 
 
@@ -307,5 +356,65 @@ async def person_slice(conn: asyncpg.Connection, person_id: uuid.UUID) -> dict[s
         "holds": "SELECT hold_id, reason, expires_at, created_at FROM holds WHERE person_id = $1 AND released_at IS NULL",
         "evidence": "SELECT command_id, action, basis, deadline_at, commanded_at, completed_at FROM evidence"
                     " WHERE person_id = $1",
+        "erasure_request": "SELECT request_id, requested_at FROM erasure_requests WHERE person_id = $1",  # Art. 17
     }
     return {name: await conn.fetch(sql, person_id) for name, sql in queries.items()}
+
+
+# ---- a person's visible timing (issue 14) --------------------------------------------------
+
+DISPOSED_STATE = {"erase": "erased", "transfer_to_marketing": "marketing"}
+
+
+async def timing_facts(conn: asyncpg.Connection, person_id: uuid.UUID) -> TimingFacts | None:
+    """The rows `timing.person_retention` is built from; None if retention never knew the person."""
+    state = await conn.fetchval("SELECT state FROM persons WHERE person_id = $1", person_id)
+    if state is None:
+        outcome = await conn.fetchval("SELECT outcome FROM disposed_persons WHERE person_id = $1", person_id)
+        if outcome is None:
+            return None
+        state = DISPOSED_STATE.get(outcome, outcome)
+    deadlines = await conn.fetch(
+        "SELECT action, status, due_at, deferred_from, basis, anchor_at, policy_version, held_by FROM deadlines"
+        " WHERE person_id = $1 AND status IN ('pending', 'done') ORDER BY created_at DESC, id DESC", person_id)
+    holds = await conn.fetch("SELECT hold_id, reason, expires_at, released_at FROM holds"
+                             " WHERE person_id = $1 AND released_at IS NULL", person_id)
+    commands = await conn.fetch(
+        "SELECT command_id, action, deadline_at, commanded_at, last_commanded_at, overdue_since FROM evidence"
+        " WHERE person_id = $1 AND completed_at IS NULL ORDER BY commanded_at DESC", person_id)
+    spans = await conn.fetchrow(
+        "SELECT count(*) AS spans, count(*) FILTER (WHERE ended_at IS NULL) AS open FROM"
+        " (SELECT ended_at FROM relationships WHERE person_id = $1"
+        "  UNION ALL SELECT ended_at FROM assignments WHERE person_id = $1) s", person_id)
+    return TimingFacts(state=state, deadlines=[dict(r) for r in deadlines], holds=[dict(r) for r in holds],
+                       open_commands=[dict(r) for r in commands], open_spans=spans["open"], spans=spans["spans"])
+
+
+# The SQL form of `timing.blocked_since` ($1 now, $2 now - confirmation timeout): a disposition
+# past its legal deadline kept by a hold in force, or commanded and not confirmed in time.
+_BLOCKED = (
+    "SELECT d.person_id, 'hold' AS blocked_by, COALESCE(d.deferred_from, d.due_at) AS deadline_at,"
+    "       NULL::uuid AS command_id,"
+    "       (SELECT h.hold_id FROM holds h WHERE h.person_id = d.person_id AND h.released_at IS NULL"
+    "         AND h.expires_at > $1 ORDER BY h.expires_at DESC LIMIT 1) AS hold_id"
+    " FROM deadlines d WHERE d.status = 'pending' AND d.action = 'dispose'"
+    "  AND COALESCE(d.deferred_from, d.due_at) <= $1"
+    "  AND EXISTS (SELECT 1 FROM holds h WHERE h.person_id = d.person_id AND h.released_at IS NULL AND h.expires_at > $1)"
+    " UNION ALL"
+    " SELECT e.person_id, 'unconfirmed', e.deadline_at, e.command_id, NULL::uuid FROM evidence e"
+    " WHERE e.completed_at IS NULL AND e.action <> 'passivate'"
+    "  AND (e.overdue_since IS NOT NULL OR e.commanded_at < $2)")  # since first sent: a re-send does not unblock
+
+
+async def blocked_count(conn: asyncpg.Connection, now: datetime, cutoff: datetime) -> int:
+    """How many persons' dispositions are blocked past their deadline (the gauge)."""
+    return await conn.fetchval(f"SELECT count(DISTINCT person_id) FROM ({_BLOCKED}) b", now, cutoff)
+
+
+async def blocked_dispositions(conn: asyncpg.Connection, now: datetime, cutoff: datetime,
+                               limit: int) -> tuple[int, list[asyncpg.Record]]:
+    """Persons whose disposition is blocked past its deadline (count of persons, and the oldest rows)."""
+    count = await blocked_count(conn, now, cutoff)
+    rows = await conn.fetch(f"SELECT * FROM ({_BLOCKED}) b ORDER BY deadline_at, person_id LIMIT $3",
+                            now, cutoff, limit)
+    return count, rows

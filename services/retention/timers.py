@@ -38,7 +38,8 @@ async def retime(store: Any, policy: Policy, person_id: uuid.UUID,
     if state != DISPOSING:
         state = after_spans(State(state), sum(s.ended_at is None for s in spans), bool(spans))
         await store.set_state(person_id, state)
-    await store.sync_deadlines(person_id, plan_deadlines(state, rels, asgs, policy), policy.version)
+    erasure = await store.erasure_request(person_id)
+    await store.sync_deadlines(person_id, plan_deadlines(state, rels, asgs, policy, erasure), policy.version)
     return True
 
 

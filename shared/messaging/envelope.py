@@ -38,8 +38,9 @@ class Envelope(BaseModel):
         return self.model_dump_json(exclude={"signature"} if self.signature is None else None).encode()
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Envelope":
+    def from_bytes(cls, raw: bytes) -> Envelope:
         return cls.model_validate_json(raw)
 
     def to_json_dict(self) -> dict[str, Any]:
-        return json.loads(self.to_bytes())
+        data: dict[str, Any] = json.loads(self.to_bytes())
+        return data

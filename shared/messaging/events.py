@@ -10,9 +10,9 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 
 class Payload(BaseModel):
@@ -70,11 +70,18 @@ class DataSource(StrEnum):
 
 # ---- contacts -------------------------------------------------------------------------
 
+# Capped before anything reads them (issue 16 finding 2): the schema refuses an over-long
+# value or list before the privacy kernel's normalisers, let alone a pattern, see it.
+MAX_CONTACT_POINTS = 100
+EmailText = Annotated[str, StringConstraints(max_length=254)]
+PhoneText = Annotated[str, StringConstraints(max_length=32)]
+
+
 class ContactPoints(Payload):
     """Normalised contact points: what consent needs to honour a ban (R8)."""
 
-    emails: list[str] = Field(default_factory=list)
-    phones: list[str] = Field(default_factory=list)
+    emails: list[EmailText] = Field(default_factory=list, max_length=MAX_CONTACT_POINTS)
+    phones: list[PhoneText] = Field(default_factory=list, max_length=MAX_CONTACT_POINTS)
 
 
 class ContactUpserted(ContactPoints):
@@ -125,6 +132,15 @@ class ContactErased(PersonRef):
 
 class ContactTransferredToMarketing(PersonRef):
     command_id: uuid.UUID | None = None
+
+
+class SubjectTokensRevoked(PersonRef):
+    """The person's self-service tokens issued before `token_version` are dead (a password
+    change or activation), or all of them (`disabled`): every service that accepts subject
+    tokens refuses them from now on (issue 16 finding 7). Ids and counters only."""
+
+    token_version: int = Field(ge=0)
+    disabled: bool = False
 
 
 class RelationshipStarted(Payload):
@@ -218,18 +234,34 @@ class DispositionConfirmed(Payload):
 
 # ---- data-subject rights --------------------------------------------------------------
 
+class ErasureRequested(Payload):
+    """Contacts → retention: the register owner decided to erase the person on their request
+    (Art. 17, issue 14); retention makes the erasure due now, legal holds still in force."""
+
+    person_id: uuid.UUID
+    request_id: uuid.UUID
+
+
+RightsPurpose = Literal["access", "portability"]
+
+
 class AccessRequested(ContactPoints):
-    """R12: every service answers with its slice of the person's data."""
+    """R12: every service answers with its slice of the person's data. A portability export
+    (Art. 20, issue 14) asks the same way, naming in `services` the only ones that answer
+    (empty: every consumer), and each answers with what the person provided to it."""
 
     request_id: uuid.UUID
     person_id: uuid.UUID | None = None
+    purpose: RightsPurpose = "access"
+    services: list[Annotated[str, StringConstraints(max_length=40)]] = Field(default_factory=list, max_length=10)
 
 
 class AccessReportPart(Payload):
     request_id: uuid.UUID
     service: str
     person_id: uuid.UUID | None = None
-    items: list[dict] = Field(default_factory=list)
+    purpose: RightsPurpose = "access"  # the request's, echoed: which collection the part belongs to
+    items: list[dict[Any, Any]] = Field(default_factory=list)
 
 
 class NotificationRequested(Payload):

@@ -49,10 +49,21 @@ def create_broker(settings: PlatformSettings, client_id: str) -> KafkaBroker:
 
 
 def topic_configs(name: str) -> dict[str, str]:
-    spec = CATALOGUE.get(name)
-    if spec is None:  # a dead-letter topic: kept longer so nothing is lost before replay
-        return {"retention.ms": str(30 * 24 * 3600 * 1000)}
-    return {"retention.ms": str(spec.retention_ms)}
+    """A topic's broker config: its catalogue retention, and a dead-letter topic its source's
+    (issue 15, SPEC §9): a dead letter's copy on the bus is gone when the original is. Replay
+    reads PostgreSQL (`dead_letters`, pruned after DEAD_LETTER_RETENTION_DAYS), not the topic.
+    Apache Kafka deletes past `retention.ms`; the embedded broker (Tansu, memory only) takes
+    the setting and frees nothing until it restarts (docs/OPERATIONS.md)."""
+    spec = CATALOGUE.get(name) or CATALOGUE.get(source_of_dead_letter_topic(name) or "")
+    if spec is None:
+        raise KeyError(f"topic {name!r} is neither in the catalogue nor a dead-letter topic of one")
+    return {"retention.ms": str(spec.retention_ms), "cleanup.policy": "delete"}
+
+
+def source_of_dead_letter_topic(name: str) -> str | None:
+    """`contact-registered-dlq` → `contact-registered`; None for a topic that is not one."""
+    suffix = dead_letter_topic("")
+    return name[: -len(suffix)] if name.endswith(suffix) else None
 
 
 def partitions_of(name: str) -> int:

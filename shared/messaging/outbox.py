@@ -27,6 +27,11 @@ from shared.metrics import Metrics
 from shared.messaging.retry import RESTART
 from shared.messaging.signing import SIGNED_TOPICS, keyring
 from shared.messaging.topics import CATALOGUE, EVENT_TYPES, Topic
+from shared import tracing
+from shared.messaging.dead_letters import erase_naming
+from shared.privacy.keystore import KeyStore
+from shared.privacy.naming import NamingDigests
+from shared.privacy.sealing import needs_sealing, seal_fields, subject_of
 
 log = get_logger(__name__)
 
@@ -50,12 +55,48 @@ def build_envelope(
     correlation_id: str | None = None,
     event_id: uuid.UUID | None = None,
 ) -> tuple[str, str, Envelope]:
-    """(topic, key, envelope) for a catalogued payload."""
+    """(topic, key, envelope) for a catalogued payload, its fields in plain: what another
+    company system may send (the register's own services publish through `Outbox`, sealed)."""
+    spec = _spec_of(payload)
+    event_id = event_id or uuid.uuid4()
+    return _assemble(spec, json.loads(payload.model_dump_json()), source, correlation_id, event_id)
+
+
+async def build_sealed_envelope(
+    payload: Payload,
+    keys: KeyStore | None,
+    *,
+    source: str,
+    correlation_id: str | None = None,
+    event_id: uuid.UUID | None = None,
+    conn: asyncpg.Connection | None = None,
+) -> tuple[str, str, Envelope]:
+    """`build_envelope` with the topic's personal fields sealed under the subject's data key
+    (crypto-shredding, SPEC §9, issue 15), before a command is signed: the signature covers
+    what travels. Without a key store a personal event is refused, never sent in plain."""
+    spec = _spec_of(payload)
+    event_id = event_id or uuid.uuid4()
+    data = json.loads(payload.model_dump_json())
+    if spec.sealed_fields and needs_sealing(data, spec.sealed_fields):
+        if keys is None:
+            raise SealingUnavailable(f"{spec.name} carries personal fields and this outbox has no key store")
+        data = await seal_fields(keys, data, spec.sealed_fields, subject_of(data, spec.seal_subject, event_id), conn)
+    return _assemble(spec, data, source, correlation_id, event_id)
+
+
+class SealingUnavailable(RuntimeError):
+    """A personal event was to be published by an outbox without the key store (a wiring bug)."""
+
+
+def _spec_of(payload: Payload) -> Topic:
     spec = EVENT_TYPES.get(type(payload))
     if spec is None:
         raise KeyError(f"{type(payload).__name__} is not the payload of any catalogued topic")
-    data = json.loads(payload.model_dump_json())
-    event_id = event_id or uuid.uuid4()
+    return spec
+
+
+def _assemble(spec: Topic, data: dict[str, Any], source: str, correlation_id: str | None,
+              event_id: uuid.UUID) -> tuple[str, str, Envelope]:
     key = message_key(spec, data, event_id)
     envelope = Envelope(
         id=event_id,
@@ -76,13 +117,17 @@ class Outbox:
     """The one way a service publishes an event: written in the caller's open transaction, so
     it exists if and only if the change it announces committed; the relay sends it later.
 
-    Bound to one connection (the transaction), the publishing service and the correlation id
-    of what caused it. `add_all` writes many in one round trip (mass commands)."""
+    Bound to one connection (the transaction), the publishing service, the correlation id
+    of what caused it, and the key store that seals personal fields (`keys`; the runtime's).
+    `add_all` writes many in one round trip (mass commands)."""
 
-    def __init__(self, conn: asyncpg.Connection, source: str, correlation_id: str | None = None) -> None:
+    def __init__(self, conn: asyncpg.Connection, source: str, correlation_id: str | None = None, *,
+                 keys: KeyStore | None = None, naming: NamingDigests | None = None) -> None:
         self.conn = conn
         self.source = source
         self.correlation_id = correlation_id
+        self.keys = keys
+        self.naming = naming  # finds the dead letters naming a person at erasure (`erase_copies`)
 
     async def add(self, payload: Payload, *, event_id: uuid.UUID | None = None) -> Envelope:
         [envelope] = await self.add_all([payload], event_ids=[event_id] if event_id else None)
@@ -91,29 +136,37 @@ class Outbox:
     async def add_all(self, payloads: Sequence[Payload], *, event_ids: Sequence[uuid.UUID] | None = None,
                       correlation_ids: Sequence[str | None] | None = None) -> list[Envelope]:
         """Write events in order; `correlation_ids` gives each its own (one per command, say)."""
-        built = [build_envelope(p, source=self.source, event_id=event_ids[i] if event_ids else None,
-                                correlation_id=(correlation_ids[i] if correlation_ids else None) or self.correlation_id)
+        built = [await build_sealed_envelope(
+                     p, self.keys, source=self.source, conn=self.conn, event_id=event_ids[i] if event_ids else None,
+                     correlation_id=(correlation_ids[i] if correlation_ids else None) or self.correlation_id)
                  for i, p in enumerate(payloads)]
         if built:
             await self.conn.execute(
-                "INSERT INTO outbox (event_id, topic, key, envelope)"
-                " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])",
+                "INSERT INTO outbox (event_id, topic, key, envelope, traceparent)"
+                " SELECT *, $5::text FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])",
                 [e.id for _, _, e in built], [t for t, _, _ in built], [k for _, k, _ in built],
-                [e.to_json_dict() for _, _, e in built])
+                [e.to_json_dict() for _, _, e in built], tracing.current_traceparent())
         return [e for _, _, e in built]
 
     async def add_raw(self, topic: str, key: str, raw: bytes, headers: dict[str, str] | None = None) -> None:
         """A message that is not an envelope of ours: a dead letter's original bytes."""
         await self.conn.execute(
-            "INSERT INTO outbox (event_id, topic, key, raw, headers) VALUES ($1, $2, $3, $4, $5)",
-            uuid.uuid4(), topic, key, raw, headers or {},
+            "INSERT INTO outbox (event_id, topic, key, raw, headers, traceparent) VALUES ($1, $2, $3, $4, $5, $6)",
+            uuid.uuid4(), topic, key, raw, headers or {}, tracing.current_traceparent(),
         )
 
-    async def erase_copies(self, person_ids: Sequence[uuid.UUID], other_keys: Sequence[str] = ()) -> None:
+    async def erase_copies(self, person_ids: Sequence[uuid.UUID], other_keys: Sequence[str] = (), *,
+                           emails: Sequence[str] = (), phones: Sequence[str] = (),
+                           naming_digests: Sequence[str] = ()) -> None:
         """At erasure (R7, SPEC §9): drop this service's own copies of the persons' personal
         events (outbox rows kept for replay, relayed dead letters) and their dead letters, so
         a replay after a broker loss cannot put their data back on the bus. `other_keys`: the
-        other message keys that name them here (an import's external ref, a request id)."""
+        other message keys that name them here (an import's external ref, a request id).
+        Dead letters go also when they name a person id or one of `emails`/`phones` (what the
+        service knows of them) or `naming_digests` (keyed digests it keeps instead), found by
+        their keyed `naming` digests; each one's key goes with it (issue 15, H1)."""
+        tokens = [*(self.naming.tokens(person_ids, emails, phones) if self.naming else ()), *naming_digests]
+        await erase_naming(self.conn, tokens)
         ids = [str(p) for p in person_ids]
         keys = [*ids, *other_keys]
         await self.conn.execute(
@@ -132,6 +185,7 @@ class RecordingOutbox:
         self.published: list[Envelope] = []
         self.raw: list[tuple[str, str, bytes, dict[str, str]]] = []
         self.erased_copies: list[tuple[uuid.UUID, tuple[str, ...]]] = []
+        self.erased_naming: list[str] = []  # the contact points and digests dead letters were erased by
 
     async def add(self, payload: Payload, *, event_id: uuid.UUID | None = None) -> Envelope:
         [envelope] = await self.add_all([payload], event_ids=[event_id] if event_id else None)
@@ -148,8 +202,11 @@ class RecordingOutbox:
     async def add_raw(self, topic: str, key: str, raw: bytes, headers: dict[str, str] | None = None) -> None:
         self.raw.append((topic, key, raw, headers or {}))
 
-    async def erase_copies(self, person_ids: Sequence[uuid.UUID], other_keys: Sequence[str] = ()) -> None:
+    async def erase_copies(self, person_ids: Sequence[uuid.UUID], other_keys: Sequence[str] = (), *,
+                           emails: Sequence[str] = (), phones: Sequence[str] = (),
+                           naming_digests: Sequence[str] = ()) -> None:
         self.erased_copies += [(p, tuple(other_keys)) for p in person_ids]
+        self.erased_naming += [*emails, *phones, *naming_digests]
 
     def of(self, topic: str) -> list[dict[str, Any]]:
         """The `data` of every event published to `topic`."""
@@ -189,7 +246,7 @@ class OutboxRelay:
         if self._task:
             try:
                 await asyncio.wait_for(self._task, timeout=10)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
         for conn in (self._listen_conn, self._lock_conn):
             if conn is not None and not conn.is_closed():
@@ -204,10 +261,10 @@ class OutboxRelay:
         self._wake.set()
 
     async def backlog(self) -> int:
-        return await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_reason IS NULL")
+        return int(await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_reason IS NULL"))
 
     async def set_aside(self) -> int:
-        return await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_reason IS NOT NULL")
+        return int(await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_reason IS NOT NULL"))
 
     async def _run(self) -> None:
         failures = 0
@@ -254,7 +311,7 @@ class OutboxRelay:
     async def _sleep(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def relay_once(self) -> int:
@@ -262,7 +319,7 @@ class OutboxRelay:
         aside (too large for the broker) stays unpublished and visible until an operator
         re-publishes it (`rekisteri outbox --republish`); it never blocks the rows behind it."""
         rows = await self.pool.fetch(
-            "SELECT seq, topic, key, envelope, raw, headers FROM outbox"
+            "SELECT seq, topic, key, envelope, raw, headers, traceparent FROM outbox"
             " WHERE published_at IS NULL AND failed_reason IS NULL ORDER BY seq LIMIT $1",
             self.batch_size,
         )
@@ -285,12 +342,16 @@ class OutboxRelay:
             if len(body) > MAX_RELAY_BYTES:
                 await self._set_aside(row["seq"], row["topic"], len(body))
                 continue
+            headers = {"content-type": "application/json", **row["headers"]}
+            traceparent = row.get("traceparent")
+            if traceparent is not None:  # the writing transaction's trace (issue 17)
+                headers["traceparent"] = traceparent
             futures.append(
                 await self.broker.publish(
                     body,
                     row["topic"],
                     key=row["key"].encode(),
-                    headers={"content-type": "application/json", **row["headers"]},
+                    headers=headers,
                     correlation_id=correlation_id,
                     no_confirm=True,
                 )
@@ -313,7 +374,7 @@ class OutboxRelay:
         last_seq = 0
         while True:
             rows = await self.pool.fetch(
-                "SELECT seq, topic, key, envelope, raw, headers FROM outbox"
+                "SELECT seq, topic, key, envelope, raw, headers, traceparent FROM outbox"
                 " WHERE published_at IS NOT NULL AND seq > $1 ORDER BY seq LIMIT $2",
                 last_seq, self.batch_size,
             )

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import suppress
-from typing import Any, Sequence
+from itertools import groupby
+from operator import attrgetter
+from typing import Any, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka.annotations import KafkaMessage
@@ -29,12 +31,18 @@ log = get_logger(__name__)
 COMMIT_TIMEOUT_S = 10.0
 
 
+_PARTITION = attrgetter("topic", "partition")
+_OFFSET = attrgetter("offset")
+
+
 def next_offsets(records: Sequence[Any]) -> dict[TopicPartition, int]:
-    """The offsets to commit once `records` are applied: one past the last, per partition."""
+    """The offsets to commit once `records` are applied: one past the last, per partition.
+    A fetch holds runs of one partition's records: each run is reduced in C, not record by
+    record in Python (about 1.5 µs per event before, issue 21)."""
     offsets: dict[TopicPartition, int] = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+    for (topic, partition), run in groupby(records, _PARTITION):
+        tp = TopicPartition(topic, partition)
+        offsets[tp] = max(offsets.get(tp, 0), max(map(_OFFSET, run)) + 1)
     return offsets
 
 
@@ -50,15 +58,20 @@ class BatchPipeline:
         self._broken = False
         self._closing = False
         self.rewinds = 0
+        # The broker incarnation's epoch (shared/messaging/incarnation.py): a batch handed over
+        # before it moved on commits nothing, its offsets being the old broker's.
+        self.epoch: Callable[[], int] = lambda: 0
 
-    async def submit(self, prepared: PreparedBatch, msg: KafkaMessage) -> None:
-        """Hand a prepared batch over; returns once it is in flight (or dropped to rewind)."""
-        kafka: AIOKafkaConsumer = msg.consumer  # type: ignore[attr-defined]
+    async def submit(self, prepared: PreparedBatch, msg: KafkaMessage, epoch: int = 0) -> None:
+        """Hand a prepared batch over, fetched in the broker's `epoch`; returns once it is in
+        flight (or dropped to rewind)."""
+        kafka: AIOKafkaConsumer = msg.consumer
         if self._broken:
             await self._rewind(kafka)
             return  # fetched before the rewind: it is read again
         await self._transactions.acquire()
-        task = asyncio.create_task(self._apply_then_commit(prepared, msg, next_offsets(msg.raw_message), self._last))
+        task = asyncio.create_task(self._apply_then_commit(prepared, msg, next_offsets(msg.raw_message), self._last,
+                                                           epoch))
         self._last = task
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
@@ -75,7 +88,8 @@ class BatchPipeline:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
     async def _apply_then_commit(self, prepared: PreparedBatch, msg: KafkaMessage,
-                                 offsets: dict[TopicPartition, int], previous: asyncio.Task[bool] | None) -> bool:
+                                 offsets: dict[TopicPartition, int], previous: asyncio.Task[bool] | None,
+                                 epoch: int = 0) -> bool:
         """True once this batch and every batch before it are applied and offsets committed."""
         try:
             await self.consumer.apply_prepared(prepared)
@@ -92,8 +106,10 @@ class BatchPipeline:
                 return False
         if self._closing:
             return False
+        if epoch != self.epoch():
+            return True  # fetched from the broker before it restarted: read again from the new log's start
         try:
-            await asyncio.wait_for(msg.consumer.commit(offsets), timeout=COMMIT_TIMEOUT_S)  # type: ignore[attr-defined]
+            await asyncio.wait_for(msg.consumer.commit(offsets), timeout=COMMIT_TIMEOUT_S)  # type: ignore[call-arg]  # aiokafka's commit takes offsets
         except Exception as exc:  # noqa: BLE001 - redelivered later; the inbox makes it a no-op
             log.warning("offset_commit_failed_will_redeliver", topic=self.consumer.spec.name,
                         error=type(exc).__name__)

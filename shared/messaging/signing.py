@@ -18,7 +18,7 @@ import base64
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -30,7 +30,7 @@ from shared.settings import PlatformSettings
 
 SIGNED_TOPICS = frozenset({
     "passivation-commanded", "disposition-commanded", "disposition-confirmed", "access-requested",
-    "access-report-part",
+    "access-report-part", "erasure-requested",
 })
 SIGNING_SERVICES = ("contacts", "consent", "retention", "billing")
 
@@ -39,7 +39,7 @@ class SigningKeyError(ValueError):
     """Signing keys missing or malformed: a start-up error naming the variable."""
 
 
-def canonical(body: dict) -> bytes:
+def canonical(body: dict[str, Any]) -> bytes:
     """What is signed: the envelope's JSON without its signature, sorted and compact, so the
     same bytes come out after the outbox (jsonb) and the broker whatever the key order."""
     unsigned = {k: v for k, v in body.items() if k != "signature"}
@@ -70,7 +70,7 @@ class Keyring:
         self._default = default_private
 
     @classmethod
-    def from_env(cls) -> "Keyring":
+    def from_env(cls) -> Keyring:
         settings = PlatformSettings()
         keyring_file = settings.rekisteri_signing_keyring
         if keyring_file:

@@ -27,6 +27,19 @@ class Topic:
     fetch_max_wait_ms: int | None = None
     producers: tuple[str, ...] = field(default_factory=tuple)
     consumers: tuple[str, ...] = field(default_factory=tuple)
+    # Consumers that apply this topic in bulk batches, in a consumer group of its own
+    # (`ServiceRuntime.subscribe_batch`); the others share their service's one group.
+    bulk_consumers: tuple[str, ...] = field(default_factory=tuple)
+
+    def consumer_group(self, service: str) -> str:
+        """The Kafka group id `service` consumes this topic in: `<service>` for its per-event
+        topics (one group join), `<service>.<topic>` for a bulk topic."""
+        return f"{service}.{self.name}" if service in self.bulk_consumers else service
+    # Crypto-shredding (SPEC §9, issue 15): the payload fields the register's own producers seal
+    # under the subject's data key, and the fields that name the subject, first present wins
+    # (the event's own id when none is: a ban naming only contact points). docs/PRIVACY.md.
+    sealed_fields: tuple[str, ...] = ()
+    seal_subject: tuple[str, ...] = ("person_id",)
 
     @property
     def dead_letter(self) -> str:
@@ -44,11 +57,11 @@ _TOPICS = [
           "A person from CRM or a B2B/public register import (R4).", True,
           producers=(EXTERNAL,), consumers=("contacts",)),
     Topic("contact-registered", ev.ContactRegistered, "person_id",
-          "A person entered the register.", True,
+          "A person entered the register.", True, sealed_fields=("emails", "phones"),
           producers=("contacts",), consumers=("consent", "retention")),
     Topic("contact-updated", ev.ContactUpdated, "person_id",
           "A person's data changed (update, self-service, rectification R14).", True,
-          producers=("contacts",), consumers=("consent",)),
+          sealed_fields=("emails", "phones"), producers=("contacts",), consumers=("consent",)),
     Topic("contact-passivated", ev.ContactPassivated, "person_id",
           "A person's data is now readable only by the register owner (R6).", False,
           producers=("contacts",), consumers=("retention", "consent")),
@@ -57,13 +70,18 @@ _TOPICS = [
           producers=("contacts",), consumers=("retention", "consent")),
     Topic("contact-erased", ev.ContactErased, "person_id",
           "All of a person's data is erased everywhere, bans' suppression kept (R7, R8).", False,
-          producers=("contacts",), consumers=("consent", "retention", "billing")),
+          producers=("contacts",), consumers=("consent", "retention", "billing"),
+          bulk_consumers=("retention",)),
     Topic("contact-transferred-to-marketing", ev.ContactTransferredToMarketing, "person_id",
           "A person moved to the marketing register (R7, R9).", False,
           producers=("contacts",), consumers=("consent", "retention")),
+    Topic("subject-tokens-revoked", ev.SubjectTokensRevoked, "person_id",
+          "A person's self-service tokens before a version, or all of them, are revoked: consent"
+          " refuses them as contacts does (issue 16).", False,
+          producers=("contacts",), consumers=("consent",)),
     Topic("notification-requested", ev.NotificationRequested, "person_id",
           "A message for the company's mailer to deliver to a person: an account's activation code, a"
-          " request's extension, an identity code.", True,
+          " request's extension, an identity code.", True, sealed_fields=("parameters", "code"),
           retention_ms=1 * DAY_MS, producers=("contacts",), consumers=(EXTERNAL,)),
     Topic("relationship-started", ev.RelationshipStarted, "person_id",
           "A customer relationship or legitimate connection began (R5).", False,
@@ -78,8 +96,8 @@ _TOPICS = [
           "A person's assignment ended; the R7 deadline counts from the last one.", False,
           producers=("contacts", EXTERNAL), consumers=("contacts", "retention")),
     Topic("optout-registered", ev.OptoutRegistered, "person_id",
-          "A marketing ban per purpose and channel (R8, R13).", True,
-          producers=("consent", EXTERNAL), consumers=("consent", "retention", "contacts")),
+          "A marketing ban per purpose and channel (R8, R13).", True, sealed_fields=("emails", "phones"),
+          producers=("consent", "contacts", EXTERNAL), consumers=("consent", "retention", "contacts")),
     Topic("consent-granted", ev.ConsentGranted, "person_id",
           "A marketing permission was given.", False,
           producers=("consent",), consumers=("retention",)),
@@ -94,18 +112,25 @@ _TOPICS = [
           producers=("retention",), consumers=("contacts",)),
     Topic("disposition-confirmed", ev.DispositionConfirmed, "person_id",
           "A service confirms it honoured a passivation or disposition.", False,
-          producers=("contacts", "consent", "billing", "retention"), consumers=("retention",)),
+          producers=("contacts", "consent", "billing", "retention"), consumers=("retention",),
+          bulk_consumers=("retention",)),
+    Topic("erasure-requested", ev.ErasureRequested, "person_id",
+          "The register owner decided to erase a person on their request (Art. 17): retention makes"
+          " the erasure due now, legal holds in force still applying (Art. 17(3), issue 14).", False,
+          producers=("contacts",), consumers=("retention",)),
     Topic("access-requested", ev.AccessRequested, "request_id",
-          "A right-of-access request (R12): every service answers with its slice.", True,
-          retention_ms=1 * DAY_MS,
+          "A right-of-access request (R12): every service answers with its slice; or a portability"
+          " export (Art. 20), answered by the services it names.", True,
+          retention_ms=1 * DAY_MS, sealed_fields=("emails", "phones"), seal_subject=("person_id", "request_id"),
           producers=("contacts",), consumers=("consent", "retention", "billing")),
     Topic("access-report-part", ev.AccessReportPart, "request_id",
           "One service's slice of an access report (R12).", True, retention_ms=1 * DAY_MS,
+          sealed_fields=("items",), seal_subject=("person_id", "request_id"),
           producers=("consent", "retention", "billing"), consumers=("contacts",)),
     Topic("usage-recorded", ev.UsageRecorded, "customer_id",
           "Metered use of a delivered service, from the company's platforms (P3).", False,
           partitions=6, fetch_max_wait_ms=200,
-          producers=(EXTERNAL,), consumers=("billing",)),
+          producers=(EXTERNAL,), consumers=("billing",), bulk_consumers=("billing",)),
     Topic("invoice-issued", ev.InvoiceIssued, "customer_id",
           "An immutable invoice or credit note (SPEC §6).", False,
           producers=("billing",), consumers=(EXTERNAL,)),
@@ -118,6 +143,11 @@ _TOPICS = [
 ]
 
 CATALOGUE: dict[str, Topic] = {t.name: t for t in _TOPICS}
+
+for _t in _TOPICS:  # what names the key or the subject travels in plain; only personal topics seal
+    assert not (set(_t.sealed_fields) & {_t.key, *_t.seal_subject}), _t.name
+    assert _t.personal_data or not _t.sealed_fields, _t.name
+    assert set(_t.sealed_fields) <= set(_t.payload.model_fields), _t.name
 EVENT_TYPES: dict[type[ev.Payload], Topic] = {t.payload: t for t in _TOPICS}
 
 

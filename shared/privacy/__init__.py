@@ -1,6 +1,7 @@
 """The privacy kernel (SPEC §9): the one place that normalises contact points, digests them
 under a key, and seals personal fields under per-person data keys. Pure but for the key
 store and the suppression-chain registry, which read the database they are given."""
+from shared.privacy.client_address import client_network
 from shared.privacy.contact_points import (
     InvalidContactPoint, email_or_none, normalise_email, normalise_phone, phone_or_none,
 )
@@ -18,6 +19,6 @@ __all__ = [
     "CachingKeyStore", "ContactPointDigests", "DataKey", "InvalidContactPoint", "KeyConfigurationError",
     "KeyDestroyed", "KeyNotFound", "KeyStore", "KeyStoreUnavailable", "LocalMasterKey", "MasterKey", "MasterKeys",
     "MemoryKeyStore", "PostgresKeyStore", "StoredDigest", "SuppressionChains", "SuppressionKeyring",
-    "UndecryptableValue", "UnknownSuppressionKey", "email_or_none", "generate_key", "is_sealed", "normalise_email",
+    "UndecryptableValue", "UnknownSuppressionKey", "client_network", "email_or_none", "generate_key", "is_sealed", "normalise_email",
     "normalise_phone", "open_sealed", "parse_key", "phone_or_none", "seal",
 ]

@@ -39,6 +39,11 @@ class SuppressionKey:
         """A short public name of the key (it reveals nothing of the key)."""
         return hmac.new(self.secret, b"rekisteri suppression key id", "sha256").hexdigest()[:8]
 
+    def of(self, kind: str, message: bytes) -> bytes:
+        """HMAC-SHA256 of `kind:` + `message` under this key alone: a single-key chain's digest
+        (`ContactPointDigests` computes the same from prepared states, for batches)."""
+        return hmac.new(self.secret, f"{kind}:".encode() + message, "sha256").digest()
+
 
 class _PreparedHmac:
     """HMAC-SHA256 (RFC 2104) of `prefix + message` under one key, the key's inner and outer
@@ -75,6 +80,10 @@ class SuppressionKeyring:
     @property
     def current_chain(self) -> str:
         return self.current.id
+
+    def known_keys(self) -> list[SuppressionKey]:
+        """The current key and every old one still listed (what a lookup tries)."""
+        return list(self._by_id.values())
 
     def keys_of(self, chain: str) -> list[SuppressionKey]:
         try:

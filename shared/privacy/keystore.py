@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import OrderedDict
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -24,8 +24,10 @@ _UNREACHABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, 
 
 
 class KeyStore(Protocol):
-    async def get_or_create_data_key(self, person_id: uuid.UUID) -> DataKey:
-        """The key to seal the person's fields with; `KeyDestroyed` once the person is erased."""
+    async def get_or_create_data_key(self, person_id: uuid.UUID, conn: asyncpg.Connection | None = None) -> DataKey:
+        """The key to seal the person's fields with; `KeyDestroyed` once the person is erased.
+        With `conn` (a publisher's open transaction) a new key is made in that transaction, so
+        it commits with the events it seals and no second connection is taken from the pool."""
 
     async def data_key(self, person_id: uuid.UUID, key_id: int) -> DataKey:
         """The key a sealed value names; `KeyDestroyed` once the person is erased."""
@@ -56,7 +58,7 @@ class MemoryKeyStore(_Wrapping):
         self.rows: dict[tuple[uuid.UUID, int], tuple[str, bytes]] = {}
         self.destroyed: set[uuid.UUID] = set()
 
-    async def get_or_create_data_key(self, person_id: uuid.UUID) -> DataKey:
+    async def get_or_create_data_key(self, person_id: uuid.UUID, conn: object = None) -> DataKey:
         if person_id in self.destroyed:
             raise KeyDestroyed(person_id)
         ids = [k for p, k in self.rows if p == person_id]
@@ -104,7 +106,9 @@ class PostgresKeyStore(_Wrapping):
         super().__init__(master)
         self.pool = pool
 
-    async def get_or_create_data_key(self, person_id: uuid.UUID) -> DataKey:
+    async def get_or_create_data_key(self, person_id: uuid.UUID, conn: asyncpg.Connection | None = None) -> DataKey:
+        if conn is not None:
+            return await self.newest_data_key(person_id, conn) or await self.create_data_key(person_id, conn)
         try:
             row = await self._newest(person_id)
             if row is None:
@@ -123,6 +127,30 @@ class PostgresKeyStore(_Wrapping):
             raise KeyDestroyed(person_id)  # destroyed between the insert and the read
         return self._unwrap(person_id, row["key_id"], row["master_key_id"], row["wrapped"])
 
+    async def newest_data_key(self, person_id: uuid.UUID, conn: asyncpg.Connection) -> DataKey | None:
+        """The person's newest key as `conn` sees it, or None (none made yet, or destroyed)."""
+        try:
+            row = await self._newest(person_id, conn)
+        except _UNREACHABLE as exc:
+            raise KeyStoreUnavailable(type(exc).__name__) from exc
+        return None if row is None else self._unwrap(person_id, row["key_id"], row["master_key_id"], row["wrapped"])
+
+    async def create_data_key(self, person_id: uuid.UUID, conn: asyncpg.Connection) -> DataKey:
+        """Make the person's first key in the caller's transaction (under the person's advisory
+        lock until it ends, so a destroy waits for it and a concurrent first seal reuses it)."""
+        try:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('keystore:' || $1::uuid::text))", person_id)
+            if await conn.fetchval("SELECT true FROM keystore.destroyed_key WHERE person_id = $1", person_id):
+                raise KeyDestroyed(person_id)
+            master_key_id, wrapped = self._wrap(person_id, 1, new_data_key_secret())
+            await conn.execute("INSERT INTO keystore.data_key (person_id, key_id, master_key_id, wrapped)"
+                               " VALUES ($1, 1, $2, $3) ON CONFLICT DO NOTHING", person_id, master_key_id, wrapped)
+            row = await self._newest(person_id, conn)
+        except _UNREACHABLE as exc:
+            raise KeyStoreUnavailable(type(exc).__name__) from exc
+        assert row is not None  # inserted above, under the person's lock
+        return self._unwrap(person_id, row["key_id"], row["master_key_id"], row["wrapped"])
+
     async def rotate_data_key(self, person_id: uuid.UUID) -> DataKey:
         """A new newest key for the person; values sealed before still open under their own key."""
         try:
@@ -139,8 +167,8 @@ class PostgresKeyStore(_Wrapping):
             raise KeyStoreUnavailable(type(exc).__name__) from exc
         return await self.data_key(person_id, key_id)
 
-    async def _newest(self, person_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(
+    async def _newest(self, person_id: uuid.UUID, conn: asyncpg.Connection | None = None) -> asyncpg.Record | None:
+        return await (conn or self.pool).fetchrow(
             "SELECT key_id, master_key_id, wrapped FROM keystore.data_key WHERE person_id = $1"
             " ORDER BY key_id DESC LIMIT 1", person_id)
 
@@ -162,17 +190,15 @@ class PostgresKeyStore(_Wrapping):
     async def destroy(self, person_id: uuid.UUID) -> None:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('keystore:' || $1::uuid::text))", person_id)
-                await conn.execute("INSERT INTO keystore.destroyed_key (person_id) VALUES ($1)"
-                                   " ON CONFLICT DO NOTHING", person_id)
-                await conn.execute("DELETE FROM keystore.data_key WHERE person_id = $1", person_id)
+                await destroy_keys(conn, [person_id])
         except _UNREACHABLE as exc:
             raise KeyStoreUnavailable(type(exc).__name__) from exc
 
     async def destroyed_at(self, person_id: uuid.UUID) -> object | None:
         """When the person's keys were destroyed (evidence of erasure), or None."""
-        return await self.pool.fetchval("SELECT destroyed_at FROM keystore.destroyed_key WHERE person_id = $1",
-                                        person_id)
+        async with self.pool.acquire() as conn:
+            found: object | None = (await destroyed_at(conn, [person_id])).get(person_id)
+            return found
 
     async def rewrap(self, batch: int = 500) -> int:
         """Master-key rotation: re-wrap, batch by batch, every key not under the current master
@@ -194,6 +220,25 @@ class PostgresKeyStore(_Wrapping):
                 "UPDATE keystore.data_key SET master_key_id = $4, wrapped = $5"
                 " WHERE person_id = $1 AND key_id = $2 AND master_key_id = $3", updates)
             moved += len(updates)
+
+
+async def destroy_keys(conn: asyncpg.Connection, person_ids: list[uuid.UUID]) -> None:
+    """Crypto-shred the persons in the caller's transaction (the erasure's last step, issue 15):
+    tombstones (ids and dates) written and every key deleted, under each person's advisory lock
+    (in id order, so two erasures never deadlock), so no key is made after or meanwhile."""
+    ids = sorted(set(person_ids))
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('keystore:' || p::text))"
+                       " FROM unnest($1::uuid[]) AS p ORDER BY p", ids)
+    await conn.execute("INSERT INTO keystore.destroyed_key (person_id) SELECT unnest($1::uuid[])"
+                       " ON CONFLICT DO NOTHING", ids)
+    await conn.execute("DELETE FROM keystore.data_key WHERE person_id = ANY($1::uuid[])", ids)
+
+
+async def destroyed_at(conn: asyncpg.Connection, person_ids: list[uuid.UUID]) -> dict[uuid.UUID, object]:
+    """When each of the persons' keys were destroyed (evidence of erasure); absent if not."""
+    rows = await conn.fetch("SELECT person_id, destroyed_at FROM keystore.destroyed_key"
+                            " WHERE person_id = ANY($1::uuid[])", person_ids)
+    return {r["person_id"]: r["destroyed_at"] for r in rows}
 
 
 class CachingKeyStore:
@@ -223,9 +268,20 @@ class CachingKeyStore:
             self._keys.popitem(last=False)
         return key
 
-    async def get_or_create_data_key(self, person_id: uuid.UUID) -> DataKey:
-        return self._cached((person_id, None)) or self._keep(
-            (person_id, None), await self.inner.get_or_create_data_key(person_id))
+    async def get_or_create_data_key(self, person_id: uuid.UUID, conn: asyncpg.Connection | None = None) -> DataKey:
+        """A key made in a caller's transaction is not kept until it is seen committed: were the
+        transaction rolled back, a kept key would seal events under a key that does not exist."""
+        cached = self._cached((person_id, None))
+        if cached is not None:
+            return cached
+        if conn is None or not hasattr(self.inner, "newest_data_key"):
+            return self._keep((person_id, None), await self.inner.get_or_create_data_key(person_id, conn))
+        store: Any = self.inner  # PostgresKeyStore, the one with the transactional key creation
+        newest = await store.newest_data_key(person_id, conn)
+        if newest is not None:
+            return self._keep((person_id, None), newest)
+        created: DataKey = await store.create_data_key(person_id, conn)
+        return created
 
     async def data_key(self, person_id: uuid.UUID, key_id: int) -> DataKey:
         return self._cached((person_id, key_id)) or self._keep(
@@ -235,3 +291,13 @@ class CachingKeyStore:
         for entry in [e for e in self._keys if e[0] == person_id]:
             del self._keys[entry]
         await self.inner.destroy(person_id)
+
+
+async def destroy_keys_of(conn: asyncpg.Connection, person_ids: list[uuid.UUID]) -> int:
+    """A restore's re-applied erasure (issue 15 part 4): the persons' keys, back from the
+    backup, destroyed again and their tombstones written, in the caller's transaction. No
+    master key is needed to delete what it wrapped. How many keys came back with the backup."""
+    await conn.execute("INSERT INTO keystore.destroyed_key (person_id) SELECT unnest($1::uuid[])"
+                       " ON CONFLICT DO NOTHING", person_ids)
+    status = await conn.execute("DELETE FROM keystore.data_key WHERE person_id = ANY($1::uuid[])", person_ids)
+    return int(status.split()[-1])

@@ -9,12 +9,13 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.db import create_pool
 from shared.messaging.asyncapi import build_asyncapi
 from shared.web.auth import Principal, Role, bearer_of, role_guard, verify_token, write_audit
+from shared.web.openapi import errors, install_openapi, operation_id, with_example
 from shared.messaging.consumer import INFRASTRUCTURE_ERRORS, Incoming
 from shared.errors import NotAuthenticated, NotFound, RegisterError
 from shared.messaging.topics import CATALOGUE, EXTERNAL
@@ -29,6 +31,7 @@ from shared.logging import get_logger
 
 if TYPE_CHECKING:
     from shared.runtime import ServiceRuntime
+    from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
@@ -66,13 +69,23 @@ def install_error_handlers(app: FastAPI) -> None:
         code = HTTP_CODES.get(exc.status_code, "error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
+    async def _dependency_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """PostgreSQL (or another dependency) away, e.g. restarting: 503 and retry, not a 500
+        with a traceback in the log (found by the chaos soak, issue 20; SPEC §7)."""
+        log.warning("http_dependency_unavailable", path=request.url.path, error=type(exc).__name__)
+        return JSONResponse(error_body("unavailable", "a dependency of the service is not available; retry"),
+                            status_code=503, headers={"Retry-After": "1"})
+
+    for infrastructure_error in INFRASTRUCTURE_ERRORS:  # by class: handled without the 500 path's re-raise
+        app.add_exception_handler(infrastructure_error, _dependency_unavailable)  # type: ignore[arg-type]  # all Exceptions
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("http_unhandled_error", path=request.url.path, error=type(exc).__name__)
         return JSONResponse(error_body("internal_error", "the service failed to handle the request"), status_code=500)
 
 
-def create_http_app(runtime: "ServiceRuntime", routers: list[APIRouter], *, description: str) -> FastAPI:
+def create_http_app(runtime: ServiceRuntime, routers: list[APIRouter], *, description: str) -> FastAPI:
     """A service's FastAPI app; its lifespan starts and stops the whole runtime."""
 
     @asynccontextmanager
@@ -85,7 +98,9 @@ def create_http_app(runtime: "ServiceRuntime", routers: list[APIRouter], *, desc
             await runtime.stop()
             await close_audit_pool(app)
 
-    app = FastAPI(title=f"Rekisteri {runtime.name}", version="1.0.0", description=description, lifespan=lifespan)
+    # Swagger UI and ReDoc from the assets fastapi-offline ships: /docs works without a CDN.
+    app = FastAPIOffline(title=f"Rekisteri {runtime.name}", version="1.0.0", description=description,
+                         lifespan=lifespan, generate_unique_id_function=operation_id(runtime.name))
     app.state.runtime = runtime
     app.state.audit_pool = None
     app.state.audit_pool_lock = asyncio.Lock()
@@ -105,36 +120,73 @@ def create_http_app(runtime: "ServiceRuntime", routers: list[APIRouter], *, desc
     @app.middleware("http")
     async def _measure(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        response: Response = await call_next(request)
         route = request.scope.get("route")
         runtime.metrics.http_requests.labels(
             method=request.method, route=getattr(route, "path", "unmatched"), status=str(response.status_code)
         ).observe(time.perf_counter() - started)
         return response
 
-    @app.get("/healthz", tags=["operations"], summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": runtime.name}
+    _add_operations_routes(app, runtime)
+    app.include_router(event_accept_router(runtime))
+    for router in routers:
+        app.include_router(router)
+    install_openapi(app, lambda route: _has_role_guard(route.dependant))
+    return app
 
-    @app.get("/readyz", tags=["operations"], summary="Its database and the broker answer")
-    async def readyz() -> JSONResponse:
+
+METRICS_MEDIA = "text/plain; version=0.0.4"
+
+
+def _add_operations_routes(app: FastAPI, runtime: ServiceRuntime) -> None:
+    """What every service answers for operators: liveness, readiness, metrics, its AsyncAPI."""
+    @app.get("/healthz", tags=["operations"], summary="The process is alive", response_model=Health)
+    async def get_health() -> Health:
+        return Health(status="ok", service=runtime.name)
+
+    @app.get("/readyz", tags=["operations"], summary="Its database and the broker answer", response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "Not ready: a check failed"}})
+    async def get_readiness() -> JSONResponse:
         checks = await runtime.readiness()
         ok = all(checks.values())
         return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-    async def metrics() -> Response:
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {METRICS_MEDIA: {"schema": {"type": "string"},
+                                                          "example": "# TYPE http_requests histogram\n"}},
+                              "description": "The Prometheus text exposition"}})
+    async def get_metrics() -> Response:
         await runtime.refresh_gauges()
-        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(runtime.metrics.render(), media_type=METRICS_MEDIA)
 
-    @app.get("/asyncapi.json", tags=["operations"], summary="Topics this service publishes and consumes")
-    async def asyncapi() -> dict[str, Any]:
+    @app.get("/asyncapi.json", tags=["operations"], summary="Topics this service publishes and consumes",
+             response_model=AsyncApiDocument)
+    async def get_asyncapi() -> dict[str, Any]:
         return build_asyncapi(runtime.name)
 
-    app.include_router(event_accept_router(runtime))
-    for router in routers:
-        app.include_router(router)
-    return app
+
+class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra=with_example({"status": "ok", "service": "billing"}))
+
+    status: str
+    service: str
+
+
+class Readiness(BaseModel):
+    model_config = ConfigDict(json_schema_extra=with_example(
+        {"status": "ready", "checks": {"database": True, "broker": True}}))
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, bool]
+
+
+class AsyncApiDocument(BaseModel):
+    """The service's AsyncAPI 3 document (see docs/asyncapi.json)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=with_example(
+        {"asyncapi": "3.0.0", "info": {"title": "Rekisteri billing", "version": "1.0.0"}, "channels": {}}))
+
+    asyncapi: str
 
 
 AUDIT_POOL_SIZE = 2
@@ -186,7 +238,7 @@ def route_guards(app: FastAPI) -> list[_RouteGuard]:
     """Every route of the app, included routers flattened, in matching order."""
     guards: list[_RouteGuard] = []
     for route in app.routes:
-        contexts = route.effective_route_contexts() if hasattr(route, "effective_route_contexts") else [route]
+        contexts: list[Any] = route.effective_route_contexts() if hasattr(route, "effective_route_contexts") else [route]
         for ctx in contexts:
             if getattr(ctx, "path_regex", None) is None:
                 continue
@@ -205,7 +257,7 @@ class RequestGate:
         self._routes: list[_RouteGuard] | None = None
 
     def _limit(self, scope: Scope) -> int:
-        settings = self.api.state.runtime.settings
+        settings: ServiceSettings = self.api.state.runtime.settings
         if scope["method"] == "POST" and scope["path"].startswith("/events/"):
             return settings.http_max_event_body_bytes
         return settings.http_route_body_limits.get(f"{scope['method']} {scope['path']}", settings.http_max_body_bytes)
@@ -283,16 +335,24 @@ MAX_ACCEPT_BATCH = 10_000
 class EventBatch(BaseModel):
     """Envelopes exactly as they would be published on the topic (SPEC §4)."""
 
+    model_config = ConfigDict(json_schema_extra=with_example({"events": [{
+        "id": "5b0f4c1e-8a55-4f0e-9d6b-2f4b0a7c9e11", "type": "usage-recorded", "source": "crm",
+        "time": "2025-03-01T09:30:00+02:00", "correlation_id": "5b0f4c1e-8a55-4f0e-9d6b-2f4b0a7c9e12",
+        "schema_version": 1, "payload": {}}]}))
+
     events: list[Any] = Field(min_length=1, max_length=MAX_ACCEPT_BATCH)
 
 
 class AcceptOutcome(BaseModel):
+    model_config = ConfigDict(json_schema_extra=with_example(
+        {"accepted": 1, "duplicates": 0, "rejected": [{"index": 2, "reason": "payload: missing field meter"}]}))
+
     accepted: int
     duplicates: int
     rejected: list[dict[str, Any]]
 
 
-def event_accept_router(runtime: "ServiceRuntime") -> APIRouter:
+def event_accept_router(runtime: ServiceRuntime) -> APIRouter:
     """`POST /events/{topic}`: a durable accept for other company systems (SPEC §8).
 
     202 only after the PostgreSQL commit; the same (source, id) dedupe as the topic path,
@@ -300,10 +360,10 @@ def event_accept_router(runtime: "ServiceRuntime") -> APIRouter:
     """
     router = APIRouter(tags=["events"])
 
-    @router.post("/events/{topic}", status_code=202, response_model=AcceptOutcome,
+    @router.post("/events/{topic}", status_code=202, response_model=AcceptOutcome, responses=errors(404, 503),
                  summary="Accept a batch of envelopes for a topic this service consumes")
     async def accept_events(topic: str, batch: EventBatch,
-                            _principal: Any = Depends(require(Role.service))) -> AcceptOutcome:
+                            _principal: Any = Depends(require(Role.service))) -> AcceptOutcome:  # noqa: B008 - FastAPI's dependency marker
         consumer = runtime.consumers.get(topic)
         spec = CATALOGUE.get(topic)
         if consumer is None or spec is None or EXTERNAL not in spec.producers:
@@ -322,15 +382,16 @@ def event_accept_router(runtime: "ServiceRuntime") -> APIRouter:
     return router
 
 
-def runtime_of(request: Request) -> "ServiceRuntime":
-    return request.app.state.runtime
+def runtime_of(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
 
 
 def authenticate(request: Request) -> Principal:
     """The request's principal: a token signed with this register's secret, issued by it,
     for this service (`aud`), and no longer-lived than its role allows. Verified once, by
     the gate, and kept in the scope."""
-    principal = request.scope.get("rekisteri.principal")
+    principal: Principal | None = request.scope.get("rekisteri.principal")
     if principal is not None:
         return principal
     settings = runtime_of(request).settings

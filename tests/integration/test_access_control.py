@@ -65,6 +65,7 @@ EXPECTED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("PATCH", "/me"): {SUBJECT},
         ("POST", "/me/password"): {SUBJECT},
         ("POST", "/me/rectifications"): {SUBJECT},
+        ("GET", "/me/rectifications"): {SUBJECT},
         ("POST", "/access-requests"): {OWNER},
         ("GET", "/access-requests"): {OWNER},
         ("GET", "/access-requests/{request_id}"): {OWNER, SUBJECT},
@@ -75,11 +76,19 @@ EXPECTED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("GET", "/requests"): {OWNER},
         ("GET", "/requests/{request_id}"): {OWNER},
         ("POST", "/requests/{request_id}/extend"): {OWNER},
+        # Objections and erasure on request (issue 14): the person, staff for objections, the owner decides.
+        ("POST", "/persons/{person_id}/objections"): STAFF,
+        ("POST", "/me/objections"): {SUBJECT},
+        ("POST", "/objections/{request_id}/decision"): {OWNER},
+        ("POST", "/persons/{person_id}/erasure-requests"): {OWNER},
+        ("POST", "/me/erasure-requests"): {SUBJECT},
+        ("POST", "/erasure-requests/{request_id}/decision"): {OWNER},
         ("POST", "/requests/{request_id}/identity-code"): {OWNER},
         ("POST", "/requests/{request_id}/verify"): {OWNER},
         ("GET", "/reports/overdue-requests"): {OWNER},
-        ("GET", "/me/export"): {SUBJECT},
-        ("GET", "/persons/{person_id}/export"): {OWNER},
+        ("POST", "/me/export"): {SUBJECT},
+        ("POST", "/persons/{person_id}/export"): {OWNER},
+        ("GET", "/exports/{export_id}"): {OWNER, SUBJECT},
         ("GET", "/processing-record"): {OWNER},
         ("GET", "/processors"): {OWNER},
         ("POST", "/processors"): {OWNER},
@@ -110,6 +119,7 @@ EXPECTED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("GET", "/reports/overdue"): {OWNER},
         ("GET", "/reports/summary"): {OWNER},
         ("GET", "/evidence/{person_id}"): {OWNER},
+        ("GET", "/persons/{person_id}/retention"): {OWNER, USER, SUBJECT},  # issue 14: passive persons owner-only; a subject their own
     },
     "billing": {
         **EVENT_ACCEPT,
@@ -191,7 +201,7 @@ async def call(client: Any, method: str, url: str, headers: dict[str, str]) -> A
 
 
 @pytest.mark.parametrize("service", SERVICE_NAMES)
-async def test_each_route_admits_exactly_the_roles_spec_5_grants(isolated, service):  # noqa: F811
+async def test_each_route_admits_exactly_the_roles_spec_5_grants(isolated, service):
     """R10/SPEC §5: the guards in the code are the table in the spec, and nothing else is open."""
     guarded, open_routes = actual_table(isolated.apps[service])
     assert guarded == EXPECTED[service]
@@ -200,7 +210,7 @@ async def test_each_route_admits_exactly_the_roles_spec_5_grants(isolated, servi
 
 
 @pytest.mark.parametrize("service", SERVICE_NAMES)
-async def test_every_endpoint_by_every_role(isolated, service):  # noqa: F811
+async def test_every_endpoint_by_every_role(isolated, service):
     """Granted roles pass the guard; every other role gets 403 and an audited denial (SPEC §5, R10);
     no token gets 401."""
     client = isolated.http[service]
@@ -230,7 +240,7 @@ async def test_every_endpoint_by_every_role(isolated, service):  # noqa: F811
     assert wrong == []
 
 
-async def test_a_subject_reads_and_changes_only_their_own_consents(isolated):  # noqa: F811
+async def test_a_subject_reads_and_changes_only_their_own_consents(isolated):
     """R11: a self-service token for one person is refused another person's consents, audited."""
     client, pool = isolated.http["consent"], isolated.runtime("consent").pool
     me, other = uuid.uuid4(), uuid.uuid4()
@@ -245,7 +255,7 @@ async def test_a_subject_reads_and_changes_only_their_own_consents(isolated):  #
     assert [r["person_id"] for r in denied] == [other, other]
 
 
-async def test_forged_and_expired_tokens_get_401_everywhere(isolated):  # noqa: F811
+async def test_forged_and_expired_tokens_get_401_everywhere(isolated):
     """SPEC §7: a token signed with another secret, or expired, is no token."""
     from shared.web.auth import mint_token
 

@@ -26,6 +26,7 @@ from shared.settings import PlatformSettings, ServiceSettings
 from shared.ops.stack import free_port
 from tests.conftest import service_test_settings
 from tests.helpers import auth, envelope_for, eventually
+from shared.messaging.kafka import ensure_topics, publish_incarnation
 from tests.infra import create_database
 from tests.integration.test_platform import build_probe, upsert
 
@@ -205,3 +206,67 @@ async def test_sigkill_mid_stream_across_the_four_services(infra, own_stack):
 async def _all_registered(pool, refs: list[str]) -> list[uuid.UUID] | None:
     rows = await pool.fetch("SELECT id FROM persons WHERE external_ref = ANY($1::text[])", refs)
     return [r["id"] for r in rows] if len(rows) == len(refs) else None
+
+
+
+async def _received_people(receiver: ServiceRuntime) -> set[uuid.UUID]:
+    return {r["person_id"] for r in await receiver.pool.fetch("SELECT person_id FROM received")}
+
+
+async def _has_all(receiver: ServiceRuntime, people: list[uuid.UUID]) -> bool:
+    return not set(people) - await _received_people(receiver)
+
+
+async def _incarnation_seen(receiver: ServiceRuntime, incarnation: str) -> bool:
+    return str(await receiver.pool.fetchval("SELECT incarnation FROM broker_state")) == incarnation
+
+
+async def test_a_batch_from_the_old_broker_committed_on_the_new_one_does_not_make_its_log_start_skipped(
+        infra, own_stack, tmp_path):
+    """SPEC §8, issue 20 (found by the chaos soak: missed registrations and incarnation markers).
+    A batch fetched from the broker before its SIGKILL finishes its transaction after the
+    broker is back empty: its offset commit (a position far into the old log) lands on the new
+    broker. The refilled log grows past that position, and the consumer, rejoining, must not
+    start there: every event published after the restart is applied, and the new incarnation
+    marker (at the new log's start) is seen, so this service would replay its outbox."""
+    from shared.messaging.events import ContactReactivated
+    from tests.helpers import ExternalSystem
+
+    bootstrap = own_stack.settings.kafka_bootstrap_servers
+    blocker, entered, release = uuid.uuid4(), asyncio.Event(), asyncio.Event()
+
+    async def held_at_the_blocker(ctx: EventContext) -> None:
+        if ctx.payload.person_id == blocker:  # this batch is in its transaction when the broker dies
+            entered.set()
+            await release.wait()
+        await on_contact_reactivated(ctx)
+
+    receiver = build_receiver(bootstrap, await create_database(infra), tmp_path, infra)
+    receiver.consumers["contact-reactivated"].handler = held_at_the_blocker
+    await receiver.start()
+    try:
+        async with ExternalSystem(bootstrap) as system:
+            before = [uuid.uuid4() for _ in range(300)]  # ~100 a partition: positions far into the old log
+            await system.send_many("contact-reactivated", (_reactivated(p) for p in before), key=None)
+            await eventually(lambda: _has_all(receiver, before))
+            await system.publish(ContactReactivated(person_id=blocker))
+        await eventually(entered.is_set)
+        own_stack.broker.kill()  # SIGKILL: every topic and committed offset is gone
+        own_stack.broker.start()
+        await ensure_topics(bootstrap)
+        release.set()  # the old batch commits its old positions, now on the new broker
+        async with ExternalSystem(bootstrap) as system:
+            after = [uuid.uuid4() for _ in range(600)]  # the refilled log passes the old positions
+            await system.send_many("contact-reactivated", (_reactivated(p) for p in after), key=None)
+        incarnation = await publish_incarnation(bootstrap)
+        await eventually(lambda: _has_all(receiver, after), timeout=60, interval=0.25)
+        await eventually(lambda: _incarnation_seen(receiver, incarnation), timeout=60, interval=0.25)
+    finally:
+        release.set()
+        await receiver.stop()
+
+
+def _reactivated(person: uuid.UUID) -> bytes:
+    from shared.messaging.events import ContactReactivated
+
+    return envelope_for(ContactReactivated(person_id=person))[2].to_bytes()

@@ -187,6 +187,23 @@ async def test_r7_transfer_to_marketing_keeps_only_marketing_data(infra, contact
     assert str(pid) in {p["id"] for p in await marketing_export(contacts.http, MARKETING)}
 
 
+async def test_commands_for_a_person_never_held_are_confirmed_not_dead_lettered(infra, contacts):
+    """A refused command never completes retention's evidence, and retention re-sends it after
+    each confirmation timeout for ever: contacts, which holds nothing of the person, confirms."""
+    ghost, passivate_id, erase_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with ExternalSystem(infra.bootstrap) as retention:
+        sent = [await retention.publish(PassivationCommanded(command_id=passivate_id, person_id=ghost, basis="R6"),
+                                        source="retention"),
+                await retention.publish(DispositionCommanded(command_id=erase_id, person_id=ghost, action="erase",
+                                                             basis="R7"), source="retention")]
+    assert [c["action"] for c in await confirmations(infra, passivate_id)] == ["passivate"]
+    assert [c["action"] for c in await confirmations(infra, erase_id)] == ["erase"]
+    pool = contacts.runtime.pool
+    assert not await pool.fetchval("SELECT count(*) FROM dead_letters WHERE event_id = ANY($1)",
+                                   [str(e.id) for e in sent])
+    assert await pool.fetchval("SELECT count(*) FROM persons WHERE id = $1", ghost) == 0
+
+
 async def test_unknown_person_and_invalid_import_are_dead_lettered(infra, contacts):
     ghost = uuid.uuid4()
     ref = f"b2b-{uuid.uuid4()}"

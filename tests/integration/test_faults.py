@@ -296,7 +296,7 @@ def logged_since(stack: FaultStack, service: str, mark: int, *needles: str) -> b
 async def database_outage(stack: FaultStack, client: httpx.AsyncClient, url: dict[str, str], http_batch: list[Any],
                           kafka_events: list[Any], upserts: list[Any]) -> None:
     """While PostgreSQL is down: not ready, 5xx answers, and events on the topics wait."""
-    for name, base in url.items():
+    for base in url.values():
         async def not_ready(base: str = base) -> bool:
             response = await client.get(f"{base}/readyz")
             return response.status_code == 503 and response.json()["checks"]["database"] is False

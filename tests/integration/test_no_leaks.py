@@ -33,14 +33,14 @@ def leaks(text: str) -> list[str]:
     return [value for value in SEEDED if value.lower() in lowered]
 
 
-async def run_scenario(isolated) -> list[str]:  # noqa: ANN001
+async def run_scenario(isolated) -> list[str]:
     """Drive the seeded person through every service; returns the 4xx bodies it provoked."""
     contacts, consent = isolated.http["contacts"], isolated.http["consent"]
     billing = isolated.http["billing"]
     staff, owner = auth("register_user", user="staff-1"), auth("register_owner", user="owner-1")
     errors: list[str] = []
 
-    async def expect(response, status: int) -> dict:  # noqa: ANN001
+    async def expect(response, status: int) -> dict:
         assert response.status_code == status, response.text
         if response.status_code >= 400:
             errors.append(response.text)
@@ -101,14 +101,14 @@ async def run_scenario(isolated) -> list[str]:  # noqa: ANN001
     return errors
 
 
-async def dead_letter_reasons(isolated) -> list[str]:  # noqa: ANN001
+async def dead_letter_reasons(isolated) -> list[str]:
     reasons = []
     for name in SERVICE_NAMES:
         reasons += [r["reason"] for r in await isolated.runtime(name).pool.fetch("SELECT reason FROM dead_letters")]
     return reasons
 
 
-async def test_seeded_personal_data_appears_in_no_log_metric_error_or_dead_letter(isolated):  # noqa: F811
+async def test_seeded_personal_data_appears_in_no_log_metric_error_or_dead_letter(isolated):
     captured = io.StringIO()
     configure_logging("no-leaks", "DEBUG", stream=captured)
     try:
@@ -119,7 +119,7 @@ async def test_seeded_personal_data_appears_in_no_log_metric_error_or_dead_lette
         for service, expected in (("contacts", 3), ("consent", 2), ("retention", 2)):
             await eventually(lambda: isolated.runtime(service).pool.fetchval(  # noqa: B023 - awaited here
                 "SELECT count(*) >= $2 FROM dead_letters WHERE position($1::bytea IN original) > 0",
-                LAST.encode(), expected), timeout=20)
+                LAST.encode(), expected), timeout=20)  # noqa: B023 - awaited here
         get_logger("no-leaks").info("scenario_done")
     finally:
         configure_logging("tests", "INFO")

@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
+from shared.messaging.asyncapi import build_asyncapi
 from shared.messaging.consumer import EventContext
 from shared.messaging.events import ContactReactivated, ContactUpserted, DataSource
 from shared.messaging.outbox import Outbox
@@ -108,6 +110,9 @@ async def test_malformed_message_is_dead_lettered_and_the_next_applied(infra, pr
     mine = [r for r in dlq if r["value"] == b'{"id": "not-a-uuid", "truncated'
             and r["headers"]["x-consumer"].startswith(probe.name)]
     assert "invalid envelope" in mine[0]["headers"]["x-dead-letter-reason"]
+    # The AsyncAPI document describes these headers as they really are (issue 17).
+    schema = build_asyncapi()["components"]["messages"]["DeadLetter"]["headers"]
+    assert list(Draft202012Validator(schema).iter_errors(mine[0]["headers"])) == []
 
 
 async def test_outbox_row_committed_before_a_crash_is_relayed_on_start(infra, database_url, tmp_path):
@@ -164,12 +169,12 @@ async def test_broker_redelivery_after_the_effect_committed_has_no_second_effect
 
     schema = f"probe_{uuid.uuid4().hex[:8]}"
     ref = f"crm-{uuid.uuid4()}"
-    real_acknowledge = runtime_module._acknowledge  # noqa: SLF001
+    real_acknowledge = runtime_module._acknowledge
 
     @asynccontextmanager
-    async def killed_before_the_offset_commit(msg):
+    async def killed_before_the_offset_commit(msg, *fetched):  # fetched: the batch's broker epoch and watch
         if getattr(msg.consumer, "_group_id", None) != schema:  # other services: as usual
-            async with real_acknowledge(msg):
+            async with real_acknowledge(msg, *fetched):
                 yield
             return
         yield  # the handler's transaction commits; the offset commit never happens
@@ -189,7 +194,7 @@ async def test_broker_redelivery_after_the_effect_committed_has_no_second_effect
     await second.start()
     try:
         await until_consumed(infra.bootstrap, schema, [sent])  # the broker delivered it again, and it is committed
-        redelivered = second.metrics.events_duplicate.labels(topic="contact-upserted")._value.get()  # noqa: SLF001
+        redelivered = second.metrics.events_duplicate.labels(topic="contact-upserted")._value.get()
         assert redelivered >= 1
         assert await effects_for(second, ref) == 1
     finally:

@@ -10,16 +10,21 @@ import uuid
 import pytest
 
 from shared.db import create_pool, migrate
+from tests.infra import create_database
 from shared.privacy import (
-    KeyDestroyed, KeyNotFound, KeyStoreUnavailable, LocalMasterKey, MasterKeys, PostgresKeyStore, open_sealed, seal,
+    CachingKeyStore, KeyDestroyed, KeyNotFound, KeyStoreUnavailable, LocalMasterKey, MasterKeys, PostgresKeyStore,
+    open_sealed, seal,
 )
 
 VALUE = {"emails": ["matti@example.fi"]}
 
 
 @pytest.fixture(scope="module")
-async def pool(database_url):
-    pool = await create_pool(database_url, "keystore_test")
+async def pool(infra):
+    """A database of its own: the register-wide key store of the session's database also holds
+    the running services' keys, under a master key these tests do not know (a rewrap there
+    would rightly refuse them)."""
+    pool = await create_pool(await create_database(infra), "keystore_test")
     await migrate(pool, "keystore_test", None)  # the platform migrations make the keystore schema
     yield pool
     await pool.close()
@@ -68,3 +73,21 @@ async def test_an_unreachable_key_store_is_reported_as_retryable(database_url):
         await store.get_or_create_data_key(uuid.uuid4())
     with pytest.raises(KeyStoreUnavailable):
         await store.data_key(uuid.uuid4(), 1)
+
+
+async def test_a_key_made_in_a_publishers_rolled_back_transaction_is_never_used(pool):
+    """Issue 15: the outbox makes a person's first key in its own transaction; were that rolled
+    back and the key kept in the cache, later events would be sealed under a key that does not
+    exist and never open."""
+    store = CachingKeyStore(PostgresKeyStore(pool, MasterKeys(LocalMasterKey(os.urandom(32)))))
+    person = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        async with pool.acquire() as conn, conn.transaction():
+            await store.get_or_create_data_key(person, conn)
+            raise RuntimeError("the publisher's change failed")
+    assert await pool.fetchval("SELECT count(*) FROM keystore.data_key WHERE person_id = $1", person) == 0
+    async with pool.acquire() as conn, conn.transaction():
+        made = await store.get_or_create_data_key(person, conn)
+    assert (await store.data_key(person, made.key_id)).secret == made.secret
+    async with pool.acquire() as conn, conn.transaction():  # read back committed: now the same key
+        assert (await store.get_or_create_data_key(person, conn)).secret == made.secret

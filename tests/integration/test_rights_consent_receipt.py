@@ -9,6 +9,7 @@ import json
 import uuid
 from pathlib import Path
 
+import httpx
 import jsonschema
 import pytest
 
@@ -84,3 +85,31 @@ async def test_a_ban_recorded_by_staff_has_a_receipt_and_others_cannot_read_it(c
     assert other.status_code == 403
     missing = await consent.http.get(f"/persons/{pid}/consents/999999999/receipt", headers=STAFF)
     assert missing.status_code == 404
+
+
+async def test_a_self_service_change_records_the_client_network_behind_the_trusted_proxy(consent):
+    """SPEC §10 proof, §9 minimise (issue 14): the address is the one the HTTP server gives after
+    its trusted-proxy rule (uvicorn's forwarded_allow_ips, HTTP_FORWARDED_ALLOW_IPS), and only its
+    network is kept; a change recorded by staff has none."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    behind_proxy = ProxyHeadersMiddleware(consent.app, trusted_hosts="127.0.0.1")
+    pid = uuid.uuid4()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=behind_proxy, client=("127.0.0.1", 40000)),
+                                 base_url="http://consent") as http:
+        resp = await http.post("/me/consents", headers={**subject(pid), "X-Forwarded-For": "203.0.113.77"}, json={
+            "purpose": "opinion_and_market_research", "channel": "email", "decision": "ban", "method": "web_form"})
+        assert resp.status_code == 200, resp.text
+    staff = await consent.http.post(f"/persons/{pid}/consents", headers=STAFF, json={
+        "purpose": "distance_selling", "channel": "email", "decision": "ban", "method": "phone_call"})
+    assert staff.status_code == 200, staff.text
+    records = (await consent.http.get(f"/persons/{pid}/consent-records", headers=STAFF)).json()["records"]
+    receipts = {r["purpose"]: (await consent.http.get(f"/persons/{pid}/consents/{r['id']}/receipt",
+                                                       headers=subject(pid))).json() for r in records}
+    for body in receipts.values():
+        jsonschema.validate(body, SCHEMA, format_checker=jsonschema.FormatChecker())
+    assert receipts["opinion_and_market_research"]["clientNetwork"] == "203.0.113.0/24"
+    assert receipts["distance_selling"]["clientNetwork"] is None
+    stored = await consent.runtime.pool.fetchval(
+        "SELECT count(*) FROM consent_history WHERE person_id = $1 AND client_network LIKE '%.77%'", pid)
+    assert stored == 0  # the host address is never stored

@@ -15,7 +15,8 @@ import pytest
 from services.contacts.deadlines import Deadline, add_months, local_date
 from shared.messaging.envelope import utcnow
 from shared.web.auth import Role
-from tests.helpers import auth, envelopes, read_topic
+from shared.messaging.events import DispositionCommanded
+from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic
 
 OWNER = auth(Role.register_owner, user="owner-14")
 USER = auth(Role.register_user, user="user-14")
@@ -149,7 +150,7 @@ async def test_queue_pages_with_a_cursor_in_deadline_order_without_repeats(conta
         params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
         page = (await contacts.http.get("/requests", headers=OWNER, params=params)).json()
         seen += page["requests"]
-        cursor = page["next_cursor"]
+        cursor = page["next"]
         if cursor is None:
             break
     ids = [r["id"] for r in seen]
@@ -161,3 +162,28 @@ async def test_queue_pages_with_a_cursor_in_deadline_order_without_repeats(conta
 
 async def test_queue_is_for_the_register_owner_only(contacts):
     assert (await contacts.http.get("/requests", headers=USER)).status_code == 403
+
+
+async def test_erasure_keeps_the_extension_dates_and_fact_but_drops_its_reason(infra, contacts):
+    """SPEC §9 (issue 14 part 5): the reason told to the person may name them or their affairs,
+    so it must not outlive their erasure; the dates and the fact of the extension stay as the
+    register's record of having answered on time. Failed before: the reason was kept."""
+    pid = await new_person(contacts)
+    rel = await contacts.http.post(f"/persons/{pid}/relationships", headers=USER, json={"kind": "customer"})
+    await contacts.http.post(f"/relationships/{rel.json()['id']}/end", headers=USER, json={})
+    rid = await access_request(contacts, pid)
+    reason = "Eino Esimerkki's request spans the 2019 Kuopio project files"
+    extended = await contacts.http.post(f"/requests/{rid}/extend", headers=OWNER, json={"months": 1, "reason": reason})
+    assert extended.status_code == 200, extended.text
+    async with ExternalSystem(infra.bootstrap) as retention:
+        await retention.publish(DispositionCommanded(command_id=uuid.uuid4(), person_id=uuid.UUID(pid),
+                                                     action="erase", basis="R7 test"), source="retention")
+        assert await eventually(lambda: contacts.runtime.pool.fetchval(
+            "SELECT true FROM erased_persons WHERE person_id = $1", uuid.UUID(pid)))
+    after = await deadline(contacts, rid)
+    assert after["extension_months"] == 1 and after["extended_until"] == extended.json()["extended_until"]
+    assert after["extended_at"] is not None and after["due_date"] == extended.json()["due_date"]
+    assert after["extension_reason"] is None
+    stored = await contacts.runtime.pool.fetchval(
+        "SELECT count(*) FROM rights_requests WHERE extension_reason LIKE '%Esimerkki%'")
+    assert stored == 0

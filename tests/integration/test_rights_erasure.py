@@ -71,7 +71,7 @@ async def access_report(contacts, body: dict[str, Any]) -> dict[str, Any]:
 
 async def retention_pass(retention, at: datetime) -> None:
     """A scheduler pass at `at` (repeated while a due timer is left; see `scheduler_passes_until`)."""
-    retention.runtime.clock._now = at  # noqa: SLF001 - the simulated clock jumps
+    retention.runtime.clock._now = at  # the simulated clock jumps
 
     async def nothing_due() -> bool:
         return not await retention.runtime.pool.fetchval(
@@ -96,6 +96,21 @@ async def erasure_evidence(retention, person_id: str) -> dict[str, Any] | None:
         return None
     erase = [e for e in resp.json()["items"] if e["action"] == "erase"]
     return erase[0] if erase and erase[0]["completed_at"] else None
+
+async def erased_by_retention(contacts, retention, person_id: str, now: datetime) -> dict[str, Any]:
+    """The register's own erasure of a person whose relationship ended at `now`: the timer is
+    planned, a pass a day later passivates (R6), a pass a year later erases (R7); returns the
+    erasure's evidence once every expected service confirmed."""
+    async def timed() -> bool:
+        return bool(await retention.runtime.pool.fetchval(
+            "SELECT count(*) FROM deadlines WHERE person_id = $1 AND status = 'pending'", uuid.UUID(person_id)))
+    await eventually(timed)
+    await retention_pass(retention, now + timedelta(days=1))
+    await wait_state(contacts, person_id, "passive")
+    await retention_pass(retention, now + timedelta(days=366))  # R7: a year after the relationship ended
+    await wait_state(contacts, person_id, None)
+    return await eventually(lambda: erasure_evidence(retention, person_id))
+
 
 
 @pytest.fixture
@@ -151,16 +166,7 @@ async def test_r7_r8_r12_erasure_is_honoured_everywhere_and_only_the_suppression
                                      json={"ended_at": now.isoformat()})
     assert ended.json()["lifecycle_state"] == "ended"
 
-    async def timed() -> bool:
-        return bool(await retention.runtime.pool.fetchval(
-            "SELECT count(*) FROM deadlines WHERE person_id = $1 AND status = 'pending'", uuid.UUID(pid)))
-    await eventually(timed)
-    await retention_pass(retention, now + timedelta(days=1))
-    await wait_state(contacts, pid, "passive")
-    await retention_pass(retention, now + timedelta(days=366))  # R7: a year after the relationship ended
-    await wait_state(contacts, pid, None)
-
-    evidence = await eventually(lambda: erasure_evidence(retention, pid))
+    evidence = await erased_by_retention(contacts, retention, pid, now)
     assert set(evidence["confirmations"]) == {"contacts", "consent", "billing", "retention"}
     person = uuid.UUID(pid)
     assert await consent.runtime.pool.fetchval("SELECT count(*) FROM consent_state WHERE person_id = $1", person) == 0

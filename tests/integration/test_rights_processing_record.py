@@ -68,3 +68,13 @@ async def test_html_record_in_finnish_and_english_for_the_owner_only(contacts):
     assert "Seloste käsittelytoimista" in fi.text and "Record of processing activities" in en.text
     assert "first_name" in en.text and "<script" not in en.text
     assert (await contacts.http.get("/processing-record", headers=USER)).status_code == 403
+
+
+async def test_the_record_says_banned_points_are_keyed_digests_and_topic_fields_sealed(contacts):
+    """Art. 30(1)(g) as the code does it (SPEC §9, issue 15): the suppression list keeps
+    HMAC-SHA256 digests under REKISTERI_SUPPRESSION_KEY (the record had said plain sha256),
+    and personal fields travel sealed under the person's data key."""
+    security = (await record(contacts))["security"]
+    assert security["banned_contact_points_stored_as"].startswith("HMAC-SHA256")
+    assert "REKISTERI_SUPPRESSION_KEY" in security["banned_contact_points_stored_as"]
+    assert "AES-256-GCM" in security["personal_fields_on_topics_and_outbox"]

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import httpx
 import pytest
 import uvicorn
 
@@ -80,7 +79,7 @@ async def stack(infra, database_url, start_service) -> AsyncIterator[Stack]:
         port = free_port()
         servers.append(await serve(svc.app, port))
         services[name], urls[name] = svc, f"http://127.0.0.1:{port}"
-    settings = PortalSettings(**service_test_settings(infra, database_url), **{
+    settings = PortalSettings(**service_test_settings(infra, database_url, rekisteri_dev_stack=True), **{
         f"portal_{name}_url": url for name, url in urls.items()},
         portal_port=free_port(), argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
     app = build_app(settings)

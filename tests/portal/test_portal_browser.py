@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 
-import pytest
 from selenium.webdriver.support.ui import Select
 
+from services.retention.domain import DEADLINE_RULE
 from services.portal import i18n
 from shared.messaging.events import PassivationCommanded
 from shared.web.auth import Role
@@ -59,7 +59,7 @@ async def test_register_owner_finds_a_person_places_a_hold_and_answers_an_access
         b.driver.execute_script("arguments[0].value = arguments[1]", b.by_css("#f-expires_on"), until)
         b.follow("form[action$='/holds'] button")
         assert fi("hold.placed") in b.text()
-        assert "Riita-asia käräjäoikeudessa" in b.by_css("section[aria-labelledby=holds]").text
+        assert "Riita-asia käräjäoikeudessa" in b.by_css("section[aria-labelledby=h-retention] .holds").text
         b.check_page("staff-person")
         b.follow(f"a[href='/staff/organisations/{org.json()['id']}']")
         assert last_name in b.text() and f"Testi{last_name} Oy" in b.text()
@@ -241,3 +241,78 @@ async def test_the_accessibility_check_finds_a_violation_when_there_is_one(brows
 
     ids = {v["id"] for v in await browser.run(bad_page)}
     assert {"label", "image-alt"} & ids
+
+
+async def test_owner_and_subject_see_retention_dates_holds_and_the_rectification_outcome(stack, browser):
+    """Issue 19, SPEC §10 (visible retention), R7, R14: once the relationship has ended, the register
+    owner's person page and the person's own my-data page show the disposition date retention set,
+    the rule and basis and the legal hold (not yet "blocked": that is said only once the date has
+    passed with the hold or an unconfirmed command keeping it, issue 14); the person follows their
+    rectification request to its decision, with the reason and date, in Finnish and in English."""
+    contacts, retention = stack.services["contacts"], stack.services["retention"]
+    person = await new_person(contacts)
+    pid = person["person"]["id"]
+    username = await new_account(contacts, pid, PASSWORD)
+    now = datetime.now(UTC)
+    rel = await contacts.http.post(f"/persons/{pid}/relationships", headers=OWNER, json={
+        "kind": "customer", "started_at": (now - timedelta(days=800)).isoformat()})
+    ended_at = now - timedelta(days=10)
+    ended = await contacts.http.post(f"/relationships/{rel.json()['id']}/end", headers=OWNER,
+                                     json={"ended_at": ended_at.isoformat()})
+    assert ended.status_code == 200, ended.text
+    until = date.today() + timedelta(days=400)
+    hold = await retention.http.post("/holds", headers=OWNER, json={
+        "person_id": pid, "reason": "Tilintarkastus kesken", "expires_at": f"{until.isoformat()}T12:00:00+00:00"})
+    assert hold.status_code == 201, hold.text
+
+    async def planned() -> dict | None:
+        answer = await retention.http.get(f"/persons/{pid}/retention", headers=OWNER)
+        return answer.json() if answer.status_code == 200 and answer.json()["disposition_due"] else None
+    await eventually(planned, timeout=60)
+    disposition_day = i18n.format_date((ended_at + timedelta(days=365)).date())
+    subject_token = auth(Role.subject, person_id=pid)
+    asked = await contacts.http.post("/me/rectifications", headers=subject_token, json={
+        "changes": {"title": "Toimitusjohtaja"}, "reason": "Uusi tehtävä"})
+    assert asked.status_code == 201, asked.text
+    decided = await contacts.http.post(f"/rectifications/{asked.json()['id']}/decision", headers=OWNER, json={
+        "approve": False, "reason": "Tehtävänimike on jo oikein"})
+    assert decided.status_code == 200, decided.text
+    owner, _ = await add_staff(stack, "register_owner")
+    b = browser
+
+    def owner_sees_retention() -> None:
+        b.staff_sign_in(owner)
+        b.open(f"/staff/persons/{pid}")
+        section = b.by_css("section[aria-labelledby=h-retention]")
+        assert b.by_css("section[aria-labelledby=h-retention] .disposition-due").text == disposition_day
+        assert "Tilintarkastus kesken" in b.by_css("section[aria-labelledby=h-retention] .holds").text
+        assert fi("rview.blocked") not in section.text and DEADLINE_RULE in section.text
+        assert "relationship_ended" in b.by_css("section[aria-labelledby=h-retention] .basis").text
+        b.check_page("staff-person-retention")
+        b.sign_out()
+
+    await b.run(owner_sees_retention)
+
+    def subject_sees_retention_and_outcome() -> None:
+        b.open("/me/login")
+        b.fill("#f-username", username)
+        b.fill("#f-password", PASSWORD)
+        b.follow("form.card button[type=submit]")
+        mine = b.by_css("section[aria-labelledby=my-retention]")
+        assert b.by_css("section[aria-labelledby=my-retention] .disposition-due").text == disposition_day
+        assert "Tilintarkastus kesken" in mine.text and fi("rview.blocked_own") not in mine.text
+        b.check_page("me-retention")
+        b.follow("a[href='/me/rectification#my-rectifications']")
+        outcome = b.by_css("section[aria-labelledby=my-rectifications]")
+        assert fi("rect.status.rejected") in outcome.text and "Tehtävänimike on jo oikein" in outcome.text
+        b.check_page("me-rectifications")
+        b.open("/me?lang=en")
+        assert "How long your data is kept" in b.text()
+        b.check_page()
+        b.open("/me/rectification?lang=en")
+        assert "rejected" in b.by_css("table.rectifications").text
+        b.check_page()
+        b.open("/me?lang=fi")
+        b.sign_out()
+
+    await b.run(subject_sees_retention_and_outcome)

@@ -10,6 +10,7 @@ import pytest
 from services.portal import i18n, web
 from services.portal.pages_console import CHANNELS, PURPOSES
 from services.portal.pages_privacy import EDITABLE
+from services.portal.retention_view import STATES as RETENTION_STATES
 from shared.messaging.events import DataSource, LegalBasis, ProcessingPurpose
 
 PORTAL = Path(web.__file__).parent
@@ -43,10 +44,10 @@ def test_every_key_a_page_uses_is_in_the_catalogue():
 @pytest.mark.parametrize("prefix, values", [
     ("purpose", PURPOSES), ("channel", CHANNELS), ("source", [s.value for s in DataSource]),
     ("basis", [b.value for b in LegalBasis]), ("ppurpose", [p.value for p in ProcessingPurpose]),
-    ("state", ["prospect", "active", "ended", "passive", "erased", "marketing"]),
+    ("state", ["prospect", "active", "ended", "passive", "erased", "marketing"]), ("rstate", RETENTION_STATES),
     ("reason", ["erased", "banned", "suppression_list", "granted", "no_ban", "invalid_contact_point"]),
     ("consent.status", ["granted", "banned", "none"]), ("rect.status", ["pending", "approved", "rejected"]),
-    ("access.status", ["awaiting_decision", "collecting", "fulfilled", "refused"]),
+    ("access.status", ["awaiting_identity", "awaiting_decision", "collecting", "fulfilled", "refused"]),
     ("access.channel", ["signed_letter", "in_person", "self_service"]),
     ("access.decision", ["charge", "waive", "refuse"]), ("action", ["passivate", "dispose", "erase", "transfer_to_marketing"]),
     ("role", ["register_owner", "register_user", "marketing", "billing"]),
@@ -81,3 +82,12 @@ def test_service_rules_are_shown_after_a_translated_prefix():
     t = i18n.translator("en")
     assert t.error("form.required") == "This is required."
     assert t.error("value is not a valid email address") == "Not valid: value is not a valid email address"
+
+
+def test_every_template_compiles():
+    """A template syntax error is a 500 on its page: caught here, before any browser."""
+    env = web.make_environment()
+    names = sorted(p.name for p in (PORTAL / "templates").glob("*.html"))
+    assert "me_rectification.html" in names
+    for name in names:
+        env.get_template(name)

@@ -32,7 +32,7 @@ async def sso(stack, infra, database_url):
     provider_port, portal_port = free_port(), free_port()
     provider.issuer = f"http://127.0.0.1:{provider_port}"
     provider_server = await serve(provider.app, provider_port)
-    settings = PortalSettings(**service_test_settings(infra, database_url), **{
+    settings = PortalSettings(**service_test_settings(infra, database_url, rekisteri_dev_stack=True), **{
         f"portal_{name}_url": url for name, url in stack.urls.items()}, portal_port=portal_port,
         portal_oidc_issuer=provider.issuer, portal_oidc_client_id="rekisteri-portal",
         portal_oidc_role_map=ROLE_MAP, argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)

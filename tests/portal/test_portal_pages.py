@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from datetime import datetime, UTC
 
 import pyotp
 import pytest
@@ -15,6 +16,8 @@ from shared.web.auth import Role
 from tests.helpers import auth, eventually
 from tests.portal.conftest import PASSWORD, add_staff
 from tests.portal.helpers import PortalClient, new_account, new_person
+
+fi = lambda key, **kw: i18n.translate("fi", key, **kw)  # noqa: E731
 
 
 
@@ -220,7 +223,7 @@ async def test_a_subject_session_stores_no_token_and_signing_in_again_ends_the_o
     first = client.cookies["rk_session"]
     row = await stack.portal.pool.fetchrow("SELECT * FROM web_sessions WHERE person_id = $1",
                                            uuid.UUID(person["person"]["id"]))
-    assert set(row.keys()) >= {"person_id", "role"} and not any("token" in k for k in row.keys())
+    assert set(row.keys()) >= {"person_id", "role"} and not any("token" in k for k in row.keys())  # noqa: SIM118 - a Record iterates its values
     assert "ey" not in str(dict(row["data"]))  # no JWT kept in the session's data either
     assert (await client.get("/me")).status_code == 200
     await client.subject_sign_in(username, PASSWORD)
@@ -241,13 +244,18 @@ async def test_rectification_asked_in_the_privacy_portal_is_decided_in_the_conso
     empty = await client.post("/me/rectification", {**values, "reason": ""})
     assert empty.status_code == 422 and 'id="reason-error"' in empty.text
     sent = await client.post("/me/rectification", {**values, "title": "Ostojohtaja", "reason": "Ylennys"})
-    assert sent.status_code == 303 and sent.headers["location"] == "/me?done=rectification"
+    assert sent.status_code == 303 and sent.headers["location"].startswith("/me/rectification?done=rectification")
+    pending = await client.get("/me/rectification")
+    assert fi("rect.status.pending") in pending.text and fi("field.title") in pending.text
     owner_name, _ = await add_staff(stack, "register_owner")
     owner = PortalClient(stack.portal_url)
     try:
         await owner.staff_sign_in(owner_name, PASSWORD)
         queue = await owner.get("/staff/queues")
-        rect_id = re.search(r'href="/staff/rectifications/([0-9a-f-]{36})"', queue.text).group(1)
+        # The session's database is shared: older pending requests of other tests come first in the queue.
+        own = await contacts.http.get("/me/rectifications", headers=auth(Role.subject, person_id=pid))
+        rect_id = own.json()["rectifications"][0]["id"]
+        assert f'href="/staff/rectifications/{rect_id}"' in queue.text
         page = await owner.get(f"/staff/rectifications/{rect_id}")
         assert "Ostojohtaja" in page.text and "Ylennys" in page.text
         decided = await owner.post(f"/staff/rectifications/{rect_id}/decision", {"approve": "yes", "reason": "Tarkistettu"})
@@ -258,6 +266,14 @@ async def test_rectification_asked_in_the_privacy_portal_is_decided_in_the_conso
         await owner.aclose()
     me = await contacts.http.get("/me", headers=auth(Role.subject, person_id=pid))
     assert me.json()["person"]["title"] == "Ostojohtaja"
+    # Issue 19: the person follows the outcome: status, the decision's reason and its date.
+    for path in ("/me/rectification",):
+        page = await client.get(path)
+        row = re.search(r'<td class="rect-status status-approved">(.*?)</td>\s*<td>(.*?)</td><td class="rect-decision">(.*?)</td>',
+                        page.text)
+        assert row, page.text[-3000:]
+        assert row.group(1) == fi("rect.status.approved") and row.group(3) == "Tarkistettu"
+        assert row.group(2) == i18n.format_date(datetime.now(UTC))
 
 
 async def test_subject_requests_and_downloads_the_access_report(stack, client):
@@ -289,7 +305,7 @@ async def test_a_service_that_does_not_answer_gives_the_unavailable_page_not_a_t
     from tests.portal.conftest import free_port, serve, shutdown
 
     dead = f"http://127.0.0.1:{free_port()}"
-    settings = PortalSettings(**service_test_settings(infra, database_url), portal_port=free_port(),
+    settings = PortalSettings(**service_test_settings(infra, database_url, rekisteri_dev_stack=True), portal_port=free_port(),
                               portal_contacts_url=dead, argon2_time_cost=1, argon2_memory_kib=8192,
                               argon2_parallelism=1)
     server = await serve(build_app(settings), settings.portal_port, lifespan="on")

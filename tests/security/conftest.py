@@ -55,7 +55,7 @@ async def database_only_app(infra) -> AsyncIterator[Callable[..., Any]]:
         settings = module.SETTINGS(**{**service_test_settings(infra, database_url), **FAST_HASHES, **overrides})
         app = module.build_app(settings)
         runtime = app.state.runtime
-        runtime._pool = await create_pool(settings.database_url, settings.schema, min_size=1,  # noqa: SLF001
+        runtime._pool = await create_pool(settings.database_url, settings.schema, min_size=1,
                                           max_size=settings.db_pool_max,
                                           acquire_timeout_s=settings.db_acquire_timeout_s)
         await migrate(runtime.pool, settings.schema, module.MIGRATIONS)

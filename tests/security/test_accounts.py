@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from shared.privacy.sealing import open_fields
 from tests.helpers import auth, open_account
 from tests.security.conftest import OWNER, USER, new_person, passivate
 
@@ -46,6 +47,8 @@ async def test_the_person_activates_the_account_with_a_single_use_code(contacts)
     assert 71 * 3600 < stored["left"].total_seconds() <= 72 * 3600
     event = await contacts.runtime.pool.fetchval(
         "SELECT envelope FROM outbox WHERE topic = 'notification-requested' AND key = $1", str(pid))
+    assert code not in str(event["data"])  # sealed under the person's data key (issue 15)
+    event["data"] = await open_fields(contacts.runtime.keys, event["data"], ("parameters", "code"), uuid.UUID(str(pid)))
     assert event["data"] == {"person_id": str(pid), "template": "account-activation", "code": code,
                              "expires_at": event["data"]["expires_at"], "parameters": {}}
     assert (await login(contacts, username, "")).status_code in (401, 422)

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bandit_reports_no_high_severity_finding():
-    run = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+    run = subprocess.run(  # our own interpreter, fixed arguments
         [sys.executable, "-m", "bandit", "-q", "-r", "shared", "services", "--severity-level", "high",
          "-f", "json"], cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert run.stdout, run.stderr

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import asyncpg
 
@@ -83,7 +83,7 @@ async def test_failures_during_a_lockout_neither_count_nor_extend_it(contacts):
     after = await contacts.runtime.pool.fetchrow(
         "SELECT failed_attempts, locked_until FROM accounts WHERE person_id = $1", pid)
     assert dict(after) == dict(first)
-    assert first["locked_until"] - datetime.now(timezone.utc) <= timedelta(minutes=15)
+    assert first["locked_until"] - datetime.now(UTC) <= timedelta(minutes=15)
 
 
 async def test_rate_limits_per_address_and_per_username_answer_429_with_retry_after(contacts):

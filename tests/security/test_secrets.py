@@ -23,6 +23,18 @@ async def test_a_served_service_refuses_a_public_or_short_secret(secret):
             pass  # pragma: no cover - never reached
 
 
+@pytest.mark.parametrize("secret", [DEV_TOKEN_SECRET, "x" * 31])
+async def test_the_portal_refuses_a_public_or_short_secret(secret):
+    """Issue 19: the portal mints the services' tokens, so it refuses them too (it did not check)."""
+    from services.portal.app import build_app
+    from services.portal.settings import PortalSettings
+
+    app = build_app(PortalSettings(rekisteri_token_secret=secret, database_url=UNREACHABLE))
+    with pytest.raises(InsecureConfiguration, match="REKISTERI_TOKEN_SECRET"):
+        async with app.router.lifespan_context(app):
+            pass  # pragma: no cover - never reached
+
+
 def test_a_long_random_secret_or_the_embedded_stack_is_accepted():
     PlatformSettings(rekisteri_token_secret=secrets.token_urlsafe(32)).check_secrets()
     PlatformSettings(rekisteri_dev_stack=True).check_secrets()

@@ -19,8 +19,8 @@ async def test_the_marketing_export_is_paged(contacts):
     first = await contacts.http.get("/marketing/export", params={"limit": 2}, headers=MARKETING)
     assert first.status_code == 200 and first.headers["content-type"].startswith("application/json")
     page = first.json()
-    assert len(page["persons"]) <= 2 and page["next_after"] is not None
-    second = (await contacts.http.get("/marketing/export", params={"limit": 2, "after": page["next_after"]},
+    assert len(page["persons"]) <= 2 and page["next"] is not None
+    second = (await contacts.http.get("/marketing/export", params={"limit": 2, "cursor": page["next"]},
                                       headers=MARKETING)).json()
     assert not {p["id"] for p in page["persons"]} & {p["id"] for p in second["persons"]}
     too_many = await contacts.http.get("/marketing/export", params={"limit": 1_000_000}, headers=MARKETING)

@@ -9,8 +9,8 @@ import uuid
 import jwt
 
 from shared.web.auth import mint_token
-from tests.helpers import TEST_TOKEN_SECRET, open_account
-from tests.security.conftest import USER, new_person
+from tests.helpers import TEST_TOKEN_SECRET, eventually, open_account
+from tests.security.conftest import FAST_HASHES, USER, new_person
 
 PASSWORD = "correct horse battery"
 
@@ -94,3 +94,35 @@ async def test_disabling_the_account_or_erasing_it_revokes_its_tokens(contacts):
     pid, _username, token = await subject_token(contacts)
     await contacts.runtime.pool.execute("DELETE FROM accounts WHERE person_id = $1", pid)  # what erasure does
     assert (await contacts.http.get("/me", headers=bearer(token))).status_code == 401
+
+
+async def test_a_password_change_or_a_disable_revokes_the_old_token_at_consent_too(start_service):
+    """Consent accepts self-service tokens too (`aud` contacts and consent): it learns of every
+    revocation from `subject-tokens-revoked` and refuses the same tokens contacts does. On the
+    old code consent kept accepting a revoked token until it expired."""
+    contacts = await start_service("contacts", **FAST_HASHES)
+    consent = await start_service("consent")
+    pid, username, token = await subject_token(contacts)
+    assert (await consent.http.get("/me/consents", headers=bearer(token))).status_code == 200
+    assert (await contacts.http.post("/me/password", headers=bearer(token), json={
+        "current_password": PASSWORD, "new_password": "a brand new password"})).status_code == 204
+
+    async def consent_refuses(old: str) -> bool:
+        return (await consent.http.get("/me/consents", headers=bearer(old))).status_code == 401
+
+    await eventually(lambda: consent_refuses(token))
+    fresh = (await contacts.http.post("/auth/login", json={"username": username,
+                                                           "password": "a brand new password"})).json()["token"]
+    assert (await consent.http.get("/me/consents", headers=bearer(fresh))).status_code == 200
+    assert (await contacts.http.post(f"/persons/{pid}/account/disable", headers=USER)).status_code == 200
+    await eventually(lambda: consent_refuses(fresh))
+
+
+async def test_an_erased_persons_token_is_refused_at_consent(start_service):
+    consent = await start_service("consent")
+    pid = uuid.uuid4()
+    token = mint_token(TEST_TOKEN_SECRET, user=f"person:{pid}", role="subject", person_id=pid,
+                       audience=["contacts", "consent"], token_version=1)
+    assert (await consent.http.get("/me/consents", headers=bearer(token))).status_code == 200
+    await consent.runtime.pool.execute("INSERT INTO erased_person (person_id) VALUES ($1)", pid)  # contact-erased
+    assert (await consent.http.get("/me/consents", headers=bearer(token))).status_code == 401

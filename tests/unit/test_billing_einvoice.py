@@ -58,7 +58,7 @@ def _finvoice_schema() -> etree.XMLSchema:
 
 
 @cache
-def _cen_rules():  # noqa: ANN202 - a compiled Saxon stylesheet
+def _cen_rules():  # a compiled Saxon stylesheet
     from saxonche import PySaxonProcessor
     processor = PySaxonProcessor(license=False)
     compiled = processor.new_xslt30_processor().compile_stylesheet(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.settings import SERVICE_NAMES, PlatformSettings, ServiceSettings
+from shared.settings import SERVED_NAMES, SERVICE_NAMES, PlatformSettings, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -24,16 +24,16 @@ SERVICES = COMPOSE["services"]
 IMAGE_VARIABLES = {
     "apache/kafka": (re.compile(r"^KAFKA_[A-Z0-9_]+$"), {"CLUSTER_ID"}),
     "postgres": (re.compile(r"^POSTGRES_(USER|PASSWORD|DB|INITDB_ARGS|HOST_AUTH_METHOD)$"
-                            r"|^(CONTACTS|CONSENT|RETENTION|BILLING)_DB_PASSWORD$"), {"PGDATA"}),
+                            r"|^(CONTACTS|CONSENT|RETENTION|BILLING|PORTAL)_DB_PASSWORD$"), {"PGDATA"}),
 }
 
 
 def settings_classes() -> list[type[PlatformSettings]]:
     classes: list[type[PlatformSettings]] = [PlatformSettings]
-    for name in SERVICE_NAMES:
+    for name in SERVED_NAMES:  # the portal's settings are platform settings, not a service's (issue 19)
         module = importlib.import_module(f"services.{name}.settings")
         classes += [c for _, c in inspect.getmembers(module, inspect.isclass)
-                    if issubclass(c, ServiceSettings) and c.__module__ == module.__name__]
+                    if issubclass(c, (ServiceSettings, PlatformSettings)) and c.__module__ == module.__name__]
     return classes
 
 
@@ -49,14 +49,14 @@ def app_services() -> dict[str, dict]:
     return {name: svc for name, svc in SERVICES.items() if svc.get("image", "").startswith("rekisteri")}
 
 
-def test_every_served_service_exists_and_all_four_run():
+def test_every_served_service_exists_and_all_four_and_the_portal_run():
     served = {}
     for name, svc in app_services().items():
         command = svc["command"]
         if command[0] == "serve":
             assert (ROOT / "services" / command[1] / "app.py").is_file(), f"{name}: no services/{command[1]}/app.py"
             served[name] = command[1]
-    assert sorted(served.values()) == sorted(SERVICE_NAMES)
+    assert sorted(served.values()) == sorted(SERVED_NAMES)
 
 
 def test_every_environment_variable_is_known_to_the_settings_or_the_image():
@@ -87,6 +87,25 @@ def test_services_are_healthchecked_on_readyz_and_restart(name):
     assert int(svc["environment"]["KAFKA_SESSION_TIMEOUT_MS"]) >= 6000
     assert svc["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     assert any(p.endswith(f":{port}") for p in svc["ports"])
+
+
+def test_the_portal_is_healthchecked_reaches_the_services_and_needs_no_broker():
+    """Issue 19: the portal on 127.0.0.1:8000 by default, ready on /readyz, calling the four
+    services by their compose names with the shared token secret; it consumes no topic."""
+    portal = SERVICES["portal"]
+    env = portal["environment"]
+    assert portal["command"] == ["serve", "portal"]
+    assert f"http://127.0.0.1:{env['PORTAL_PORT']}/readyz" in " ".join(portal["healthcheck"]["test"])
+    assert portal["restart"] in {"always", "unless-stopped", "on-failure"}
+    assert env["HTTP_HOST"] == "0.0.0.0" and env["PORTAL_COOKIE_SECURE"] == "true"
+    assert portal["ports"] == ["${REKISTERI_BIND_ADDRESS:-127.0.0.1}:${PORTAL_HOST_PORT:-8000}:8000"]
+    for name in SERVICE_NAMES:
+        port = SERVICES[name]["environment"][f"{name.upper()}_PORT"]
+        assert env[f"PORTAL_{name.upper()}_URL"] == f"http://{name}:{port}"
+        assert name in portal["depends_on"]
+    assert portal["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert env["REKISTERI_TOKEN_SECRET"] == SERVICES["contacts"]["environment"]["REKISTERI_TOKEN_SECRET"]
+    assert not {v for v in env if v.startswith("KAFKA_")} and "volumes" not in portal
 
 
 def test_kafka_is_kraft_and_state_is_on_volumes():

@@ -1,12 +1,12 @@
-"""deploy/k8s read as kubectl would read it (issue 8): the four services with probes,
-settings the code knows, secrets by reference, and the topic-creation Job."""
+"""deploy/k8s read as kubectl would read it (issue 8): the four services and the portal
+(issue 19) with probes, settings the code knows, secrets by reference, and the topic-creation Job."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import yaml
 
-from shared.settings import SERVICE_NAMES
+from shared.settings import SERVED_NAMES, SERVICE_NAMES
 from tests.unit.test_compose_file import known_variables
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
@@ -28,7 +28,7 @@ def of_kind(kind: str) -> dict[str, dict]:
 def test_each_service_has_a_deployment_with_readiness_and_liveness_probes():
     """SPEC §7: /readyz (database and broker answer), /healthz (alive)."""
     deployments = of_kind("Deployment")
-    assert sorted(deployments) == sorted(SERVICE_NAMES)
+    assert sorted(deployments) == sorted(SERVED_NAMES)
     for name, deployment in deployments.items():
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == ["serve", name]
@@ -58,7 +58,7 @@ def test_settings_are_known_and_secrets_come_from_the_secret():
             if e["name"] == "REKISTERI_SIGNING_KEY":  # each service's own entry of the signing Secret
                 assert e["valueFrom"]["secretKeyRef"] == {"name": "rekisteri-signing", "key": deployment["metadata"]["name"]}
             elif "SECRET" in e["name"] or "KEY" in e["name"] or e["name"] == "DATABASE_URL":
-                assert e["valueFrom"]["secretKeyRef"]["name"] == "rekisteri-secrets"
+                assert e["valueFrom"]["secretKeyRef"]["name"] == "rekisteri-secrets", e["name"]
     assert "Secret" not in {d["kind"] for d in manifests()}  # the operator creates it
 
 
@@ -77,7 +77,7 @@ def test_scaling_document_matches_the_catalogue():
 
 
 def pod_specs() -> dict[str, dict]:
-    """Every pod template: the four Deployments and the topics Job."""
+    """Every pod template: the five Deployments and the topics Job."""
     return {name: d["spec"]["template"]["spec"] for kind in ("Deployment", "Job") for name, d in of_kind(kind).items()}
 
 
@@ -85,7 +85,7 @@ def test_every_pod_is_hardened_the_same_way():
     """Issue 17 (checkov): seccomp RuntimeDefault, no service-account token, non-root, no
     privilege escalation, read-only root, no capabilities — the topics Job too."""
     specs = pod_specs()
-    assert "rekisteri-topics" in specs and set(SERVICE_NAMES) <= set(specs)
+    assert "rekisteri-topics" in specs and set(SERVED_NAMES) <= set(specs)
     accounts = of_kind("ServiceAccount")
     for name, spec in specs.items():
         assert spec["automountServiceAccountToken"] is False, name
@@ -123,9 +123,19 @@ def policies() -> list[dict]:
     return list(of_kind("NetworkPolicy").values())
 
 
+def matches(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector: matchLabels and matchExpressions (In, NotIn)."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        inside = labels.get(expression["key"]) in expression["values"]
+        if inside != {"In": True, "NotIn": False}[expression["operator"]]:
+            return False
+    return True
+
+
 def selects(policy: dict, labels: dict) -> bool:
-    wanted = policy["spec"]["podSelector"].get("matchLabels", {})
-    return wanted.items() <= labels.items()
+    return matches(policy["spec"]["podSelector"], labels)
 
 
 def allowed(direction: str, labels: dict) -> set[int]:
@@ -148,10 +158,30 @@ def test_network_is_denied_by_default():
 
 def test_each_service_takes_traffic_only_on_its_port_and_reaches_postgresql_kafka_and_dns():
     for name, deployment in of_kind("Deployment").items():
+        if name == "portal":
+            continue  # no Kafka: the next test
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
         assert allowed("Ingress", labels) == {port}, name
         assert allowed("Egress", labels) == {5432, 9092, 53}, name
+
+
+def test_portal_reaches_postgresql_dns_and_the_four_services_apis_but_not_kafka():
+    """Issue 19: the portal consumes no topic; it calls the services over HTTP."""
+    deployments = of_kind("Deployment")
+    portal = deployments["portal"]["spec"]["template"]
+    ports = {deployments[name]["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+             for name in SERVICE_NAMES}
+    assert allowed("Ingress", portal["metadata"]["labels"]) == {8000}
+    assert allowed("Egress", portal["metadata"]["labels"]) == {5432, 53} | ports
+    to_services = of_kind("NetworkPolicy")["egress-portal-services"]["spec"]["egress"][0]["to"][0]["podSelector"]
+    assert {name for name, d in deployments.items() if matches(to_services, d["spec"]["template"]["metadata"]["labels"])
+            } == set(SERVICE_NAMES)
+    env = {e["name"]: e for e in portal["spec"]["containers"][0]["env"]}
+    for name in SERVICE_NAMES:
+        service_port = of_kind("Service")[name]["spec"]["ports"][0]["port"]
+        assert env[f"PORTAL_{name.upper()}_URL"]["value"] == f"http://{name}:{service_port}"
+    assert "REKISTERI_SIGNING_KEY" not in env
 
 
 def test_topics_job_reaches_only_kafka_and_dns():

@@ -11,7 +11,7 @@ from shared.privacy import SuppressionChains, SuppressionKeyring
 from shared.errors import Rejected
 from shared.messaging.events import (
     AccessRequested, Channel, ContactErased, ContactPassivated, ContactReactivated, ContactRegistered,
-    ContactTransferredToMarketing, ContactUpdated, DataSource, OptoutRegistered, Purpose,
+    ContactTransferredToMarketing, ContactUpdated, DataSource, OptoutRegistered, Purpose, SubjectTokensRevoked,
 )
 from tests.unit.fakes.consent import ConsentStore
 from tests.unit.fakes.events import context
@@ -30,6 +30,7 @@ async def handle(store: ConsentStore, payload, *, source: str = "crm"):
         "contact-transferred-to-marketing": handlers.on_contact_transferred_to_marketing,
         "contact-passivated": handlers.on_contact_passivated,
         "contact-reactivated": handlers.on_contact_reactivated,
+        "subject-tokens-revoked": handlers.on_subject_tokens_revoked,
     }
     await topic_handlers[ctx.topic](ctx)
     return ctx.outbox
@@ -123,3 +124,25 @@ async def test_r12_access_slice_lists_states_and_suppression_records_found_by_co
     items = await access.slice_for(HASHER)(store, AccessRequested(request_id=uuid.uuid4(), person_id=person,
                                                                    emails=[EMAIL]))
     assert {i["category"] for i in items} == {"consent_state", "suppression_record"}
+
+
+async def test_art20_portability_slice_holds_only_the_permissions_and_bans_in_force():
+    """Issue 14: a portability export asks consent for what the person gave, not its history or
+    the suppression records found by contact point."""
+    store, person = ConsentStore(), uuid.uuid4()
+    await handle(store, registered(person), source="contacts")
+    await handle(store, OptoutRegistered(person_id=person, purposes=[Purpose.distance_selling],
+                                         channels=[Channel.sms], source="web"))
+    items = await access.slice_for(HASHER)(store, AccessRequested(request_id=uuid.uuid4(), person_id=person,
+                                                                   emails=[EMAIL], purpose="portability"))
+    assert items and {(i["category"], i["value"]) for i in items} == {("consent_state", "banned")}
+
+
+async def test_revoked_subject_tokens_only_tighten_whatever_the_order_of_announcements():
+    """Issue 16: consent refuses what contacts revoked; a late, older announcement (version 2
+    after 3) never lowers the floor, and a disable stays."""
+    store, person = ConsentStore(), uuid.uuid4()
+    await handle(store, SubjectTokensRevoked(person_id=person, token_version=3), source="contacts")
+    await handle(store, SubjectTokensRevoked(person_id=person, token_version=2, disabled=True), source="contacts")
+    await handle(store, SubjectTokensRevoked(person_id=person, token_version=1), source="contacts")
+    assert store.token_floors[person] == (3, True)

@@ -109,6 +109,13 @@ def test_r7_disposition_outcomes(state, action, outcome):
     assert domain.disposition_outcome(state, action) is outcome
 
 
+@pytest.mark.parametrize("state", [State.prospect, State.active])
+def test_art17_a_decided_erasure_request_erases_even_an_active_person(state):
+    """Issue 14: retention's erasure command after an `erase` decision is not stale; a transfer still is."""
+    assert domain.disposition_outcome(state, "erase", erasure_decided=True) is CommandOutcome.apply
+    assert domain.disposition_outcome(state, "transfer_to_marketing", erasure_decided=True) is CommandOutcome.stale
+
+
 # ---- access (R6, R10) -------------------------------------------------------------------
 
 def test_r6_only_register_owner_reads_passive():

@@ -329,14 +329,18 @@ async def test_r6_a_stale_passivation_of_a_reactivated_person_is_ignored():
     assert state(store, person_id) == "active" and outbox.published == []
 
 
-async def test_passivation_of_an_erased_person_confirms_and_of_an_unknown_one_is_rejected():
+async def test_passivation_of_an_erased_person_confirms_and_of_a_never_held_one_confirms_changing_nothing():
+    """A refused command never completes retention's evidence and is re-sent for ever: a
+    person contacts never held is confirmed, with nothing stored."""
     store = ContactsStore()
     person_id = await ended(store)
     await store.erase_person(person_id, uuid.uuid4())
     outbox = await handle(store, passivation(person_id), source="retention")
     assert [c["action"] for c in outbox.of("disposition-confirmed")] == ["passivate"]
-    with pytest.raises(Rejected, match="person_id: no such person"):
-        await handle(store, passivation(uuid.uuid4()), source="retention")
+    stranger = uuid.uuid4()
+    outbox = await handle(store, passivation(stranger), source="retention")
+    assert [(c["action"], c["person_id"]) for c in outbox.of("disposition-confirmed")] == [("passivate", str(stranger))]
+    assert not outbox.of("contact-passivated") and stranger not in store.persons
 
 
 # ---- disposition-commanded (R7, R8, R9) ------------------------------------------------------
@@ -401,9 +405,26 @@ async def test_r7_a_stale_disposition_of_an_active_person_changes_nothing():
     assert state(store, person_id) == "active" and store.erased == {} and outbox.published == []
 
 
-async def test_disposition_of_an_unknown_person_is_rejected():
-    with pytest.raises(Rejected, match="person_id: no such person"):
-        await handle(ContactsStore(), disposition(uuid.uuid4()), source="retention")
+async def test_art17_an_erasure_command_after_a_decided_erasure_request_erases_an_active_person():
+    """Issue 14: the register owner decided `erase`; the open relationship does not make it stale.
+    (Fails on the code before: the command was stale and nothing was erased.)"""
+    store = ContactsStore()
+    person_id = await person(store)
+    await handle(store, RelationshipStarted(person_id=person_id, relationship_id=uuid.uuid4(), kind="customer",
+                                            started_at=T0))
+    store.erasure_decisions.add(person_id)
+    outbox = await handle(store, disposition(person_id), source="retention")
+    assert person_id not in store.persons and person_id in store.erased
+    assert len(outbox.of("contact-erased")) == 1 and len(outbox.of("disposition-confirmed")) == 1
+
+
+async def test_disposition_of_a_person_never_held_is_confirmed_and_nothing_is_erased_or_announced():
+    store, stranger = ContactsStore(), uuid.uuid4()
+    for action in ("erase", "transfer_to_marketing"):
+        outbox = await handle(store, disposition(stranger, action), source="retention")
+        assert [c["action"] for c in outbox.of("disposition-confirmed")] == [action]
+        assert not outbox.of("contact-erased") and not outbox.of("contact-transferred-to-marketing")
+    assert stranger not in store.persons and stranger not in store.erased
 
 
 # ---- optout-registered (R8, R13) --------------------------------------------------------------
@@ -500,3 +521,29 @@ async def test_r7_r12_a_part_arriving_after_the_person_was_erased_keeps_nothing_
     await handle(store, disposition(person_id), source="retention")
     await handle(store, part(request_id, "billing", person_id), source="billing")
     assert store.report_parts[(request_id, "billing")] == [] and store.report_parts[(request_id, "contacts")] == []
+
+
+# ---- portability exports (Art. 20, issue 14) ------------------------------------------------
+
+async def test_art20_consents_portability_part_makes_the_export_ready_once():
+    store = ContactsStore()
+    person_id = await person(store)
+    export = await store.insert_portability_export(uuid.uuid4(), person_id, "owner", ["consent"])
+    first = AccessReportPart(request_id=export["id"], service="consent", person_id=person_id, purpose="portability",
+                             items=[{"type": "consent_state", "value": "granted"}])
+    await handle(store, first, source="consent")
+    await handle(store, first.model_copy(update={"items": []}), source="consent")  # a replay changes nothing
+    row = store.portability_exports[export["id"]]
+    assert row["ready_at"] is not None and row["parts"] == {"consent": [{"type": "consent_state", "value": "granted"}]}
+    assert store.report_parts == {}  # not taken for an access report's part
+
+
+async def test_art20_a_portability_part_from_a_service_not_asked_is_rejected_and_one_without_export_dropped():
+    store = ContactsStore()
+    export = await store.insert_portability_export(uuid.uuid4(), uuid.uuid4(), "owner", ["consent"])
+    with pytest.raises(Rejected, match="service: not asked to answer this portability export"):
+        await handle(store, AccessReportPart(request_id=export["id"], service="billing", purpose="portability"),
+                     source="billing")
+    await handle(store, AccessReportPart(request_id=uuid.uuid4(), service="consent", purpose="portability"),
+                 source="consent")  # the export went with its erased person: nothing to keep
+    assert store.portability_exports[export["id"]]["parts"] == {}

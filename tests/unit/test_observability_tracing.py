@@ -112,3 +112,28 @@ async def test_http_request_joins_the_callers_trace_and_records_no_query_string(
     assert [s.name for s in finished] == ["GET /persons"]  # probes are not traced
     recorded = " ".join(str(v) for s in finished for v in s.attributes.values())
     assert "maija" not in recorded and "example.fi" not in recorded and "email=" not in recorded
+
+
+def test_off_the_event_paths_store_and_open_nothing():
+    """Tracing off (the default): no traceparent for an outbox row, no batch span (issue 17)."""
+    assert not tracing.active()
+    with trace.use_span(NonRecordingSpan(PARENT)):
+        assert tracing.current_traceparent() is None
+    with tracing.batch_span("usage-recorded", [[("traceparent", TRACEPARENT.encode())]], consumer="billing") as span:
+        assert span is None
+
+
+def test_on_an_outbox_row_keeps_the_current_traceparent_and_a_batch_span_links_its_events(spans):
+    provider, exporter = spans
+    tracing.use_provider(provider)
+    try:
+        with trace.use_span(NonRecordingSpan(PARENT)):
+            assert tracing.current_traceparent() == TRACEPARENT
+        with tracing.batch_span("usage-recorded", [[("traceparent", TRACEPARENT.encode())], None, []],
+                                consumer="billing.usage-recorded"):
+            pass
+    finally:
+        tracing.use_provider(None)
+    (span,) = exporter.get_finished_spans()
+    assert [link.context.trace_id for link in span.links] == [TRACE_ID]
+    assert span.attributes["messaging.consumer.group.name"] == "billing.usage-recorded"

@@ -20,7 +20,7 @@ class FakeKafka:
     seeks: list[int] = field(default_factory=list)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.commits.append(offsets[TP])
+        self.commits.append(getattr(offsets[TP], "offset", offsets[TP]))
 
     def assignment(self) -> set[TopicPartition]:
         return {TP}
@@ -143,3 +143,20 @@ async def test_a_closing_pipeline_commits_no_more_offsets_but_finishes_its_trans
     transactions.gate("b0").set_result(None)
     await pipeline.drain()
     assert transactions.running == 0 and kafka.commits == []
+
+
+async def test_a_batch_handed_over_before_the_broker_restarted_commits_nothing_and_a_later_one_commits():
+    """Issue 20, SPEC §8: offsets of a batch fetched from the old broker are positions in a log
+    that is gone; committed on the new broker they would make its log's start skipped."""
+    kafka, transactions, pipeline = new_pipeline()
+    epoch = {"now": 0}
+    pipeline.epoch = lambda: epoch["now"]
+    await pipeline.submit("old", Message(kafka, 100), 0)  # type: ignore[arg-type]
+    epoch["now"] = 1  # the watch saw a new incarnation while the batch's transaction ran
+    transactions.gate("old").set_result(None)
+    await pipeline.drain()
+    assert kafka.commits == []
+    await pipeline.submit("new", Message(kafka, 0), 1)  # type: ignore[arg-type]
+    transactions.gate("new").set_result(None)
+    await pipeline.drain()
+    assert kafka.commits == [10]

@@ -16,7 +16,7 @@ def test_issued_code_is_kept_only_as_a_salted_hash_valid_ten_minutes():
     issued = issue(NOW)
     assert len(issued.code) == CODE_DIGITS and issued.code.isdigit()
     assert issued.code.encode() not in issued.digest and issued.expires_at == NOW + timedelta(minutes=10)
-    assert LIFETIME == timedelta(minutes=10) and TRIES == 5
+    assert timedelta(minutes=10) == LIFETIME and TRIES == 5
     assert issue(NOW).salt != issued.salt  # the same code twice never hashes the same
 
 

@@ -126,6 +126,8 @@ def test_r7_r8_transfer_only_with_permission_and_no_ban():
     assert disposition_for({"direct_advertising"}, set()) == "transfer_to_marketing"
     assert disposition_for(set(), set()) == "erase"
     assert disposition_for({"direct_advertising"}, {"distance_selling"}) == "erase"
+    # Art. 17, issue 14: a decided erasure request erases even a person with a permission
+    assert disposition_for({"direct_advertising"}, set(), erasure_requested=True) == "erase"
 
 
 def test_hold_in_force_until_expiry_unless_released():

@@ -7,11 +7,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from services.retention import handlers
+from services.retention.access import slice_for
 from services.retention.domain import DISPOSING, FrozenClock, Policy
 from shared.messaging.events import (
     AccessRequested, AssignmentEnded, AssignmentStarted, Channel, ConsentGranted, ConsentWithdrawn, ContactErased,
     ContactPassivated, ContactReactivated, ContactRegistered, ContactTransferredToMarketing, DataSource,
-    DispositionConfirmed, OptoutRegistered, Purpose, RelationshipEnded, RelationshipStarted,
+    DispositionConfirmed, ErasureRequested, OptoutRegistered, Purpose, RelationshipEnded, RelationshipStarted,
 )
 from shared.messaging.consumer import UnitOfWork
 from shared.messaging.outbox import RecordingOutbox
@@ -167,8 +168,20 @@ async def test_disposition_confirmations_complete_the_evidence_when_every_servic
                                            confirmed_at=T0), source=s) for s in ("contacts", "consent")]
     await handlers.BULK["disposition-confirmed"](uow, confirm[:1], RULES)
     assert store.evidence[command]["completed_at"] is None
+    assert store.shredded == set()  # issue 15: the key lives until every service confirmed
     await handlers.BULK["disposition-confirmed"](uow, confirm[1:], RULES)
     assert store.evidence[command]["completed_at"] == T0
+    assert store.shredded == {person}  # the erasure's last step: the person's data keys destroyed
+
+
+async def test_a_completed_transfer_to_marketing_keeps_the_persons_data_key():
+    store, person, command = RetentionStore(), uuid.uuid4(), uuid.uuid4()
+    store.evidence[command] = dict(person_id=person, action="transfer_to_marketing", commanded_at=T0,
+                                   confirmations={}, expected=["contacts"], completed_at=None)
+    await handlers.BULK["disposition-confirmed"](UnitOfWork(store, RecordingOutbox("retention")), [parsed(
+        DispositionConfirmed(command_id=command, person_id=person, service="contacts", action="transfer_to_marketing",
+                             confirmed_at=T0), source="contacts")], RULES)
+    assert store.evidence[command]["completed_at"] == T0 and store.shredded == set()
 
 
 async def test_r12_access_requested_answers_with_retentions_slice():
@@ -176,10 +189,48 @@ async def test_r12_access_requested_answers_with_retentions_slice():
 
     subscribed = {}
     runtime = type("R", (), {"name": "retention", "subscribe": lambda self, t, h: subscribed.__setitem__(t, h)})()
-    answer_access_requests(runtime, handlers.retention_slice)  # type: ignore[arg-type]
+    rules = type("Rules", (), {"clock": RULES.clock, "confirmation_timeout_s": 600.0})()
+    answer_access_requests(runtime, slice_for(rules))  # type: ignore[arg-type]
     store = RetentionStore()
     person = await ended_person(store)
     ctx = context(AccessRequested(request_id=uuid.uuid4(), person_id=person), store, source="contacts")
     await subscribed["access-requested"](ctx)
     [part] = ctx.outbox.of("access-report-part")  # type: ignore[union-attr]
-    assert part["service"] == "retention" and {i["field"] for i in part["items"]} == {"person", "deadlines"}
+    assert part["service"] == "retention" and {i["field"] for i in part["items"]} == {"person", "deadlines", "timing"}
+    [timing] = [i["value"] for i in part["items"] if i["field"] == "timing"]  # issue 14: the visible timing
+    assert timing["disposition_due"] is not None and timing["blocked"] is False
+
+
+async def test_art17_erasure_requested_makes_the_erasure_due_now_despite_an_open_relationship():
+    """Issue 14: a decided erasure request overrides R5's open relationship; a later span keeps it due."""
+    store, person, request = RetentionStore(), uuid.uuid4(), uuid.uuid4()
+    await handle(store, RelationshipStarted(person_id=person, relationship_id=uuid.uuid4(), kind="customer", started_at=T0))
+    await handle(store, ErasureRequested(person_id=person, request_id=request), source="contacts")
+    [dispose] = store.deadlines[person].values()
+    assert (dispose.action, dispose.due_at, dispose.basis) == ("dispose", T0, f"erasure_request {request} (Art. 17)")
+    await handle(store, AssignmentStarted(person_id=person, assignment_id=uuid.uuid4(), given_by="customer", started_at=T0))
+    assert store.deadlines[person]["dispose"].due_at == T0
+
+
+async def test_art17_erasure_requested_for_a_person_being_disposed_of_or_gone_changes_nothing():
+    store, disposing, gone = RetentionStore(), uuid.uuid4(), uuid.uuid4()
+    store.states[disposing], store.disposed[gone] = DISPOSING, "erase"
+    for person in (disposing, gone):
+        await handle(store, ErasureRequested(person_id=person, request_id=uuid.uuid4()), source="contacts")
+    assert store.erasure_requests == {} and store.deadlines == {} and store.states[disposing] == DISPOSING
+
+
+async def test_art20_a_portability_export_asking_consent_alone_is_not_answered_by_retention():
+    """Issue 14: `services` names who answers; retention holds nothing the person provided."""
+    from shared.access import answer_access_requests
+
+    subscribed = {}
+    runtime = type("R", (), {"name": "retention", "subscribe": lambda self, t, h: subscribed.__setitem__(t, h)})()
+    rules = type("Rules", (), {"clock": RULES.clock, "confirmation_timeout_s": 600.0})()
+    answer_access_requests(runtime, slice_for(rules))  # type: ignore[arg-type]
+    store = RetentionStore()
+    person = await ended_person(store)
+    ctx = context(AccessRequested(request_id=uuid.uuid4(), person_id=person, purpose="portability",
+                                  services=["consent"]), store, source="contacts")
+    await subscribed["access-requested"](ctx)
+    assert ctx.outbox.of("access-report-part") == []  # type: ignore[union-attr]

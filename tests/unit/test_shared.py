@@ -92,7 +92,8 @@ def test_redaction_drops_personal_keys_at_any_depth():
 def test_asyncapi_of_a_service_lists_what_it_publishes_and_consumes():
     document = build_asyncapi("billing")
     operations = document["operations"]
-    assert "consume-usage-recorded" in operations and "publish-invoice-issued" in operations
-    assert "consume-relationship-ended" not in operations
+    assert "billing-receives-usage-recorded" in operations and "billing-sends-invoice-issued" in operations
+    assert "billing-dead-letters-usage-recorded" in operations
+    assert not any(name.endswith("-relationship-ended") for name in operations)
     usage = document["components"]["messages"]["UsageRecorded"]["payload"]
     assert "quantity" in usage["properties"]["data"]["properties"]

@@ -94,3 +94,10 @@ def test_services_never_import_each_other():
         crossings += [(_rel(path), i) for i in _imports(path)
                       if i.startswith("services.") and i.split(".")[1] != own]
     assert crossings == []
+
+
+def test_infrastructure_outages_are_waited_out_in_one_place():
+    """One retry policy (issue 21): only `shared.messaging.retry` sleeps the `OUTAGE` backoff;
+    every other wait for the database or key store goes through `through_outages`."""
+    sleepers = [_rel(p) for p in CODE if "OUTAGE.sleep(" in p.read_text()]
+    assert sleepers == ["shared/messaging/retry.py"]

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
-
-
 
 from services.contacts.storage.common import Conn, _row
 
@@ -35,9 +34,23 @@ async def get_access_request(conn: Conn, request_id: uuid.UUID, *, for_update: b
     return _row(await conn.fetchrow(f"SELECT {ACCESS_COLUMNS} FROM access_requests WHERE id = $1{lock}", request_id))
 
 
-async def access_requests_by_status(conn: Conn, status: str, limit: int) -> list[dict[str, Any]]:
+async def access_requests_by_status(conn: Conn, status: str | None, limit: int, *,
+                                    person_id: uuid.UUID | None = None,
+                                    after: tuple[datetime, uuid.UUID] | None = None) -> list[dict[str, Any]]:
+    """Oldest first, keyset paged by (created_at, id); None is any status; `person_id` narrows to
+    one person (access_requests_person index)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, value in (("status", status), ("person_id", person_id)):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+    if after is not None:
+        args += list(after)
+        clauses.append(f"(created_at, id) > (${len(args) - 1}, ${len(args)})")
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = await conn.fetch("SELECT id, person_id, channel, chargeable, status, created_at FROM access_requests"
-                            " WHERE status = $1 ORDER BY created_at LIMIT $2", status, limit)
+                            f"{where} ORDER BY created_at, id LIMIT ${len(args) + 1}", *args, limit)
     return [dict(r) for r in rows]
 
 

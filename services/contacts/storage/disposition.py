@@ -12,6 +12,9 @@ from services.contacts.storage.common import Conn, _row
 from services.contacts.storage.persons import field_sources, get_organisation, get_person
 from services.contacts.storage.suppression import bans_of
 from services.contacts.storage.access_requests import scrub_access_requests
+from services.contacts.request_storage import drop_personal_text
+from shared.privacy.ledger import record_erasures
+from shared.privacy.naming import named_in
 
 
 # ---- final disposition (R7) -------------------------------------------------------------
@@ -24,12 +27,23 @@ async def is_erased(conn: Conn, person_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM erased_persons WHERE person_id = $1", person_id))
 
 
+async def erasure_decided(conn: Conn, person_id: uuid.UUID) -> bool:
+    """The register owner decided an erasure request of this person `erase` (Art. 17, issue 14):
+    retention's erasure command then applies even while a relationship lasts."""
+    return bool(await conn.fetchval("SELECT true FROM subject_requests WHERE person_id = $1 AND kind = 'erasure'"
+                                    " AND decision = 'erase' LIMIT 1", person_id))
+
+
 async def erase_person(conn: Conn, person_id: uuid.UUID, command_id: uuid.UUID | None) -> None:
-    """Everything about the person goes (cascades); only the id is kept, to answer late events."""
+    """Everything about the person goes (cascades); only the id is kept, to answer late events,
+    here and in the register's erasure ledger (issue 15)."""
     await conn.execute("DELETE FROM persons WHERE id = $1", person_id)
     await scrub_access_requests(conn, person_id)
+    await drop_personal_text(conn, person_id)  # the requests' dates stay, their free text goes
+    await conn.execute("DELETE FROM portability_exports WHERE person_id = $1", person_id)  # Art. 20 parts too
     await conn.execute("INSERT INTO erased_persons (person_id, command_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                        person_id, command_id)
+    await record_erasures(conn, [person_id])  # outside every backup: a restore erases them again (SPEC §9)
 
 
 async def keep_marketing_data_only(conn: Conn, person_id: uuid.UUID) -> None:
@@ -78,3 +92,16 @@ async def message_keys_of(conn: Conn, person_id: uuid.UUID) -> list[str]:
     ref = await conn.fetchval("SELECT external_ref FROM persons WHERE id = $1", person_id)
     requests = await conn.fetch("SELECT id FROM access_requests WHERE person_id = $1", person_id)
     return [*([ref] if ref else []), *(str(r["id"]) for r in requests)]
+
+
+async def contact_points_of(conn: Conn, person_id: uuid.UUID) -> tuple[list[str], list[str]]:
+    """Every email and phone contacts knows of the person, held now or asked for in a
+    rectification: what their dead letters may name (issue 15), read before they are erased."""
+    row = await conn.fetchrow("SELECT emails, phones FROM persons WHERE id = $1", person_id)
+    emails, phones = set(row["emails"]) if row else set(), set(row["phones"]) if row else set()
+    for changes in await conn.fetch("SELECT changes::text AS c FROM rectifications WHERE person_id = $1", person_id):
+        named = named_in(changes["c"].encode())
+        emails |= named.emails
+        phones |= named.phones
+    return sorted(emails), sorted(phones)
+

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 
@@ -106,8 +107,12 @@ async def add_purposes(conn: Conn, person_id: uuid.UUID, purposes: list[str]) ->
 
 
 async def search_persons(conn: Conn, *, name: str | None, email: str | None, phone: str | None,
-                         organisation_id: uuid.UUID | None, include_passive: bool, limit: int) -> list[dict[str, Any]]:
-    clauses, args = ["lifecycle_state <> 'erased'"], []
+                         organisation_id: uuid.UUID | None, include_passive: bool, limit: int,
+                         after: tuple[datetime, uuid.UUID] | None = None) -> list[dict[str, Any]]:
+    """Matching persons in the order they were registered, keyset paged by (created_at, id): the
+    cursor carries no name (SPEC §9: a cursor is in URLs and access logs)."""
+    clauses: list[str] = ["lifecycle_state <> 'erased'"]
+    args: list[Any] = []
     if not include_passive:
         clauses.append("lifecycle_state <> 'passive'")
     if name:
@@ -122,9 +127,12 @@ async def search_persons(conn: Conn, *, name: str | None, email: str | None, pho
     if organisation_id:
         args.append(organisation_id)
         clauses.append(f"organisation_id = ${len(args)}")
+    if after is not None:
+        args += list(after)
+        clauses.append(f"(created_at, id) > (${len(args) - 1}, ${len(args)})")
     args.append(limit)
     rows = await conn.fetch(f"SELECT {PERSON_COLUMNS} FROM persons WHERE {' AND '.join(clauses)}"
-                            f" ORDER BY last_name, first_name, id LIMIT ${len(args)}", *args)
+                            f" ORDER BY created_at, id LIMIT ${len(args)}", *args)
     return [dict(r) for r in rows]
 
 

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
-
-
 
 from services.contacts.storage.common import Conn, _row
 
@@ -24,6 +23,18 @@ async def get_rectification(conn: Conn, rect_id: uuid.UUID, *, for_update: bool 
     return _row(await conn.fetchrow(f"SELECT * FROM rectifications WHERE id = $1{lock}", rect_id))
 
 
+async def rectifications_of(conn: Conn, person_id: uuid.UUID, limit: int,
+                            before: tuple[datetime, uuid.UUID] | None = None) -> list[dict[str, Any]]:
+    """A person's own requests, newest first, with the outcome (never who decided); keyset
+    paged by (created_at, id) descending: `before` is the last row of the previous page."""
+    rows = await conn.fetch("SELECT id, changes, reason, status, decision_reason, created_at, decided_at"
+                            " FROM rectifications WHERE person_id = $1"
+                            " AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))"
+                            " ORDER BY created_at DESC, id DESC LIMIT $4",
+                            person_id, *(before or (None, None)), limit)
+    return [dict(r) for r in rows]
+
+
 async def decide_rectification(conn: Conn, rect_id: uuid.UUID, status: str, decided_by: str, reason: str) -> None:
     await conn.execute("UPDATE rectifications SET status = $2, decided_by = $3, decision_reason = $4,"
                        " decided_at = now() WHERE id = $1", rect_id, status, decided_by, reason)
@@ -34,7 +45,11 @@ async def lifecycle_states(conn: Conn, person_ids: list[uuid.UUID]) -> dict[uuid
     return {r["id"]: r["lifecycle_state"] for r in rows}
 
 
-async def pending_rectifications(conn: Conn, limit: int = 200) -> list[dict[str, Any]]:
+async def pending_rectifications(conn: Conn, limit: int,
+                                 after: tuple[datetime, uuid.UUID] | None = None) -> list[dict[str, Any]]:
+    """Pending requests, oldest first, keyset paged by (created_at, id)."""
     rows = await conn.fetch("SELECT r.id, r.person_id, r.requested_by, r.created_at FROM rectifications r"
-                            " WHERE r.status = 'pending' ORDER BY r.created_at LIMIT $1", limit)
+                            " WHERE r.status = 'pending'"
+                            " AND ($1::timestamptz IS NULL OR (r.created_at, r.id) > ($1, $2::uuid))"
+                            " ORDER BY r.created_at, r.id LIMIT $3", *(after or (None, None)), limit)
     return [dict(r) for r in rows]

@@ -6,9 +6,14 @@ import importlib
 import json
 import sys
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, AsyncIterator, Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator
 
 from shared.ops.endpoints import Stack, resolve_stack
+
+if TYPE_CHECKING:  # imported where used, to keep the CLI's start quick
+    import asyncpg
+    from aiokafka import AIOKafkaProducer
 
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
@@ -49,12 +54,12 @@ async def _kafka(stack: Stack) -> AsyncIterator[None]:
 
     try:
         yield
-    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, KafkaError, OSError) as exc:
         raise Unreachable("Kafka", stack.where("kafka"), exc) from exc
     print(stack.describe("kafka"), file=sys.stderr)
 
 
-async def _start_producer(stack: Stack, producer) -> None:  # noqa: ANN001 - an AIOKafkaProducer
+async def _start_producer(stack: Stack, producer: AIOKafkaProducer) -> None:
     async with _kafka(stack):
         try:
             await producer.start()
@@ -63,12 +68,12 @@ async def _start_producer(stack: Stack, producer) -> None:  # noqa: ANN001 - an 
             raise
 
 
-async def _postgres(stack: Stack):  # noqa: ANN202 - an asyncpg connection
+async def _postgres(stack: Stack) -> asyncpg.Connection:
     import asyncpg
 
     try:
         conn = await asyncpg.connect(stack.settings.database_url, timeout=10)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise Unreachable("PostgreSQL", stack.where("postgres"), exc) from exc
     print(stack.describe("postgres"), file=sys.stderr)
     return conn
@@ -84,11 +89,11 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def _service_module(name: str):  # noqa: ANN202 - a module
+def _service_module(name: str) -> ModuleType:
     return importlib.import_module(f"services.{name}.app")
 
 
-def _run_operation(stack: Stack, coro_factory) -> int:  # noqa: ANN001 - an async callable taking (conn)
+def _run_operation(stack: Stack, coro_factory: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
     """Connect to PostgreSQL, run one operation; an operator's mistake is exit code 2."""
     from shared.ops.operations import OperationError
 

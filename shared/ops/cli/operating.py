@@ -7,8 +7,10 @@ import importlib
 import json
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from shared.ops.cli.common import (
+    EXIT_USAGE,
     _age,
     _kafka,
     _print_json,
@@ -17,6 +19,11 @@ from shared.ops.cli.common import (
     _start_producer,
 )
 from shared.settings import SERVICE_NAMES
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from shared.messaging.lag import Lag
 
 
 def cmd_suppression(args: argparse.Namespace) -> int:
@@ -66,7 +73,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     if args.action == "list":
         stack = _stack("postgres")
 
-        async def listing(conn) -> int:  # noqa: ANN001
+        async def listing(conn: asyncpg.Connection) -> int:
             letters = await ops.list_dead_letters(conn, args.service, include_replayed=args.all)
             if args.json:
                 _print_json([{"ref": d.ref, **asdict(d)} for d in letters])
@@ -85,19 +92,25 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         return 2
     stack = _stack("postgres", "kafka")
 
-    async def replaying(conn) -> int:  # noqa: ANN001
+    async def replaying(conn: asyncpg.Connection) -> int:
         producer = ops.producer_for(stack.settings)
         await _start_producer(stack, producer)
         try:
-            replayed = await ops.replay_dead_letters(
+            outcome = await ops.replay_dead_letters(
                 conn, producer, refs=args.ids or None, service=args.service,
                 progress=lambda total: ops.Progress("replaying", total))
         finally:
             await producer.stop()
-        for d in replayed:
+        for d in outcome.replayed:
             print(f"replayed {d.ref} to {d.topic}")
-        print(f"{len(replayed)} dead letter(s) replayed", file=sys.stderr)
-        return 0
+        for d in outcome.failed_again:
+            print(f"replayed {d.ref} to {d.topic}: dead-lettered again at once, still open (see `rekisteri dlq list`)")
+        for refused in outcome.refused:
+            print(f"refused {refused.letter.ref}: {refused.reason}", file=sys.stderr)
+        print(f"{len(outcome.replayed)} dead letter(s) replayed, {len(outcome.failed_again)} failed again,"
+              f" {len(outcome.refused)} refused", file=sys.stderr)
+        # Naming an erased person's dead letter is an operator error; --all passes them by.
+        return EXIT_USAGE if outcome.refused and args.ids else 0
 
     return _run_operation(stack, replaying)
 
@@ -107,7 +120,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
     stack = _stack("postgres")
 
-    async def backlog(conn) -> int:  # noqa: ANN001
+    async def backlog(conn: asyncpg.Connection) -> int:
         if args.republish:
             count = await ops.republish_set_aside(conn, args.republish, args.service)
             print(f"{count} set-aside row(s) handed back to the relay")
@@ -139,7 +152,7 @@ def cmd_lag(args: argparse.Namespace) -> int:
 
     stack = _stack("kafka")
 
-    async def run():  # noqa: ANN202 - list[Lag]
+    async def run() -> list[Lag]:
         async with _kafka(stack):
             return await consumer_lag(stack.settings.kafka_bootstrap_servers, args.group or None,
                                       progress=lambda total: Progress("groups", total),

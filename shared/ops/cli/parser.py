@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from shared.ops.cli.backing import add_parsers as add_backup_parsers
 from shared.ops.cli.common import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
@@ -29,7 +30,7 @@ from shared.ops.cli.running import (
     cmd_up,
 )
 from shared.ops.endpoints import StackUnknown
-from shared.settings import SERVICE_NAMES
+from shared.settings import SERVED_NAMES, SERVICE_NAMES
 
 JSON_HELP = "print a JSON array on stdout instead of the table"
 
@@ -41,9 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"rekisteri {build_version()} (commit {build_commit()})")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_running_parsers(sub)
+    _add_operating_parsers(sub)
+    add_backup_parsers(sub)
+    _add_staff_parser(sub)
+    return parser
+
+
+def _add_running_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Running the register and its set-up: up, serve, keys, token, topics, migrate, asyncapi."""
     sub.add_parser("up", help="run the embedded stack: PostgreSQL, broker, topics, all four services").set_defaults(func=cmd_up)
-    serve = sub.add_parser("serve", help="run one service (for containers)")
-    serve.add_argument("service", choices=SERVICE_NAMES)
+    serve = sub.add_parser("serve", help="run one service or the portal (for containers)")
+    serve.add_argument("service", choices=SERVED_NAMES)
     serve.set_defaults(func=cmd_serve)
     keys = sub.add_parser("keys", help="command-signing keys: generate a keyring, or print its public keys")
     keys.add_argument("action", choices=["generate", "public"])
@@ -73,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("service", nargs="?", choices=SERVICE_NAMES)
     api.add_argument("--output", "-o", help="write it to this file (docs/asyncapi.json) instead of stdout")
     api.set_defaults(func=cmd_asyncapi)
+
+
+def _add_operating_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Day-to-day operation: dead letters, the outbox, lag, suppression keys, publishing."""
     dlq = sub.add_parser("dlq", help="dead-lettered messages: list them with reasons, replay them once fixed")
     dlq_sub = dlq.add_subparsers(dest="action", required=True)
     dlq_list = dlq_sub.add_parser("list", help="dead letters not yet replayed (--all: replayed ones too)")
@@ -112,11 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="JSON file ('-' for stdin): payload(s) or full envelope(s); an object, an array or JSON lines")
     publish.add_argument("--source", default="rekisteri-cli", help="the envelope's source for payloads (default: rekisteri-cli)")
     publish.set_defaults(func=cmd_publish)
-    _add_staff_parser(sub)
-    return parser
 
 
-def _add_staff_parser(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argparse's own type
+def _add_staff_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:  # argparse's own type
     """`rekisteri staff add|disable|list`: the portal's staff accounts (services/portal/staff_cli.py)."""
     from services.portal.staff_cli import add_parser
 

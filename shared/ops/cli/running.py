@@ -38,6 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if tracing.configure(args.service):  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
         tracing.instrument_app(app)
     config = uvicorn.Config(app, host=settings.http_host, port=settings.port, log_config=None,
+                            proxy_headers=True, forwarded_allow_ips=settings.http_forwarded_allow_ips,
                             access_log=False, timeout_graceful_shutdown=15, lifespan="on")
     uvicorn.Server(config).run()
     return 0

@@ -18,6 +18,7 @@ class ConsentStore:
     erased: set[uuid.UUID] = field(default_factory=set)
     passive: set[uuid.UUID] = field(default_factory=set)
     marketing: set[uuid.UUID] = field(default_factory=set)
+    token_floors: dict[uuid.UUID, tuple[int, bool]] = field(default_factory=dict)  # person → (min version, disabled)
 
     async def is_erased(self, person_id) -> bool:
         return person_id in self.erased
@@ -60,13 +61,21 @@ class ConsentStore:
         mine = set(self._points_of(person_id))
         return sorted({(pu, ch) for d, pu, ch in self.suppressed if d in mine})
 
+    async def stored_digests_of(self, person_ids) -> list[tuple[str, bytes]]:
+        return [("fake", d) for p in person_ids for d in self._points_of(p)]
+
     async def erase_person(self, person_id) -> None:
         self.states = {k: v for k, v in self.states.items() if k[0] != person_id}
         for persons in self.points.values():
             persons.discard(person_id)
         self.marketing.discard(person_id)
         self.passive.discard(person_id)
+        self.token_floors.pop(person_id, None)
         self.erased.add(person_id)
+
+    async def raise_token_floor(self, person_id, min_version: int, disabled: bool) -> None:
+        version, was_disabled = self.token_floors.get(person_id, (0, False))
+        self.token_floors[person_id] = (max(version, min_version), was_disabled or disabled)
 
     async def add_to_marketing_register(self, person_id) -> None:
         self.marketing.add(person_id)

@@ -35,6 +35,8 @@ class ContactsStore:
     erased: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # person → erased_at, command_id
     access_requests: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     report_parts: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = field(default_factory=dict)
+    erasure_decisions: set[uuid.UUID] = field(default_factory=set)  # persons with an erasure request decided `erase`
+    portability_exports: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     _last_now: datetime | None = None
 
     def now(self) -> datetime:
@@ -261,6 +263,13 @@ class ContactsStore:
         return [*([ref] if ref else []), *(str(r["id"]) for r in self.access_requests.values()
                                            if r.get("person_id") == person_id)]
 
+    async def contact_points_of(self, person_id) -> tuple[list[str], list[str]]:
+        person = self.persons.get(person_id) or {}
+        return sorted(person.get("emails") or []), sorted(person.get("phones") or [])
+
+    async def erasure_decided(self, person_id) -> bool:
+        return person_id in self.erasure_decisions
+
     async def erase_person(self, person_id, command_id) -> None:
         """The person row goes and its rows with it (ON DELETE CASCADE); only the id stays."""
         self.persons.pop(person_id, None)
@@ -296,6 +305,24 @@ class ContactsStore:
         if (request_id, service) in self.report_parts:
             return False
         self.report_parts[(request_id, service)] = copy.deepcopy(items)
+        return True
+
+    async def insert_portability_export(self, export_id, person_id, requested_by, expected) -> dict[str, Any]:
+        row = {"id": export_id, "person_id": person_id, "requested_by": requested_by, "created_at": self.now(),
+               "expected_services": list(expected), "parts": {}, "ready_at": None}
+        self.portability_exports[export_id] = row
+        return copy.deepcopy(row)
+
+    async def get_portability_export(self, export_id, *, for_update: bool = False) -> dict[str, Any] | None:
+        return copy.deepcopy(self.portability_exports.get(export_id))
+
+    async def store_portability_part(self, export_id, service: str, items: list[dict[str, Any]]) -> bool:
+        row = self.portability_exports.get(export_id)
+        if row is None or service in row["parts"]:
+            return False
+        row["parts"][service] = copy.deepcopy(items)
+        if set(row["expected_services"]) <= set(row["parts"]):
+            row["ready_at"] = self.now()
         return True
 
     async def answered_services(self, request_id) -> list[str]:

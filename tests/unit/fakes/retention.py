@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
-from services.retention.domain import PlannedDeadline, Span
+from services.retention.domain import ErasureRequest, PlannedDeadline, Span
+from services.retention.timing import TimingFacts
 
 
 @dataclass
@@ -16,6 +17,7 @@ class Deadline:
     due_at: datetime
     basis: str
     policy_version: str
+    anchor_at: datetime | None = None
 
 
 @dataclass
@@ -28,6 +30,8 @@ class RetentionStore:
     permissions: set[tuple[uuid.UUID, str, str]] = field(default_factory=set)
     bans: set[tuple[uuid.UUID, str]] = field(default_factory=set)
     evidence: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)  # command id → row
+    shredded: set[uuid.UUID] = field(default_factory=set)  # persons whose data keys are destroyed
+    erasure_requests: dict[uuid.UUID, ErasureRequest] = field(default_factory=dict)
 
     async def lock_person(self, person_id: uuid.UUID) -> str | None:
         if person_id in self.disposed:
@@ -59,7 +63,8 @@ class RetentionStore:
         return rels, asgs
 
     async def sync_deadlines(self, person_id, planned: Sequence[PlannedDeadline], policy_version: str) -> None:
-        self.deadlines[person_id] = {p.action: Deadline(p.action, p.due_at, p.basis, policy_version) for p in planned}
+        self.deadlines[person_id] = {p.action: Deadline(p.action, p.due_at, p.basis, policy_version, p.anchor_at)
+                                     for p in planned}
 
     async def grant_permission(self, person_id, purpose, channel) -> None:
         self.permissions.add((person_id, purpose, channel))
@@ -73,8 +78,15 @@ class RetentionStore:
             self.bans.add((person_id, purpose))
             self.permissions = {p for p in self.permissions if p[:2] != (person_id, purpose)}
 
+    async def request_erasure(self, person_id, request_id, requested_at) -> None:
+        self.erasure_requests.setdefault(person_id, ErasureRequest(request_id, requested_at))
+
+    async def erasure_request(self, person_id) -> ErasureRequest | None:
+        return self.erasure_requests.get(person_id)
+
     async def forget_persons(self, person_ids, outcome) -> None:
         for person_id in person_ids:
+            self.erasure_requests.pop(person_id, None)
             self.disposed.setdefault(person_id, outcome)
             self.states.pop(person_id, None)
             self.deadlines.pop(person_id, None)
@@ -104,7 +116,27 @@ class RetentionStore:
             changed += 1
         return changed
 
+    async def shred_completed_erasures(self, command_ids) -> list[uuid.UUID]:
+        persons = sorted({row["person_id"] for c, row in self.evidence.items()
+                          if c in command_ids and row["action"] == "erase" and row["completed_at"] is not None})
+        self.shredded |= set(persons)
+        return persons
+
     async def person_slice(self, person_id) -> dict[str, list[dict[str, Any]]]:
         return {"person": [{"state": self.states[person_id]}] if person_id in self.states else [],
                 "deadlines": [{"action": d.action, "due_at": d.due_at, "basis": d.basis}
                               for d in self.deadlines.get(person_id, {}).values()]}
+
+    async def timing_facts(self, person_id) -> TimingFacts | None:
+        if person_id not in self.states:
+            return None
+        rels, asgs = await self.spans(person_id)
+        return TimingFacts(
+            state=self.states[person_id],
+            deadlines=[{"action": d.action, "status": "pending", "due_at": d.due_at, "deferred_from": None,
+                        "basis": d.basis, "anchor_at": d.anchor_at, "policy_version": d.policy_version}
+                       for d in self.deadlines.get(person_id, {}).values()],
+            open_commands=[{**row, "last_commanded_at": row["commanded_at"], "overdue_since": None}
+                           for row in self.evidence.values()
+                           if row["person_id"] == person_id and row["completed_at"] is None],
+            open_spans=sum(s.ended_at is None for s in [*rels, *asgs]), spans=len(rels) + len(asgs))
