@@ -14,7 +14,7 @@ import time
 import asyncio
 import uuid
 
-from shared.messaging.consumer import Incoming
+from shared.messaging.parsing import Incoming
 from shared.messaging.events import ContactRegistered
 from shared.messaging.outbox import build_envelope, build_sealed_envelope
 from shared.messaging.parsing import parse, parse_opening

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, Awaitable, Callable
 from uuid import UUID
 
-from shared.messaging.consumer import EventContext
+from shared.messaging.handling import EventContext
 from shared.messaging.events import AccessReportPart, AccessRequested
 from shared.logging import get_logger
 from shared.runtime import ServiceRuntime

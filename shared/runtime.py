@@ -15,8 +15,9 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
 from shared.db import BoundStore, create_pool, migrate
-from shared.messaging.consumer import (BatchHandler, BatchPrepare, BatchValidator, Handler, InboxConsumer, Incoming,
-                                       UnitOfWork, parse)
+from shared.messaging.consumer import InboxConsumer
+from shared.messaging.handling import BatchHandler, BatchPrepare, BatchValidator, Handler, UnitOfWork
+from shared.messaging.parsing import Incoming, parse
 from shared.errors import Rejected
 from shared.messaging.dead_letters import prune_dead_letters_job
 from shared.messaging.incarnation import (INCARNATION_TOPIC, FromStartAfterBrokerRestart, IncarnationReader,

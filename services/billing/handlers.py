@@ -17,7 +17,8 @@ from typing import Any
 import asyncpg
 
 from services.billing import domain, issuing, storage
-from shared.messaging.consumer import EventContext, Parsed, UnitOfWork
+from shared.messaging.handling import EventContext, UnitOfWork
+from shared.messaging.parsing import Parsed
 from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.messaging.events import (AccessReportPart, AccessRequested, ContactErased, DispositionConfirmed,

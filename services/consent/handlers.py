@@ -16,7 +16,7 @@ from services.consent.domain import Status
 from services.consent.settings import ConsentSettings
 from services.consent.storage import Change, Evidence
 from shared.access import answer_access_requests
-from shared.messaging.consumer import EventContext, UnitOfWork
+from shared.messaging.handling import EventContext, UnitOfWork
 from shared.messaging.envelope import utcnow
 from shared.errors import Rejected
 from shared.messaging.events import (

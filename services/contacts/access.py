@@ -23,7 +23,7 @@ from services.contacts.report_html import render_html
 from services.contacts.schemas import Body, Emails, Phones
 from services.contacts.settings import contacts_settings
 from shared.web.auth import Principal, Role, write_audit
-from shared.messaging.consumer import EventContext
+from shared.messaging.handling import EventContext
 from shared.messaging.envelope import utcnow
 from shared.errors import Conflict, InvalidInput, NotFound, Rejected
 from shared.messaging.events import AccessReportPart, AccessRequested

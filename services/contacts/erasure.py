@@ -17,7 +17,7 @@ import asyncpg
 from services.contacts import storage
 from services.contacts.service import keep_suppression
 from shared.db import BoundStore
-from shared.messaging.consumer import UnitOfWork
+from shared.messaging.handling import UnitOfWork
 from shared.messaging.outbox import Outbox
 from shared.privacy.naming import NamingDigests
 

@@ -6,7 +6,7 @@ already applied, so a handler skips what contacts itself published (no loop, no 
 from __future__ import annotations
 
 from services.contacts import access, domain, service
-from shared.messaging.consumer import EventContext
+from shared.messaging.handling import EventContext
 from shared.errors import Rejected
 from shared.messaging.events import ContactUpserted
 from shared.logging import get_logger

@@ -27,7 +27,7 @@ from services.contacts.domain import PERSON_FIELDS
 from services.contacts.settings import contacts_settings
 from shared.errors import Conflict, NotFound, Rejected
 from shared.logging import get_logger
-from shared.messaging.consumer import EventContext
+from shared.messaging.handling import EventContext
 from shared.messaging.envelope import utcnow
 from shared.messaging.events import AccessReportPart, AccessRequested, DataSource
 from shared.web.auth import Principal, Role, write_audit

@@ -21,7 +21,7 @@ from services.contacts.schemas import Body
 from shared.errors import Conflict, NotFound
 from shared.messaging.envelope import utcnow
 from shared.messaging.events import NotificationRequested
-from shared.messaging.consumer import UnitOfWork
+from shared.messaging.handling import UnitOfWork
 from shared.web.auth import Principal, Role, write_audit
 from services.contacts import answers
 from shared.web.openapi import errors

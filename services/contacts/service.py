@@ -14,7 +14,7 @@ from shared.errors import InvalidInput
 from shared.messaging.events import (ContactErased, ContactPassivated, ContactReactivated, ContactRegistered,
                            ContactTransferredToMarketing, ContactUpdated, DispositionConfirmed)
 from shared.logging import get_logger
-from shared.messaging.consumer import UnitOfWork
+from shared.messaging.handling import UnitOfWork
 
 log = get_logger(__name__)
 SERVICE = "contacts"

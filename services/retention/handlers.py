@@ -22,7 +22,8 @@ from services.retention.timers import retime
 from shared.access import answer_access_requests
 from shared.lifecycle import State
 from shared.logging import get_logger
-from shared.messaging.consumer import EventContext, Parsed, UnitOfWork
+from shared.messaging.handling import EventContext, UnitOfWork
+from shared.messaging.parsing import Parsed
 from shared.messaging.events import DispositionConfirmed
 
 log = get_logger(__name__)

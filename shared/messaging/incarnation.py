@@ -25,7 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from shared.logging import get_logger
-from shared.messaging.consumer import Incoming, parse
+from shared.messaging.parsing import Incoming, parse
 from shared.messaging.topics import topic as topic_spec
 
 log = get_logger(__name__)

@@ -19,7 +19,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from shared.messaging.consumer import describe_validation_error
+from shared.messaging.parsing import describe_validation_error
 from shared.messaging.envelope import Envelope
 from shared.messaging.outbox import build_envelope, message_key
 from shared.privacy import ledger

@@ -24,7 +24,8 @@ from shared.db import create_pool
 from shared.messaging.asyncapi import build_asyncapi
 from shared.web.auth import Principal, Role, bearer_of, role_guard, verify_token, write_audit
 from shared.web.openapi import errors, install_openapi, operation_id, with_example
-from shared.messaging.consumer import INFRASTRUCTURE_ERRORS, Incoming
+from shared.messaging.parsing import Incoming
+from shared.messaging.retry import INFRASTRUCTURE_ERRORS
 from shared.errors import NotAuthenticated, NotFound, RegisterError
 from shared.messaging.topics import CATALOGUE, EXTERNAL
 from shared.logging import get_logger

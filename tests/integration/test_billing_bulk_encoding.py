@@ -9,7 +9,8 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
-from shared.messaging.consumer import Incoming, Status
+from shared.messaging.handling import Status
+from shared.messaging.parsing import Incoming
 from tests.helpers import envelope_for
 from tests.integration.test_billing import billing, new_customer, usage  # noqa: F401  # fixture
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.messaging.consumer import EventContext
+from shared.messaging.handling import EventContext
 from shared.messaging.events import UsageRecorded
 from shared.web.http import create_http_app
 from shared.ops.launcher import Stack

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from shared.ops.cli import main
-from shared.messaging.consumer import EventContext
+from shared.messaging.handling import EventContext
 from shared.db import create_pool, migrate
 from shared.errors import Rejected
 from shared.messaging.events import ContactUpserted, DataSource

@@ -28,7 +28,7 @@ import pytest
 
 from services.retention.domain import FrozenClock
 from shared.db import SUPERSEDED_CHECKSUMS, create_pool, migrate
-from shared.messaging.consumer import Incoming
+from shared.messaging.parsing import Incoming
 from shared.messaging.dead_letters import prune_dead_letters
 from shared.messaging.kafka import ensure_topics, publish_incarnation
 from shared.ops.stack import EmbeddedBroker, free_port

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from shared.messaging.consumer import Incoming
+from shared.messaging.parsing import Incoming
 from shared.messaging.dead_letters import SUBJECT_HEADER, open_relay, prune_dead_letters
 from shared.privacy.crypto import KeyDestroyed
 from tests.helpers import read_topic

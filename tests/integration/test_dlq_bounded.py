@@ -8,7 +8,7 @@ import uuid
 
 from aiokafka import AIOKafkaProducer
 
-from shared.messaging.consumer import Incoming
+from shared.messaging.parsing import Incoming
 from shared.messaging.dead_letters import prune_dead_letters
 from shared.messaging.events import ContactRegistered, DataSource
 from shared.messaging.outbox import build_envelope

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from shared.messaging.consumer import Incoming
+from shared.messaging.parsing import Incoming
 from shared.messaging.events import DispositionCommanded
 from shared.web.auth import Role
 from tests.helpers import ExternalSystem, auth, eventually

@@ -101,7 +101,8 @@ async def test_concurrent_accepts_report_each_event_by_its_own_outcome(start_ser
     import asyncio
     from types import SimpleNamespace
 
-    from shared.messaging.consumer import Incoming, InboxConsumer
+    from shared.messaging.consumer import InboxConsumer
+    from shared.messaging.parsing import Incoming
     from shared.messaging.events import ContactReactivated
     from shared.messaging.outbox import build_envelope
     from shared.metrics import Metrics

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.messaging import events as ev
 from shared.messaging.signing import SIGNED_TOPICS, SIGNING_SERVICES
-from shared.messaging.consumer import Incoming, parse
+from shared.messaging.parsing import Incoming, parse
 from shared.messaging.topics import CATALOGUE, EXTERNAL, dead_letter_topic, topic
 from tests.helpers import auth, envelope_for, eventually, read_topic
 from tests.integration.test_fuzz_isolated import isolated  # noqa: F401 - fixture

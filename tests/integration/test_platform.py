@@ -13,7 +13,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from shared.messaging.asyncapi import build_asyncapi
-from shared.messaging.consumer import EventContext
+from shared.messaging.handling import EventContext
 from shared.messaging.events import ContactReactivated, ContactUpserted, DataSource
 from shared.messaging.outbox import Outbox
 from shared.runtime import ServiceRuntime

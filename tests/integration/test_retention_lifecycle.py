@@ -18,7 +18,7 @@ from shared.messaging.events import (
     ContactReactivated,
     DispositionConfirmed, OptoutRegistered, Purpose, RelationshipEnded, RelationshipStarted,
 )
-from shared.messaging.consumer import Incoming, parse
+from shared.messaging.parsing import Incoming, parse
 from shared.messaging.topics import topic as topic_spec
 from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic, scheduler_passes_until
 

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.errors import Rejected
-from shared.messaging.consumer import Incoming, parse
+from shared.messaging.parsing import Incoming, parse
 from shared.messaging.events import DispositionCommanded
 from shared.messaging.outbox import build_envelope
 from shared.messaging.signing import Keyring, SigningKeyError

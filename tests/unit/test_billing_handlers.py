@@ -14,7 +14,7 @@ import pytest
 from services.billing import handlers, numbering
 from services.billing.domain import BEGINNING, Aggregation, Meter
 from shared.errors import Rejected
-from shared.messaging.consumer import UnitOfWork
+from shared.messaging.handling import UnitOfWork
 from shared.messaging.events import AccessRequested, ContactErased, PaymentReceived, UsageRecorded
 from shared.messaging.outbox import RecordingOutbox
 from tests.unit.fakes.billing import BillingStore

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from shared.errors import Rejected
-from shared.messaging.consumer import InboxConsumer, Incoming, Status
+from shared.messaging.consumer import InboxConsumer
+from shared.messaging.handling import Status
+from shared.messaging.parsing import Incoming
 from shared.messaging.events import AccessRequested, ContactRegistered, OptoutRegistered, Purpose
 from shared.messaging.outbox import SealingUnavailable, build_envelope, build_sealed_envelope
 from shared.messaging.parsing import parse_opening

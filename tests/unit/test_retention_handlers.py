@@ -14,7 +14,7 @@ from shared.messaging.events import (
     ContactPassivated, ContactReactivated, ContactRegistered, ContactTransferredToMarketing, DataSource,
     DispositionConfirmed, ErasureRequested, OptoutRegistered, Purpose, RelationshipEnded, RelationshipStarted,
 )
-from shared.messaging.consumer import UnitOfWork
+from shared.messaging.handling import UnitOfWork
 from shared.messaging.outbox import RecordingOutbox
 from tests.unit.fakes.events import context, parsed
 from tests.unit.fakes.retention import RetentionStore

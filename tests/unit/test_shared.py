@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from shared.messaging.asyncapi import build_asyncapi
 from shared.web.auth import Role, mint_token, verify_token
-from shared.messaging.consumer import Incoming, parse
+from shared.messaging.parsing import Incoming, parse
 from shared.errors import NotAuthenticated, Rejected
 from shared.messaging.events import ContactErased, UsageRecorded
 from shared.logging import redact_personal_data, scrub_text

@@ -4,7 +4,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from shared.messaging.consumer import EventContext, Parsed, Incoming, UnitOfWork
+from shared.messaging.handling import EventContext, UnitOfWork
+from shared.messaging.parsing import Incoming, Parsed
 from shared.messaging.events import Payload
 from shared.messaging.outbox import RecordingOutbox, build_envelope
 
