@@ -32,6 +32,7 @@ from shared.web.auth import Role, mint_token
 from shared.messaging.events import UsageRecorded
 from shared.messaging.outbox import build_envelope
 from bench.common import run_on_embedded_stack
+from bench.pauses import Pauses
 from tests.infra import create_database
 
 SERVICES = ("contacts", "consent", "retention", "billing")
@@ -141,7 +142,7 @@ async def measure(stack: Stack, persons: list[str], warmup: int) -> dict[str, An
     client_ms: list[float] = []
     server_ms: list[float] = []
     pool = stack.runtime("contacts").pool
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, Pauses() as pauses:
         for i, pid in enumerate(persons):
             started = time.perf_counter()
             resp = await stack.http["contacts"].post("/access-requests", headers=owner, json={
@@ -165,7 +166,7 @@ async def measure(stack: Stack, persons: list[str], warmup: int) -> dict[str, An
         stages = await stage_medians(conn)
     return {"requests": len(client_ms), "warmup": warmup, "client": figures(client_ms),
             "server": figures(server_ms), "mean_items_per_part": round(float(items or 0), 1),
-            "stages_p50_ms_after_request": stages}
+            "stages_p50_ms_after_request": stages, "pauses": pauses.figures()}
 
 
 async def stage_medians(conn: Any) -> dict[str, float]:

@@ -116,7 +116,7 @@ class Billing:
         """R7: pseudonymise the person's references in usage; amounts and invoices stay."""
         count = await ctx.store.pseudonymise_person(ctx.payload.person_id)
         count += await ctx.store.pseudonymise_contact_person(ctx.payload.person_id)
-        await ctx.outbox.erase_copies([ctx.payload.person_id])
+        await ctx.outbox.erase_copies([ctx.payload.person_id], naming_digests=ctx.payload.naming)
         await ctx.outbox.add(DispositionConfirmed(command_id=ctx.payload.command_id, person_id=ctx.payload.person_id,
                                                service="billing", action="erase", confirmed_at=utcnow()))
         log.info("person_pseudonymised", person_id=str(ctx.payload.person_id), rows=count)

@@ -131,8 +131,8 @@ async def on_contact_erased(ctx: EventContext[ContactErased]) -> None:
     # a registration); at erasure both are known, so the suppression list gets every point (R8).
     await ctx.store.suppress_points_of([p.person_id], "erasure")
     # Its dead letters go by its id or by the digests consent keeps of its contact points (H1).
-    await ctx.outbox.erase_copies([p.person_id],
-                                  naming_digests=stored_tokens(await ctx.store.stored_digests_of([p.person_id])))
+    await ctx.outbox.erase_copies([p.person_id], naming_digests=[
+        *p.naming, *stored_tokens(await ctx.store.stored_digests_of([p.person_id]))])
     await ctx.store.erase_person(p.person_id)
     await ctx.outbox.add(DispositionConfirmed(command_id=p.command_id, person_id=p.person_id, service=SERVICE,
                                            action="erase", confirmed_at=utcnow()))

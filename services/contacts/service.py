@@ -132,7 +132,8 @@ async def dispose(uow: UnitOfWork, person_id: uuid.UUID, state: State | None,
         await uow.outbox.erase_copies([person_id], await uow.store.message_keys_of(person_id),
                                       emails=emails, phones=phones)
         await uow.store.erase_person(person_id, command_id)
-        await uow.outbox.add(ContactErased(person_id=person_id, command_id=command_id))
+        await uow.outbox.add(ContactErased(person_id=person_id, command_id=command_id,
+                                           naming=uow.outbox.naming_tokens(emails, phones)))
     elif outcome is CommandOutcome.apply:
         await uow.store.keep_marketing_data_only(person_id)
         await uow.outbox.add(ContactTransferredToMarketing(person_id=person_id, command_id=command_id))

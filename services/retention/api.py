@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from services.retention import storage
 from services.retention.runtime import RetentionRuntime
-from services.retention.schemas import (DueReport, Evidence, HeldReport, HoldOut, HoldReleased, HoldRequest,
+from services.retention.schemas import (BlockedReport, DueReport, Evidence, HeldReport, HoldOut, HoldReleased, HoldRequest,
                                         OverdueReport, Summary)
 from services.retention.timing import PersonRetention, local_date, person_retention
 from shared.web.auth import Principal, Role, deny, write_audit
@@ -97,21 +98,45 @@ async def report_held(request: Request, paging: PageRequest = PAGE, principal: P
             response_model=OverdueReport)
 async def report_overdue(request: Request, paging: PageRequest = PAGE, principal: Principal = OWNER) -> OverdueReport:
     runtime = _runtime(request)
-    cutoff = runtime.clock.now() - timedelta(seconds=runtime.settings.retention_confirmation_timeout_s)
+    now = runtime.clock.now()
+    cutoff = now - timedelta(seconds=runtime.settings.retention_confirmation_timeout_s)
     async with runtime.pool.acquire() as conn:
         count, rows = await storage.overdue_report(conn, cutoff, paging.limit, paging.after(datetime, uuid.UUID))
         await write_audit(conn, principal, "retention.report.overdue")
-        blocked_count, blocked = await storage.blocked_dispositions(conn, runtime.clock.now(), cutoff, paging.limit)
+        # Issue 14: dispositions past their deadline that a hold or an unconfirmed command keeps;
+        # their first page, the rest through /reports/blocked with `blocked_next`.
+        blocked_count, blocked = await storage.blocked_dispositions(conn, now, cutoff, paging.limit)
     rows, after = page(rows, paging.limit, lambda r: (r["commanded_at"], r["command_id"]))
+    blocked, blocked_after = page(blocked, paging.limit, _blocked_key)
     return OverdueReport(count=count, next=after, items=[
         {"command_id": r["command_id"], "person_id": r["person_id"], "action": r["action"],
          "basis": r["basis"], "commanded_at": r["commanded_at"], "attempts": r["attempts"],
          "missing": sorted(set(r["expected"]) - set(r["confirmations"]))} for r in rows],
-        # Issue 14: dispositions past their deadline that a hold or an unconfirmed command keeps.
-        blocked_count=blocked_count, blocked=[
-        {"person_id": r["person_id"], "blocked_by": r["blocked_by"], "deadline_at": r["deadline_at"],
-         "overdue_since": local_date(r["deadline_at"]), "hold_id": r["hold_id"], "command_id": r["command_id"]}
-        for r in blocked])
+        blocked_count=blocked_count, blocked=[_blocked_item(r) for r in blocked], blocked_next=blocked_after)
+
+
+def _blocked_key(row: Any) -> tuple[Any, ...]:
+    return row["deadline_at"], row["person_id"], row["row_key"]
+
+
+def _blocked_item(row: Any) -> dict[str, Any]:
+    return {"person_id": row["person_id"], "blocked_by": row["blocked_by"], "deadline_at": row["deadline_at"],
+            "overdue_since": local_date(row["deadline_at"]), "hold_id": row["hold_id"],
+            "command_id": row["command_id"]}
+
+
+@router.get("/reports/blocked", summary="Dispositions blocked past their deadline by a hold or an unconfirmed command,"
+            " a page at a time", response_model=BlockedReport)
+async def report_blocked(request: Request, paging: PageRequest = PAGE, principal: Principal = OWNER) -> BlockedReport:
+    runtime = _runtime(request)
+    now = runtime.clock.now()
+    cutoff = now - timedelta(seconds=runtime.settings.retention_confirmation_timeout_s)
+    async with runtime.pool.acquire() as conn:
+        count, rows = await storage.blocked_dispositions(conn, now, cutoff, paging.limit,
+                                                         paging.after(datetime, uuid.UUID, str))
+        await write_audit(conn, principal, "retention.report.blocked")
+    rows, after = page(rows, paging.limit, _blocked_key)
+    return BlockedReport(count=count, next=after, items=[_blocked_item(r) for r in rows])
 
 
 @router.get("/reports/summary", summary="Counts: due in the next N days, held, overdue", response_model=Summary)

@@ -140,7 +140,8 @@ async def on_contacts_erased(uow: UnitOfWork, batch: list[Parsed], rules: Rules)
     now = rules.clock.now()
     erased: list[Any] = [p.payload for p in batch]  # contact-erased payloads
     await uow.store.forget_persons(list({e.person_id for e in erased}), "erase")
-    await uow.outbox.erase_copies(sorted({e.person_id for e in erased}))
+    await uow.outbox.erase_copies(sorted({e.person_id for e in erased}),
+                                  naming_digests=sorted({t for e in erased for t in e.naming}))
     await uow.outbox.add_all(
         [DispositionConfirmed(command_id=e.command_id, person_id=e.person_id, service=rules.service,
                               action="erase", confirmed_at=now) for e in erased],

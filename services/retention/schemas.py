@@ -108,8 +108,23 @@ class OverdueReport(BaseModel):
     count: int
     items: list[OverdueItem]
     next: str | None
-    blocked_count: int = 0
-    blocked: list[BlockedDisposition] = []
+    blocked_count: int = Field(0, description="Persons whose disposition is blocked past its deadline")
+    blocked: list[BlockedDisposition] = Field([], description="The first page of `GET /reports/blocked`")
+    blocked_next: str | None = Field(None, description="The `cursor` of `GET /reports/blocked` for the rest;"
+                                     " null when `blocked` is all")
+
+
+class BlockedReport(BaseModel):
+    """Dispositions past their deadline kept by a hold in force or a command not confirmed in
+    time (issue 14): `count` persons, the rows oldest deadline first."""
+
+    model_config = ConfigDict(json_schema_extra=with_example({"count": 1, "next": None, "items": [
+        {"person_id": PERSON, "blocked_by": "hold", "deadline_at": "2025-05-01T00:00:00+00:00",
+         "overdue_since": "2025-05-01", "hold_id": HOLD, "command_id": None}]}))
+
+    count: int
+    items: list[BlockedDisposition]
+    next: str | None
 
 
 class Summary(BaseModel):

@@ -124,10 +124,18 @@ class ContactReactivated(PersonRef):
     pass
 
 
+# A keyed digest of a contact point (`shared.privacy.naming`): the key's id, a colon, 64 hex digits.
+NamingToken = Annotated[str, StringConstraints(max_length=100, pattern=r"^[0-9a-zA-Z_-]{1,32}:[0-9a-f]{64}$")]
+MAX_NAMING_TOKENS = 1000  # 2 x MAX_CONTACT_POINTS points under the keys a ring knows during a rotation
+
+
 class ContactErased(PersonRef):
-    """Erasure across all services (R7). Ids only: the data is gone."""
+    """Erasure across all services (R7). Ids, and `naming`: keyed digests of the person's
+    emails and phones (sealed under the person's data key, so shredded with it), by which a
+    service that never held the values finds the person's dead letters (issue 15, H1)."""
 
     command_id: uuid.UUID | None = None
+    naming: list[NamingToken] = Field(default_factory=list, max_length=MAX_NAMING_TOKENS)
 
 
 class ContactTransferredToMarketing(PersonRef):

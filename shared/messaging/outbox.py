@@ -155,6 +155,11 @@ class Outbox:
             uuid.uuid4(), topic, key, raw, headers or {}, tracing.current_traceparent(),
         )
 
+    def naming_tokens(self, emails: Sequence[str], phones: Sequence[str]) -> list[str]:
+        """Keyed digests of contact points under every suppression key, for `contact-erased`:
+        the services that never held the values find the person's dead letters by them."""
+        return contact_point_tokens(self.naming, emails, phones)
+
     async def erase_copies(self, person_ids: Sequence[uuid.UUID], other_keys: Sequence[str] = (), *,
                            emails: Sequence[str] = (), phones: Sequence[str] = (),
                            naming_digests: Sequence[str] = ()) -> None:
@@ -177,11 +182,17 @@ class Outbox:
         await self.conn.execute("DELETE FROM dead_letters WHERE key = ANY($1::bytea[])", [k.encode() for k in keys])
 
 
+def contact_point_tokens(naming: NamingDigests | None, emails: Sequence[str], phones: Sequence[str]) -> list[str]:
+    """The naming tokens of contact points alone (ids each service has itself); none without keys."""
+    return naming.tokens((), emails, phones) if naming else []
+
+
 class RecordingOutbox:
     """An in-memory outbox for unit tests of one handler: keeps what was published, in order."""
 
-    def __init__(self, source: str = "test") -> None:
+    def __init__(self, source: str = "test", naming: NamingDigests | None = None) -> None:
         self.source = source
+        self.naming = naming
         self.published: list[Envelope] = []
         self.raw: list[tuple[str, str, bytes, dict[str, str]]] = []
         self.erased_copies: list[tuple[uuid.UUID, tuple[str, ...]]] = []
@@ -201,6 +212,9 @@ class RecordingOutbox:
 
     async def add_raw(self, topic: str, key: str, raw: bytes, headers: dict[str, str] | None = None) -> None:
         self.raw.append((topic, key, raw, headers or {}))
+
+    def naming_tokens(self, emails: Sequence[str], phones: Sequence[str]) -> list[str]:
+        return contact_point_tokens(self.naming, emails, phones)
 
     async def erase_copies(self, person_ids: Sequence[uuid.UUID], other_keys: Sequence[str] = (), *,
                            emails: Sequence[str] = (), phones: Sequence[str] = (),

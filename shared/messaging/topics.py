@@ -69,8 +69,9 @@ _TOPICS = [
           "A passive or ended person became active again.", False,
           producers=("contacts",), consumers=("retention", "consent")),
     Topic("contact-erased", ev.ContactErased, "person_id",
-          "All of a person's data is erased everywhere, bans' suppression kept (R7, R8).", False,
-          producers=("contacts",), consumers=("consent", "retention", "billing"),
+          "All of a person's data is erased everywhere, bans' suppression kept (R7, R8); `naming`"
+          " (keyed digests of the contact points, sealed) finds the person's dead letters.", True,
+          sealed_fields=("naming",), producers=("contacts",), consumers=("consent", "retention", "billing"),
           bulk_consumers=("retention",)),
     Topic("contact-transferred-to-marketing", ev.ContactTransferredToMarketing, "person_id",
           "A person moved to the marketing register (R7, R9).", False,

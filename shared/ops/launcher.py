@@ -88,6 +88,15 @@ class Supervised:
     paused: bool = False  # stopped on purpose (an operator's or a test's outage): not restarted
 
 
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The end of a component's log, for the error that says it exited (the log is ours: JSON
+    lines without personal values, SPEC §9)."""
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(unreadable: {exc.strerror})"
+
+
 class ServiceProcess:
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, command: list[str] | None = None) -> None:
         self.name = name
@@ -262,7 +271,8 @@ class Stack:
                         pass
                 for process in self.services:  # under supervision a dead service is started again: wait
                     if not process.alive() and process.name in pending and not self.supervising:
-                        raise RuntimeError(f"service {process.name} exited; see {process.log_path}")
+                        raise RuntimeError(f"service {process.name} exited; see {process.log_path}; its last lines:\n"
+                                           + log_tail(process.log_path))
                 if pending and time.monotonic() > deadline:
                     raise TimeoutError(f"not ready within {timeout:.0f} s: {', '.join(pending)}")
                 await asyncio.sleep(0.2)

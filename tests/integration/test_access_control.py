@@ -117,6 +117,7 @@ EXPECTED: dict[str, dict[tuple[str, str], set[Role]]] = {
         ("GET", "/reports/due"): {OWNER},
         ("GET", "/reports/held"): {OWNER},
         ("GET", "/reports/overdue"): {OWNER},
+        ("GET", "/reports/blocked"): {OWNER},
         ("GET", "/reports/summary"): {OWNER},
         ("GET", "/evidence/{person_id}"): {OWNER},
         ("GET", "/persons/{person_id}/retention"): {OWNER, USER, SUBJECT},  # issue 14: passive persons owner-only; a subject their own

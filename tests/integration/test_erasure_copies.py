@@ -45,3 +45,42 @@ async def test_erasure_drops_the_persons_outbox_copies_and_dead_letters(infra, s
     assert await eventually(lambda: pool.fetchval("SELECT true FROM erased_persons WHERE person_id = $1", person_id))
     assert await copies() == 0
     assert await pool.fetchval("SELECT count(*) FROM dead_letters WHERE key = $1", str(person_id).encode()) == 0
+
+
+async def test_erasure_drops_dead_letters_naming_the_person_only_by_email_or_phone_where_they_were_never_held(
+        infra, start_service):
+    """Issue 15, H1: billing and retention never held the person's email or phone, so a dead
+    letter of theirs naming only those stayed until the prune. `contact-erased` now carries the
+    keyed digests of both (sealed under the person's key); each service drops it by them."""
+    contacts = await start_service("contacts", **FAST_HASHES)
+    billing = await start_service("billing")
+    retention = await start_service("retention", retention_scheduler_interval_s=3600)
+    tag = uuid.uuid4().hex[:8]
+    email, phone = f"vain-{tag}@example.fi", f"+35850{int(tag, 16) % 10_000_000:07d}"
+    resp = await contacts.http.post("/persons", headers=STAFF, json={
+        "first_name": "Vain", "last_name": "Osoite", "emails": [email], "phones": [phone],
+        "legal_basis": "customer_relationship", "purposes": ["customer_relationship"], "source": "person_meeting"})
+    assert resp.status_code == 201, resp.text
+    person_id = uuid.UUID(resp.json()["person"]["id"])
+    await contacts.http.post(f"/persons/{person_id}/relationships", headers=STAFF, json={"kind": "customer"})
+    rel = (await contacts.http.get(f"/persons/{person_id}", headers=STAFF)).json()["relationships"][0]["id"]
+    assert (await contacts.http.post(f"/relationships/{rel}/end", headers=STAFF, json={})).status_code == 200
+    by_email, by_phone = f'{{"contact": "{email}"}}'.encode(), f'{{"tel": "{phone[4:6]} {phone[6:]}"}}'.encode()
+    kept = [(billing, "usage-recorded"), (retention, "consent-granted")]
+    for service, topic in kept:  # another system's broken events, naming no person id
+        for original in (by_email, by_phone):
+            await service.runtime.consumers[topic].dead_letter(Incoming(original, b"other-system"), "test: bad event")
+
+    async def dead_letters(service) -> int:
+        return await service.runtime.pool.fetchval(
+            "SELECT count(*) FROM dead_letters WHERE original = ANY($1::bytea[])", [by_email, by_phone])
+    for service, _ in kept:
+        assert await dead_letters(service) == 2
+
+    async with ExternalSystem(infra.bootstrap) as commander:
+        await commander.publish(DispositionCommanded(command_id=uuid.uuid4(), person_id=person_id, action="erase",
+                                                     basis="test"), source="retention")
+    for service, topic in kept:
+        async def none_left() -> bool:
+            return await dead_letters(service) == 0  # noqa: B023 - awaited in this iteration
+        assert await eventually(none_left), topic

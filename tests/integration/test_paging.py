@@ -82,6 +82,46 @@ async def test_retention_due_and_overdue_reports_page_through_every_row_once(ret
     assert len(seen) == len(set(seen)) and set(commands) <= set(seen)
 
 
+async def test_retention_blocked_dispositions_page_through_every_row_once(retention):
+    """Issue 20: the blocked list of the overdue report was cut at `limit`. Its first page is in
+    `/reports/overdue` with `blocked_next`, the rest in `/reports/blocked`; rows sharing a
+    deadline (a hold-kept and command-kept one of one person among them) each show once."""
+    pool, now = retention.runtime.pool, retention.runtime.clock.now()
+    deadline = now - timedelta(days=2)
+    commands, held = [uuid.uuid4() for _ in range(5)], [uuid.uuid4() for _ in range(2)]
+    owners = [held[0], *(uuid.uuid4() for _ in commands[1:])]  # held[0] is kept by a hold and a command
+    await pool.executemany(
+        "INSERT INTO evidence (command_id, person_id, action, basis, deadline_at, policy_version, commanded_at,"
+        " last_commanded_at, expected, overdue_since) VALUES ($1, $2, 'erase', 'paging test', $3, 'test', $3, $3,"
+        " '{contacts}', $3)", [(c, p, deadline) for c, p in zip(commands, owners)])
+    await pool.executemany(
+        "INSERT INTO deadlines (person_id, action, due_at, basis, anchor_at, policy_version)"
+        " VALUES ($1, 'dispose', $2, 'paging test', $2, 'test')", [(p, deadline) for p in held])
+    holds = [uuid.uuid4() for _ in held]
+    await pool.executemany(
+        "INSERT INTO holds (hold_id, person_id, reason, expires_at, created_by, created_at)"
+        " VALUES ($1, $2, 'paging test', $3, 'tester', $4)", [(h, p, now + timedelta(days=30), now)
+                                                             for h, p in zip(holds, held)])
+    try:
+        first = (await retention.http.get("/reports/overdue", params={"limit": 2}, headers=OWNER)).json()
+        rest = await walk(retention.http, "/reports/blocked", "items", limit=2,
+                          params={"cursor": first["blocked_next"]})
+        whole = await walk(retention.http, "/reports/blocked", "items", limit=3)
+    finally:  # the session's database is shared: the scheduler must not see these
+        await pool.execute("DELETE FROM deadlines WHERE person_id = ANY($1::uuid[])", held)
+        await pool.execute("DELETE FROM holds WHERE hold_id = ANY($1::uuid[])", holds)
+        await pool.execute("DELETE FROM evidence WHERE command_id = ANY($1::uuid[])", commands)
+    assert len(first["blocked"]) == 2 and first["blocked_next"] is not None
+    assert first["blocked_count"] >= len(set(owners) | set(held))
+
+    def rows(items: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
+        return [(i["person_id"], i["blocked_by"], i["command_id"]) for i in items]
+    ours = {(str(p), "unconfirmed", str(c)) for c, p in zip(commands, owners)} | {(str(p), "hold", None) for p in held}
+    for walked in (rows(first["blocked"]) + rows(rest), rows(whole)):
+        assert len(walked) == len(set(walked)), "a row was shown twice"
+        assert ours <= set(walked), f"rows never shown: {ours - set(walked)}"
+
+
 async def test_a_forged_cursor_is_a_422_naming_the_cursor(retention):
     answer = await retention.http.get("/reports/held", params={"cursor": "bm90LWEtY3Vyc29y"}, headers=OWNER)
     assert answer.status_code == 422 and answer.json()["fields"] == {"cursor": "not a valid cursor"}

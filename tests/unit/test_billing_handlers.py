@@ -190,6 +190,16 @@ async def test_r7_after_erasure_the_persons_payments_are_no_longer_found():
     assert store.payments["bank-1"]["invoice_id"] == invoice_id  # the payment itself stays (bookkeeping)
 
 
+async def test_contact_erased_drops_the_dead_letters_named_by_its_keyed_digests():
+    """Issue 15, H1: billing never held the email its dead letter may name; it erases by the
+    digests contacts sends."""
+    tokens = ["0a1b2c3d:" + "e" * 64, "0a1b2c3d:" + "f" * 64]
+    ctx = context(ContactErased(person_id=uuid.uuid4(), naming=tokens), billing_store(), source="contacts",
+                  service="billing")
+    await billing().on_contact_erased(ctx)
+    assert set(tokens) <= set(ctx.outbox.erased_naming)  # type: ignore[union-attr]
+
+
 async def test_r7_contact_erased_without_usage_still_confirms():
     ctx = context(ContactErased(person_id=uuid.uuid4()), billing_store(), source="contacts", service="billing")
     await billing().on_contact_erased(ctx)

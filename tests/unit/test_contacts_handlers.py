@@ -15,6 +15,8 @@ from shared.messaging.events import (
     OptoutRegistered, PassivationCommanded, Purpose, RelationshipEnded, RelationshipStarted,
 )
 from shared.messaging.outbox import RecordingOutbox
+from shared.privacy.digests import SuppressionKeyring
+from shared.privacy.naming import NamingDigests
 from tests.unit.fakes.contacts import ContactsStore
 from tests.unit.fakes.events import context
 
@@ -350,6 +352,20 @@ def disposition(person_id: uuid.UUID, action: str = "erase", command_id: uuid.UU
                                 basis="dispose_due")
 
 
+async def test_erasure_names_the_persons_contact_points_to_the_other_services_only_as_keyed_digests():
+    """Issue 15, H1: retention and billing never held the email or phone a dead letter of theirs
+    may name; `contact-erased` gives them the keyed digests to find it by, never the values."""
+    store, command = ContactsStore(), uuid.uuid4()
+    person_id = await ended(store, phones=["040 123 4567"])
+    naming = NamingDigests(SuppressionKeyring(b"k" * 32))
+    outbox = RecordingOutbox("contacts", naming=naming)
+    await TOPIC_HANDLERS["disposition-commanded"](
+        context(disposition(person_id, "erase", command), store, source="retention", service="contacts", outbox=outbox))
+    [erased] = outbox.of("contact-erased")
+    assert erased["naming"] == naming.tokens((), [EMAIL], [PHONE]) and len(erased["naming"]) == 2
+    assert EMAIL not in str(erased) and "401234567" not in str(erased)
+
+
 async def test_r7_r8_erasure_removes_the_person_keeps_banned_contact_points_as_digests_and_confirms():
     store, command = ContactsStore(), uuid.uuid4()
     person_id = await ended(store, phones=["040 123 4567"])
@@ -360,7 +376,7 @@ async def test_r7_r8_erasure_removes_the_person_keeps_banned_contact_points_as_d
     assert store.erased[person_id]["command_id"] == command
     assert store.suppressed == {(d, "distance_selling") for d in store.digests([EMAIL], [PHONE])}
     assert all(EMAIL not in d and PHONE not in d for d, _ in store.suppressed)  # digests, not the values
-    assert outbox.of("contact-erased") == [{"person_id": str(person_id), "command_id": str(command)}]
+    assert outbox.of("contact-erased") == [{"person_id": str(person_id), "command_id": str(command), "naming": []}]
     [confirmed] = outbox.of("disposition-confirmed")
     assert (confirmed["command_id"], confirmed["action"]) == (str(command), "erase")
 

@@ -159,6 +159,15 @@ async def test_r7_contact_erased_forgets_the_person_and_confirms():
     assert confirmation["command_id"] == str(command) and confirmation["service"] == "retention"
 
 
+async def test_contact_erased_drops_retentions_dead_letters_named_by_its_keyed_digests():
+    """Issue 15, H1: retention never held the person's email or phone; contacts sends their digests."""
+    store, tokens = RetentionStore(), ["0a1b2c3d:" + "a" * 64]
+    uow = UnitOfWork(store, RecordingOutbox("retention"))
+    await handlers.BULK["contact-erased"](uow, [parsed(ContactErased(person_id=uuid.uuid4(), naming=tokens),
+                                                       source="contacts")], RULES)
+    assert uow.outbox.erased_naming == tokens  # type: ignore[union-attr]
+
+
 async def test_disposition_confirmations_complete_the_evidence_when_every_service_confirmed():
     store, person, command = RetentionStore(), uuid.uuid4(), uuid.uuid4()
     store.evidence[command] = dict(person_id=person, action="erase", commanded_at=T0, confirmations={},

@@ -129,6 +129,7 @@ async def timing_facts(conn: asyncpg.Connection, person_id: uuid.UUID) -> Timing
 # past its legal deadline kept by a hold in force, or commanded and not confirmed in time.
 _BLOCKED = (
     "SELECT d.person_id, 'hold' AS blocked_by, COALESCE(d.deferred_from, d.due_at) AS deadline_at,"
+    "       'hold:' || d.id AS row_key,"
     "       NULL::uuid AS command_id,"
     "       (SELECT h.hold_id FROM holds h WHERE h.person_id = d.person_id AND h.released_at IS NULL"
     "         AND h.expires_at > $1 ORDER BY h.expires_at DESC LIMIT 1) AS hold_id"
@@ -136,7 +137,8 @@ _BLOCKED = (
     "  AND COALESCE(d.deferred_from, d.due_at) <= $1"
     "  AND EXISTS (SELECT 1 FROM holds h WHERE h.person_id = d.person_id AND h.released_at IS NULL AND h.expires_at > $1)"
     " UNION ALL"
-    " SELECT e.person_id, 'unconfirmed', e.deadline_at, e.command_id, NULL::uuid FROM evidence e"
+    " SELECT e.person_id, 'unconfirmed', e.deadline_at, 'command:' || e.command_id, e.command_id, NULL::uuid"
+    " FROM evidence e"
     " WHERE e.completed_at IS NULL AND e.action <> 'passivate'"
     "  AND (e.overdue_since IS NOT NULL OR e.commanded_at < $2)")  # since first sent: a re-send does not unblock
 
@@ -146,10 +148,12 @@ async def blocked_count(conn: asyncpg.Connection, now: datetime, cutoff: datetim
     return await conn.fetchval(f"SELECT count(DISTINCT person_id) FROM ({_BLOCKED}) b", now, cutoff)
 
 
-async def blocked_dispositions(conn: asyncpg.Connection, now: datetime, cutoff: datetime,
-                               limit: int) -> tuple[int, list[asyncpg.Record]]:
-    """Persons whose disposition is blocked past its deadline (count of persons, and the oldest rows)."""
+async def blocked_dispositions(conn: asyncpg.Connection, now: datetime, cutoff: datetime, limit: int,
+                               after: tuple | None = None) -> tuple[int, list[asyncpg.Record]]:
+    """Persons whose disposition is blocked past its deadline (count of persons), and a page of
+    rows, oldest deadline first, after the cursor key (deadline_at, person_id, row_key)."""
     count = await blocked_count(conn, now, cutoff)
-    rows = await conn.fetch(f"SELECT * FROM ({_BLOCKED}) b ORDER BY deadline_at, person_id LIMIT $3",
-                            now, cutoff, limit)
+    where = "" if after is None else " WHERE (deadline_at, person_id, row_key) > ($4, $5, $6)"
+    rows = await conn.fetch(f"SELECT * FROM ({_BLOCKED}) b{where} ORDER BY deadline_at, person_id, row_key"
+                            " LIMIT $3 + 1", now, cutoff, limit, *(after or ()))
     return count, rows
