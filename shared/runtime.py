@@ -69,14 +69,22 @@ async def _acknowledge(msg: KafkaMessage, fetched_in: int, watch: IncarnationWat
         log.warning("offset_commit_failed_will_redeliver", error=type(exc).__name__)
 
 
-def tune_garbage_collector() -> None:
-    """Collect the youngest generation every 50,000 allocations rather than 700.
+# Above what the batches in flight keep alive at once (2 x 2,000 events of a bulk topic, some
+# 25 tracked objects each): a collection triggered mid-batch would walk them all to free nothing.
+YOUNG_GENERATION_THRESHOLD = 200_000
 
-    A consumer allocates a few short-lived objects per event; with CPython's default
-    thresholds the collector ran every few dozen events and took half the time of parsing
-    (measured: 15 us/event to 6.8 us/event validating usage-recorded). The objects die young
-    and are freed by reference counting, so collecting less often costs little memory."""
-    gc.set_threshold(50_000, 20, 100)
+
+def tune_garbage_collector() -> None:
+    """Collect the youngest generation after 200,000 net allocations rather than 700.
+
+    CPython counts allocations minus frees of tracked objects and collects when the count
+    passes the threshold; the collection walks every young object still alive. A consumer's
+    objects die young and reference counting frees them, so the count grows only with what a
+    batch keeps alive at once. Measured on billing's ingestion (2 cores, idle, issue 21): with
+    700, 5.5 s of collection in an 8 s run; with 50,000, 11-15 collections of ~45 ms each,
+    23,700-28,200 events/s; with 200,000, none during the run and 28,800-32,900 events/s, the
+    peak RSS unchanged (302 MB against 308)."""
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, 20, 100)
 
 
 READINESS_CHECK_TIMEOUT_S = 2.0  # a /readyz answer takes at most this long
