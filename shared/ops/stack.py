@@ -12,6 +12,7 @@ import glob
 import importlib.util
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -33,8 +34,41 @@ def _die_with_parent() -> None:
         pass
 
 
+LOWEST_PORT = 10_000
+_handed_out: set[int] = set()
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel picks outgoing connections' local ports from (Linux's default
+    where it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A free port for a component to listen on, below the ephemeral range.
+
+    A port the kernel gave out (binding port 0) comes from the ephemeral range, where any
+    outgoing connection opened before the component starts may take it as its local port,
+    and the component then fails to bind and exits at start-up (a suspect for the fault
+    tests' "service exited" on a busy machine). Ports below the range are never taken that
+    way; each is handed out once per process."""
+    low = ephemeral_ports()[0]
+    below = range(LOWEST_PORT, max(low, LOWEST_PORT))
+    for port in random.sample(below, k=min(len(below), 500)):
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as sock:  # no range below the ephemeral one: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
