@@ -83,17 +83,8 @@ class Billing:
         return reasons
 
     def _reasons(self, usage: list[Any]) -> list[str | None]:
-        meters, versions, now = self.catalog.meters, self.catalog.versions, datetime.now(UTC)
-        reasons = []
-        for u in usage:
-            starts, at = versions.get(u.customer_id), u.time
-            reason = domain.validate_usage(starts is not None, meters.get(u.meter), u.quantity, at,
-                                           u.dimensions, now, self.max_future)
-            # `version_in_force` is None exactly before the first (ascending) start
-            if reason is None and (not starts or at < starts[0]):
-                reason = "time: before the customer's first price plan version"
-            reasons.append(reason)
-        return reasons
+        return domain.usage_reasons(usage, self.catalog.meters, self.catalog.versions, datetime.now(UTC),
+                                    self.max_future)
 
     def fold_usage(self, parsed: list[Parsed]) -> domain.FoldedUsage:
         """Fold a batch of usage into rows (P3): pure, done before the transaction."""

@@ -262,8 +262,13 @@ class CachingKeyStore:
         return hit[1]
 
     def _keep(self, entry: tuple[uuid.UUID, int | None], key: DataKey) -> DataKey:
-        self._keys[entry] = (time.monotonic(), key)
-        self._keys.move_to_end(entry)
+        """Kept under the entry asked for and, the newest key being a key too, under its own id:
+        what a service sealed it then opens without asking the store again (each hop of an
+        access report did)."""
+        now = time.monotonic()
+        for kept in {entry, (key.person_id, key.key_id)}:
+            self._keys[kept] = (now, key)
+            self._keys.move_to_end(kept)
         while len(self._keys) > self.max_keys:
             self._keys.popitem(last=False)
         return key

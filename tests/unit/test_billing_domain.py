@@ -53,6 +53,31 @@ def test_valid_usage_passes():
     assert domain.validate_usage(True, CALLS, D(0), NOW, {}, NOW, timedelta(days=1)) is None
 
 
+USERS = Meter("users", Aggregation.unique_count, (), "user")
+FIRST_PLAN = NOW - timedelta(days=10)
+
+
+@given(st.lists(st.tuples(
+    st.sampled_from(["api_calls", "users", "unknown"]), st.sampled_from([1, 2, 3]),
+    st.sampled_from([D("1.5"), D(0), D("-1"), D("NaN"), D("Infinity")]),
+    st.integers(min_value=-20, max_value=3), st.booleans()), max_size=30))
+def test_a_batchs_reasons_are_each_events_rule_written_out(rows):
+    """Issue 21: the batch check equals, event by event, `validate_usage` and the plan rule."""
+    meters = {"api_calls": CALLS, "users": USERS}
+    versions = {uuid.UUID(int=1): [FIRST_PLAN], uuid.UUID(int=2): []}  # 3: no plan at all
+    events = [domain.UsageEvent(uuid.UUID(int=c), None, m, q, NOW + timedelta(days=d), {"user": "u"} if u else {})
+              for m, c, q, d, u in rows]
+    expected = []
+    for e in events:
+        starts = versions.get(e.customer_id)
+        reason = domain.validate_usage(starts is not None, meters.get(e.meter), e.quantity, e.time, e.dimensions,
+                                       NOW, timedelta(days=1))
+        if reason is None and (not starts or e.time < starts[0]):
+            reason = "time: before the customer's first price plan version"
+        expected.append(reason)
+    assert domain.usage_reasons(events, meters, versions, NOW, timedelta(days=1)) == expected
+
+
 def _event(q: str, minute: int = 0, person=None, **dims):
     return domain.UsageEvent(uuid.UUID(int=1), person, "api_calls", D(q), NOW + timedelta(minutes=minute), dims)
 

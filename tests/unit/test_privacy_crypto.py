@@ -72,6 +72,14 @@ async def test_r7_a_destroyed_key_makes_every_sealed_copy_unreadable_and_is_neve
         await store.get_or_create_data_key(person)
 
 
+async def test_the_newest_key_once_cached_opens_what_it_sealed_without_asking_the_store():
+    inner, person = _store(), uuid.uuid4()
+    store = CachingKeyStore(inner)
+    sealed = seal(await store.get_or_create_data_key(person), VALUE)
+    inner.rows.clear()  # the store no longer answers: only the cache can
+    assert open_sealed(await store.data_key(person, sealed_key_id(sealed)), sealed) == VALUE
+
+
 async def test_a_rotated_data_key_seals_new_values_and_older_ones_still_open():
     store, person = _store(), uuid.uuid4()
     first = seal(await store.get_or_create_data_key(person), VALUE)

@@ -12,7 +12,7 @@ from services.billing.domain.periods import (  # noqa: F401
 )
 from services.billing.domain.usage import (  # noqa: F401
     Aggregate, Aggregation, csv_cell, dimension_key, fold_usage, FoldedUsage, Meter, meter_quantity,
-    UsageEvent, validate_usage, version_in_force, ZERO,
+    usage_reasons, UsageEvent, validate_usage, version_in_force, ZERO,
 )
 from services.billing.domain.pricing import (  # noqa: F401
     CENT, Component, price, PricePlan, round_money, Tier, vat_rate_on,

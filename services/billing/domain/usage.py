@@ -52,6 +52,29 @@ def validate_usage(customer_known: bool, meter: Meter | None, quantity: Decimal,
     return None
 
 
+BEFORE_FIRST_VERSION = "time: before the customer's first price plan version"
+
+
+def usage_reasons(events: Sequence[Any], meters: Mapping[str, Meter], versions: Mapping[Any, Sequence[datetime]],
+                  now: datetime, max_future: timedelta) -> list[str | None]:
+    """`validate_usage` of a batch, and the price plan rule (usage before a customer's first
+    plan version has nothing to be priced by): one reason (or None) per event.
+
+    Ingestion's hot path (issue 21): a valid event costs a handful of comparisons; only an
+    invalid one goes through `validate_usage` for its reason."""
+    latest, unique = now + max_future, Aggregation.unique_count
+    reasons: list[str | None] = []
+    for event in events:
+        meter, starts, at, quantity = meters.get(event.meter), versions.get(event.customer_id), event.time, event.quantity
+        if (meter is not None and starts and starts[0] <= at <= latest and quantity.is_finite() and quantity >= 0
+                and (meter.aggregation is not unique or meter.unique_dimension in event.dimensions)):
+            reasons.append(None)
+            continue
+        reason = validate_usage(starts is not None, meter, quantity, at, event.dimensions, now, max_future)
+        reasons.append(reason if reason is not None or (starts and at >= starts[0]) else BEFORE_FIRST_VERSION)
+    return reasons
+
+
 _DIMENSION_KEYS: dict[tuple, str] = {}
 
 
