@@ -21,6 +21,7 @@ DEFAULT_ACQUIRE_TIMEOUT_S = 10.0
 # earlier text has what the guarded text makes: its recorded checksum is moved on, not refused.
 SUPERSEDED_CHECKSUMS = {
     "platform/0003_keystore.sql": {"1c940f60926d906512c3b61b996faeb9f647deb441937ff7d32464be16de1841"},
+    "platform/0003_audit_erasure_function.sql": {"87c439ef61d3897057dc6bd4af283a319e4f127001713496e607086efdcbb25f"},
     "platform/0005_erasure_ledger.sql": {"425bd2fcd9db6620c7c00514003d0f8e8022177d781f68088a24f0bd90f96b4c"},
 }
 

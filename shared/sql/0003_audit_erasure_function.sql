@@ -10,6 +10,11 @@
 -- can be deleted at all. What this cannot stop: the table's owner or a superuser dropping the
 -- trigger, so in production audit_log's schema owner is not the role the service runs as
 -- (deploy/SCALING.md).
+-- Roles belong to the cluster, not to a schema: every service's migrations reach this file at
+-- once, so the lock makes the first create the role and the others find it (without it one of
+-- them failed with a duplicate pg_authid key and the service exited at start-up).
+SELECT pg_advisory_xact_lock(hashtext('migrate:roles'));
+
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rekisteri_audit_eraser') THEN
