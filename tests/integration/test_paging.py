@@ -186,14 +186,20 @@ async def test_a_persons_audit_trail_pages_newest_first_and_shows_every_entry_on
     assert [e["at"] for e in entries] == sorted((e["at"] for e in entries), reverse=True)
 
 
-async def test_rectifications_page_for_staff_and_for_the_person(contacts):
-    pid = await person_in(contacts)
+async def five_rectifications(contacts, pid: str) -> set[str]:
+    """Five rectification requests of the person, asked by staff: their ids."""
     mine = set()
     for i in range(5):
         answer = await contacts.http.post(f"/persons/{pid}/rectifications", headers=USER,
                                           json={"changes": {"title": f"Title {i}"}, "reason": "paging test"})
         assert answer.status_code == 201, answer.text
         mine.add(answer.json()["id"])
+    return mine
+
+
+async def test_rectifications_page_for_staff_and_for_the_person(contacts):
+    pid = await person_in(contacts)
+    mine = await five_rectifications(contacts, pid)
     once(await walk(contacts.http, "/rectifications", "pending", limit=2, headers=USER), mine)
     own = await walk(contacts.http, "/me/rectifications", "rectifications", limit=2,
                      headers=auth("subject", person_id=pid))
@@ -233,12 +239,7 @@ async def test_processors_page_in_registration_order(contacts):
 
 async def test_the_overdue_request_report_pages_and_counts_them_all(contacts):
     pid = await person_in(contacts)
-    mine = set()
-    for i in range(5):
-        answer = await contacts.http.post(f"/persons/{pid}/rectifications", headers=USER,
-                                          json={"changes": {"title": f"Title {i}"}, "reason": "paging test"})
-        assert answer.status_code == 201, answer.text
-        mine.add(answer.json()["id"])
+    mine = await five_rectifications(contacts, pid)
     pool = contacts.runtime.pool
     await pool.execute("UPDATE rights_requests SET received_on = received_on - 120, due_date = due_date - 120"
                        " WHERE id = ANY($1::uuid[])", list(mine))  # received four months ago: overdue

@@ -193,17 +193,23 @@ async def test_a_completed_transfer_to_marketing_keeps_the_persons_data_key():
     assert store.evidence[command]["completed_at"] == T0 and store.shredded == set()
 
 
-async def test_r12_access_requested_answers_with_retentions_slice():
+def access_requested_handler():
+    """What retention subscribes to `access-requested` (shared.access), with its own slice."""
     from shared.access import answer_access_requests
 
     subscribed = {}
     runtime = type("R", (), {"name": "retention", "subscribe": lambda self, t, h: subscribed.__setitem__(t, h)})()
     rules = type("Rules", (), {"clock": RULES.clock, "confirmation_timeout_s": 600.0})()
     answer_access_requests(runtime, slice_for(rules))  # type: ignore[arg-type]
+    return subscribed["access-requested"]
+
+
+async def test_r12_access_requested_answers_with_retentions_slice():
+    on_access_requested = access_requested_handler()
     store = RetentionStore()
     person = await ended_person(store)
     ctx = context(AccessRequested(request_id=uuid.uuid4(), person_id=person), store, source="contacts")
-    await subscribed["access-requested"](ctx)
+    await on_access_requested(ctx)
     [part] = ctx.outbox.of("access-report-part")  # type: ignore[union-attr]
     assert part["service"] == "retention" and {i["field"] for i in part["items"]} == {"person", "deadlines", "timing"}
     [timing] = [i["value"] for i in part["items"] if i["field"] == "timing"]  # issue 14: the visible timing
@@ -231,15 +237,10 @@ async def test_art17_erasure_requested_for_a_person_being_disposed_of_or_gone_ch
 
 async def test_art20_a_portability_export_asking_consent_alone_is_not_answered_by_retention():
     """Issue 14: `services` names who answers; retention holds nothing the person provided."""
-    from shared.access import answer_access_requests
-
-    subscribed = {}
-    runtime = type("R", (), {"name": "retention", "subscribe": lambda self, t, h: subscribed.__setitem__(t, h)})()
-    rules = type("Rules", (), {"clock": RULES.clock, "confirmation_timeout_s": 600.0})()
-    answer_access_requests(runtime, slice_for(rules))  # type: ignore[arg-type]
+    on_access_requested = access_requested_handler()
     store = RetentionStore()
     person = await ended_person(store)
     ctx = context(AccessRequested(request_id=uuid.uuid4(), person_id=person, purpose="portability",
                                   services=["consent"]), store, source="contacts")
-    await subscribed["access-requested"](ctx)
+    await on_access_requested(ctx)
     assert ctx.outbox.of("access-report-part") == []  # type: ignore[union-attr]
