@@ -2,6 +2,7 @@
 and the migrations runner (platform tables first, then the service's ordered SQL)."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import functools
 import json
@@ -16,6 +17,7 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 PLATFORM_MIGRATIONS = Path(__file__).parent / "sql"
 DEFAULT_ACQUIRE_TIMEOUT_S = 10.0
+READINESS_CHECK_TIMEOUT_S = 2.0  # a /readyz answer takes at most this long
 # Platform migrations given guards after they were applied (issue 16: they now skip what the
 # database administrator created, so a per-service role passes them). A schema that applied the
 # earlier text has what the guarded text makes: its recorded checksum is moved on, not refused.
@@ -24,6 +26,16 @@ SUPERSEDED_CHECKSUMS = {
     "platform/0003_audit_erasure_function.sql": {"87c439ef61d3897057dc6bd4af283a319e4f127001713496e607086efdcbb25f"},
     "platform/0005_erasure_ledger.sql": {"425bd2fcd9db6620c7c00514003d0f8e8022177d781f68088a24f0bd90f96b4c"},
 }
+
+
+async def answers(pool: asyncpg.Pool, timeout: float = READINESS_CHECK_TIMEOUT_S) -> bool:
+    """Whether the database answers `SELECT 1` within `timeout`: a readiness check, which must
+    answer the probe even when PostgreSQL has stopped answering (a pool acquire or a query on a
+    half-open connection can otherwise wait for minutes)."""
+    try:
+        return bool(await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=timeout) == 1)
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return False
 
 
 class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg ships no types: its Pool is Any

@@ -14,7 +14,7 @@ import asyncpg
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
-from shared.db import BoundStore, create_pool, migrate
+from shared.db import READINESS_CHECK_TIMEOUT_S, BoundStore, answers, create_pool, migrate
 from shared.messaging.consumer import InboxConsumer
 from shared.messaging.handling import BatchHandler, BatchPrepare, BatchValidator, Handler, UnitOfWork
 from shared.messaging.parsing import Incoming, parse
@@ -87,7 +87,6 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, 20, 100)
 
 
-READINESS_CHECK_TIMEOUT_S = 2.0  # a /readyz answer takes at most this long
 
 
 class ServiceRuntime:
@@ -333,15 +332,11 @@ class ServiceRuntime:
     async def readiness(self) -> dict[str, bool]:
         """Both checks at once, each bounded by READINESS_CHECK_TIMEOUT_S: with the broker gone
         its ping takes the whole bound, and the answer must not wait for it twice."""
-        async def database() -> bool:
-            answer = await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=READINESS_CHECK_TIMEOUT_S)
-            return bool(answer == 1)
-
         async def broker() -> bool:
             return bool(await self.broker.ping(timeout=READINESS_CHECK_TIMEOUT_S))
 
-        answers = await asyncio.gather(database(), broker(), return_exceptions=True)
-        return {name: answer is True for name, answer in zip(("database", "broker"), answers)}
+        results = await asyncio.gather(answers(self.pool), broker(), return_exceptions=True)
+        return {name: result is True for name, result in zip(("database", "broker"), results)}
 
     async def refresh_gauges(self) -> None:
         if self.relay is not None and self._pool is not None:

@@ -2,6 +2,7 @@
 and sessions), the clients of the four services, the page routes; nothing else."""
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ from services.portal.backends import Backends, ServiceError
 from services.portal.oidc import OidcClient
 from services.portal.sessions import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, load_session, set_cookie
 from services.portal.settings import PortalSettings
-from shared.db import create_pool, migrate
+from shared.db import READINESS_CHECK_TIMEOUT_S, answers, create_pool, migrate
 from shared.logging import get_logger
 from shared.metrics import Metrics
 
@@ -164,6 +165,10 @@ def _install_error_pages(app: FastAPI) -> None:
         return web.error_page(request, 500, "error.failed.text")
 
 
+async def _no_services() -> dict[str, bool]:
+    return {}
+
+
 def _install_operations_routes(app: FastAPI, portal: Portal) -> None:
     """Health, readiness and metrics, as every service has them."""
     @app.get("/healthz", include_in_schema=False)
@@ -174,11 +179,8 @@ def _install_operations_routes(app: FastAPI, portal: Portal) -> None:
     async def readyz() -> JSONResponse:
         """Ready when its database answers; the services' health is reported, not required
         (a page whose service is down says so)."""
-        try:
-            database = await portal.pool.fetchval("SELECT 1") == 1
-        except Exception:  # noqa: BLE001 - any failure means not ready
-            database = False
-        services = await portal.backends.healthy() if portal.backends else {}
+        database, services = await asyncio.gather(
+            answers(portal.pool), portal.backends.healthy(READINESS_CHECK_TIMEOUT_S) if portal.backends else _no_services())
         return JSONResponse({"status": "ready" if database else "not_ready",
                              "checks": {"database": database}, "services": services},
                             status_code=200 if database else 503)
