@@ -180,10 +180,8 @@ class ServiceRuntime:
         # Full batches: the broker waits (up to the topic's fetch wait) for 256 KiB before answering.
         subscriber = self.broker.subscriber(
             topic_name, batch=True, max_records=max_records, fetch_min_bytes=256 * 1024,
-            batch_timeout_ms=spec.fetch_max_wait_ms or 200, title=f"{self.name}:{topic_name}",
-            decoder=_undecoded_batch,
-            **self._subscriber_options(group, spec.fetch_max_wait_ms or self.settings.kafka_fetch_max_wait_ms,
-                                       listener))
+            batch_timeout_ms=spec.fetch_max_wait_ms, title=f"{self.name}:{topic_name}",
+            decoder=_undecoded_batch, **self._subscriber_options(group, spec.fetch_max_wait_ms, listener))
         listener.subscriber = subscriber
 
         @subscriber  # type: ignore[untyped-decorator]  # **options: faststream's overloads tie

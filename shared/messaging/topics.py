@@ -13,6 +13,12 @@ from shared.messaging import events as ev
 DAY_MS = 24 * 3600 * 1000
 
 
+# A bulk consumer asks for 256 KiB and the broker answers when it has them or after this wait:
+# a few fetches a second while idle, not a hundred (the per-person topics' 10 ms wait, for
+# latency, cost every service a share of a core in fetch responses decoded for nothing).
+BULK_FETCH_WAIT_MS = 200
+
+
 @dataclass(frozen=True)
 class Topic:
     name: str
@@ -23,8 +29,9 @@ class Topic:
     partitions: int = 3
     retention_ms: int = 7 * DAY_MS
     schema_version: int = 1
-    # Bulk topics wait longer per fetch (throughput); person topics answer fast (latency).
-    fetch_max_wait_ms: int | None = None
+    # A bulk consumer's fetch wait (throughput); per-event consumers use the service's setting
+    # `kafka_fetch_max_wait_ms` (latency).
+    fetch_max_wait_ms: int = BULK_FETCH_WAIT_MS
     producers: tuple[str, ...] = field(default_factory=tuple)
     consumers: tuple[str, ...] = field(default_factory=tuple)
     # Consumers that apply this topic in bulk batches, in a consumer group of its own
@@ -130,7 +137,7 @@ _TOPICS = [
           producers=("consent", "retention", "billing"), consumers=("contacts",)),
     Topic("usage-recorded", ev.UsageRecorded, "customer_id",
           "Metered use of a delivered service, from the company's platforms (P3).", False,
-          partitions=6, fetch_max_wait_ms=200,
+          partitions=6,
           producers=(EXTERNAL,), consumers=("billing",), bulk_consumers=("billing",)),
     Topic("invoice-issued", ev.InvoiceIssued, "customer_id",
           "An immutable invoice or credit note (SPEC §6).", False,
