@@ -147,7 +147,9 @@ async def record_request(conn: asyncpg.Connection, who: Principal, *, person_id:
 
 
 async def describe(conn: asyncpg.Connection, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """The request's state: which services answered, which are missing, whether they are late."""
+    """The request's state: which services answered, which are missing, whether they are late.
+    A new request is described after its transaction commits: the commit lets the relay ask the
+    services, and nothing here needs to hold it back."""
     answered = await storage.answered_services(conn, request["id"])
     keys = ("id", "person_id", "channel", "verified_by", "chargeable", "status", "decision", "decision_reason",
             "decided_by", "decided_at", "created_at", "asked_at", "fulfilled_at")
@@ -165,17 +167,18 @@ async def create_access_request(body: AccessRequestIn, request: Request, who: Pr
         raise InvalidInput("person_id, emails or phones is required",
                            fields={"person_id": "name the person, or give emails or phones"})
     runtime = runtime_of(request)
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        req = await record_request(conn, who, person_id=body.person_id, emails=body.emails, phones=body.phones,
-                                   channel=body.verification, verified_by=body.verified_by, notes=body.notes,
-                                   keys=runtime.keys)
-        if body.verification in CODE_CHANNELS:
-            if req["person_id"] is None or await storage.get_person(conn, req["person_id"]) is None:
-                raise InvalidInput("a code can only go to a person in the register",
-                                   fields={"verification": "email or phone needs a person the register holds: "
-                                                           "verify by signed letter or in person"})
-            await requests.send_code(runtime.unit_of_work(conn), conn, req["id"], req["person_id"],
-                                     body.verification, who)
+    async with runtime.pool.acquire() as conn:
+        async with conn.transaction():
+            req = await record_request(conn, who, person_id=body.person_id, emails=body.emails, phones=body.phones,
+                                       channel=body.verification, verified_by=body.verified_by, notes=body.notes,
+                                       keys=runtime.keys)
+            if body.verification in CODE_CHANNELS:
+                if req["person_id"] is None or await storage.get_person(conn, req["person_id"]) is None:
+                    raise InvalidInput("a code can only go to a person in the register",
+                                       fields={"verification": "email or phone needs a person the register holds: "
+                                                               "verify by signed letter or in person"})
+                await requests.send_code(runtime.unit_of_work(conn), conn, req["id"], req["person_id"],
+                                         body.verification, who)
         return await describe(conn, req, contacts_settings(runtime).contacts_access_report_timeout_s)
 
 
@@ -184,11 +187,12 @@ async def create_access_request(body: AccessRequestIn, request: Request, who: Pr
 async def create_own_access_request(request: Request, who: Principal = Depends(current_subject)) -> dict:
     """R12: an authenticated self-service user asks for their own data (R11 credentials verify them)."""
     runtime = runtime_of(request)
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        if await storage.get_person(conn, who.person_id) is None:
-            raise NotFound("no such person")
-        req = await record_request(conn, who, person_id=who.person_id, emails=[], phones=[], channel="self_service",
-                                   verified_by=who.user, notes=None, keys=runtime.keys)
+    async with runtime.pool.acquire() as conn:
+        async with conn.transaction():
+            if await storage.get_person(conn, who.person_id) is None:
+                raise NotFound("no such person")
+            req = await record_request(conn, who, person_id=who.person_id, emails=[], phones=[],
+                                       channel="self_service", verified_by=who.user, notes=None, keys=runtime.keys)
         return await describe(conn, req, contacts_settings(runtime).contacts_access_report_timeout_s)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -78,51 +79,72 @@ async def gauge_counts(conn: asyncpg.Connection, now: datetime, cutoff: datetime
     return due, overdue
 
 
-async def person_slice(conn: asyncpg.Connection, person_id: uuid.UUID) -> dict[str, list[asyncpg.Record]]:
+def _sections_query(sections: dict[str, tuple[str, str]], scalars: dict[str, str] | None = None) -> str:
+    """One statement for several row sets about a person: each set an array of anonymous
+    records, which asyncpg decodes to tuples in their own types. One round trip instead of one
+    per set: the access report waited on retention's fifteen (issue 16's benchmark)."""
+    parts = [f"ARRAY(SELECT ROW({columns}) FROM {rest}) AS {name}" for name, (columns, rest) in sections.items()]
+    parts += [f"({sql}) AS {name}" for name, sql in (scalars or {}).items()]
+    return "SELECT " + ", ".join(parts)
+
+
+def _section_rows(row: asyncpg.Record, sections: dict[str, tuple[str, str]]) -> dict[str, list[dict[str, Any]]]:
+    return {name: [dict(zip(columns.split(", "), values)) for values in row[name]]
+            for name, (columns, _rest) in sections.items()}
+
+
+# Everything retention holds about one person, by section: (columns, FROM ... WHERE ...).
+_SLICE = {
+    "person": ("state, updated_at", "persons WHERE person_id = $1"),
+    "relationships": ("relationship_id, started_at, ended_at", "relationships WHERE person_id = $1"),
+    "assignments": ("assignment_id, started_at, ended_at", "assignments WHERE person_id = $1"),
+    "permissions": ("purpose, channel", "marketing_permissions WHERE person_id = $1"),
+    "bans": ("purpose", "marketing_bans WHERE person_id = $1"),
+    "deadlines": ("action, due_at, basis, policy_version, created_at",
+                  "deadlines WHERE person_id = $1 AND status = 'pending'"),
+    "holds": ("hold_id, reason, expires_at, created_at", "holds WHERE person_id = $1 AND released_at IS NULL"),
+    "evidence": ("command_id, action, basis, deadline_at, commanded_at, completed_at",
+                 "evidence WHERE person_id = $1"),
+    "erasure_request": ("request_id, requested_at", "erasure_requests WHERE person_id = $1"),  # Art. 17
+}
+_SLICE_QUERY = _sections_query(_SLICE)
+
+
+async def person_slice(conn: asyncpg.Connection, person_id: uuid.UUID) -> dict[str, list[dict[str, Any]]]:
     """Everything retention holds about one person, for a right-of-access report (R12)."""
-    queries = {
-        "person": "SELECT state, updated_at FROM persons WHERE person_id = $1",
-        "relationships": "SELECT relationship_id, started_at, ended_at FROM relationships WHERE person_id = $1",
-        "assignments": "SELECT assignment_id, started_at, ended_at FROM assignments WHERE person_id = $1",
-        "permissions": "SELECT purpose, channel FROM marketing_permissions WHERE person_id = $1",
-        "bans": "SELECT purpose FROM marketing_bans WHERE person_id = $1",
-        "deadlines": "SELECT action, due_at, basis, policy_version, created_at FROM deadlines"
-                     " WHERE person_id = $1 AND status = 'pending'",
-        "holds": "SELECT hold_id, reason, expires_at, created_at FROM holds WHERE person_id = $1 AND released_at IS NULL",
-        "evidence": "SELECT command_id, action, basis, deadline_at, commanded_at, completed_at FROM evidence"
-                    " WHERE person_id = $1",
-        "erasure_request": "SELECT request_id, requested_at FROM erasure_requests WHERE person_id = $1",  # Art. 17
-    }
-    return {name: await conn.fetch(sql, person_id) for name, sql in queries.items()}
+    return _section_rows(await conn.fetchrow(_SLICE_QUERY, person_id), _SLICE)
 
 
 # ---- a person's visible timing (issue 14) --------------------------------------------------
 
 DISPOSED_STATE = {"erase": "erased", "transfer_to_marketing": "marketing"}
+_TIMING = {
+    "deadlines": ("action, status, due_at, deferred_from, basis, anchor_at, policy_version, held_by",
+                  "deadlines WHERE person_id = $1 AND status IN ('pending', 'done') ORDER BY created_at DESC, id DESC"),
+    "holds": ("hold_id, reason, expires_at, released_at", "holds WHERE person_id = $1 AND released_at IS NULL"),
+    "commands": ("command_id, action, deadline_at, commanded_at, last_commanded_at, overdue_since",
+                 "evidence WHERE person_id = $1 AND completed_at IS NULL ORDER BY commanded_at DESC"),
+}
+_SPANS = ("(SELECT ended_at FROM relationships WHERE person_id = $1"
+          " UNION ALL SELECT ended_at FROM assignments WHERE person_id = $1) s")
+_TIMING_QUERY = _sections_query(_TIMING, {
+    "state": "SELECT state FROM persons WHERE person_id = $1",
+    "outcome": "SELECT outcome FROM disposed_persons WHERE person_id = $1",
+    "spans": f"SELECT count(*) FROM {_SPANS}",
+    "open_spans": f"SELECT count(*) FILTER (WHERE ended_at IS NULL) FROM {_SPANS}"})
 
 
 async def timing_facts(conn: asyncpg.Connection, person_id: uuid.UUID) -> TimingFacts | None:
     """The rows `timing.person_retention` is built from; None if retention never knew the person."""
-    state = await conn.fetchval("SELECT state FROM persons WHERE person_id = $1", person_id)
+    row = await conn.fetchrow(_TIMING_QUERY, person_id)
+    state = row["state"]
     if state is None:
-        outcome = await conn.fetchval("SELECT outcome FROM disposed_persons WHERE person_id = $1", person_id)
-        if outcome is None:
+        if row["outcome"] is None:
             return None
-        state = DISPOSED_STATE.get(outcome, outcome)
-    deadlines = await conn.fetch(
-        "SELECT action, status, due_at, deferred_from, basis, anchor_at, policy_version, held_by FROM deadlines"
-        " WHERE person_id = $1 AND status IN ('pending', 'done') ORDER BY created_at DESC, id DESC", person_id)
-    holds = await conn.fetch("SELECT hold_id, reason, expires_at, released_at FROM holds"
-                             " WHERE person_id = $1 AND released_at IS NULL", person_id)
-    commands = await conn.fetch(
-        "SELECT command_id, action, deadline_at, commanded_at, last_commanded_at, overdue_since FROM evidence"
-        " WHERE person_id = $1 AND completed_at IS NULL ORDER BY commanded_at DESC", person_id)
-    spans = await conn.fetchrow(
-        "SELECT count(*) AS spans, count(*) FILTER (WHERE ended_at IS NULL) AS open FROM"
-        " (SELECT ended_at FROM relationships WHERE person_id = $1"
-        "  UNION ALL SELECT ended_at FROM assignments WHERE person_id = $1) s", person_id)
-    return TimingFacts(state=state, deadlines=[dict(r) for r in deadlines], holds=[dict(r) for r in holds],
-                       open_commands=[dict(r) for r in commands], open_spans=spans["open"], spans=spans["spans"])
+        state = DISPOSED_STATE.get(row["outcome"], row["outcome"])
+    rows = _section_rows(row, _TIMING)
+    return TimingFacts(state=state, deadlines=rows["deadlines"], holds=rows["holds"], open_commands=rows["commands"],
+                       open_spans=row["open_spans"], spans=row["spans"])
 
 
 # The SQL form of `timing.blocked_since` ($1 now, $2 now - confirmation timeout): a disposition
