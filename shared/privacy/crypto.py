@@ -100,6 +100,9 @@ class DataKey:
     person_id: uuid.UUID
     key_id: int
     secret: bytes = field(repr=False)
+    # Whether the store read it as the person's newest key (None: not asked): a cache may then
+    # seal with it too, without asking the store for the newest.
+    newest: bool | None = field(default=None, compare=False)
 
 
 def wrapping_context(person_id: uuid.UUID, key_id: int) -> bytes:

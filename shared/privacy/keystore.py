@@ -45,9 +45,10 @@ class _Wrapping:
     def _wrap(self, person_id: uuid.UUID, key_id: int, secret: bytes) -> tuple[str, bytes]:
         return self.master.current.key_id, self.master.current.wrap(secret, wrapping_context(person_id, key_id))
 
-    def _unwrap(self, person_id: uuid.UUID, key_id: int, master_key_id: str, wrapped: bytes) -> DataKey:
+    def _unwrap(self, person_id: uuid.UUID, key_id: int, master_key_id: str, wrapped: bytes,
+                newest: bool | None = None) -> DataKey:
         secret = self.master.get(master_key_id).unwrap(wrapped, wrapping_context(person_id, key_id))
-        return DataKey(person_id, key_id, secret)
+        return DataKey(person_id, key_id, secret, newest)
 
 
 class MemoryKeyStore(_Wrapping):
@@ -80,7 +81,8 @@ class MemoryKeyStore(_Wrapping):
             master_key_id, wrapped = self.rows[(person_id, key_id)]
         except KeyError:
             raise KeyNotFound(f"no data key {key_id} for person {person_id}") from None
-        return self._unwrap(person_id, key_id, master_key_id, wrapped)
+        newest = not any(p == person_id and k > key_id for p, k in self.rows)
+        return self._unwrap(person_id, key_id, master_key_id, wrapped, newest=newest)
 
     async def destroy(self, person_id: uuid.UUID) -> None:
         self.destroyed.add(person_id)
@@ -175,7 +177,9 @@ class PostgresKeyStore(_Wrapping):
     async def data_key(self, person_id: uuid.UUID, key_id: int) -> DataKey:
         try:
             row = await self.pool.fetchrow(
-                "SELECT k.master_key_id, k.wrapped, d.person_id IS NOT NULL AS destroyed"
+                "SELECT k.master_key_id, k.wrapped, d.person_id IS NOT NULL AS destroyed,"
+                " NOT EXISTS (SELECT 1 FROM keystore.data_key n WHERE n.person_id = p.person_id"
+                "             AND n.key_id > $2) AS newest"
                 " FROM (SELECT $1::uuid AS person_id) p"
                 " LEFT JOIN keystore.data_key k ON k.person_id = p.person_id AND k.key_id = $2"
                 " LEFT JOIN keystore.destroyed_key d ON d.person_id = p.person_id", person_id, key_id)
@@ -185,7 +189,7 @@ class PostgresKeyStore(_Wrapping):
             raise KeyDestroyed(person_id)
         if row["wrapped"] is None:
             raise KeyNotFound(f"no data key {key_id} for person {person_id}")
-        return self._unwrap(person_id, key_id, row["master_key_id"], row["wrapped"])
+        return self._unwrap(person_id, key_id, row["master_key_id"], row["wrapped"], newest=row["newest"])
 
     async def destroy(self, person_id: uuid.UUID) -> None:
         try:
@@ -262,11 +266,15 @@ class CachingKeyStore:
         return hit[1]
 
     def _keep(self, entry: tuple[uuid.UUID, int | None], key: DataKey) -> DataKey:
-        """Kept under the entry asked for and, the newest key being a key too, under its own id:
-        what a service sealed it then opens without asking the store again (each hop of an
-        access report did)."""
+        """Kept under the entry asked for and under its own id (the newest key is a key too:
+        what a service sealed it then opens without asking the store again), and as the newest
+        when the store said it is (what a service opened, its answer seals without asking the
+        store again). Each hop of an access report asked."""
         now = time.monotonic()
-        for kept in {entry, (key.person_id, key.key_id)}:
+        entries = {entry, (key.person_id, key.key_id)}
+        if key.newest:
+            entries.add((key.person_id, None))
+        for kept in entries:
             self._keys[kept] = (now, key)
             self._keys.move_to_end(kept)
         while len(self._keys) > self.max_keys:

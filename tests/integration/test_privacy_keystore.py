@@ -91,3 +91,14 @@ async def test_a_key_made_in_a_publishers_rolled_back_transaction_is_never_used(
     assert (await store.data_key(person, made.key_id)).secret == made.secret
     async with pool.acquire() as conn, conn.transaction():  # read back committed: now the same key
         assert (await store.get_or_create_data_key(person, conn)).secret == made.secret
+
+
+async def test_a_key_read_from_the_store_says_whether_it_is_the_persons_newest(pool):
+    """What lets a consumer's cache seal its answer with the key it opened the event under."""
+    store = PostgresKeyStore(pool, MasterKeys(LocalMasterKey(os.urandom(32))))
+    person = uuid.uuid4()
+    first = await store.get_or_create_data_key(person)
+    assert (await store.data_key(person, first.key_id)).newest is True
+    second = await store.rotate_data_key(person)
+    assert (await store.data_key(person, first.key_id)).newest is False
+    assert (await store.data_key(person, second.key_id)).newest is True

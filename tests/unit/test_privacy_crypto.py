@@ -80,6 +80,26 @@ async def test_the_newest_key_once_cached_opens_what_it_sealed_without_asking_th
     assert open_sealed(await store.data_key(person, sealed_key_id(sealed)), sealed) == VALUE
 
 
+async def test_a_key_opened_as_the_newest_seals_the_answer_without_asking_the_store_again():
+    """A consumer that opened an event under the person's newest key seals its answer with it
+    (each service's part of an access report asked the store twice)."""
+    inner, person = _store(), uuid.uuid4()
+    sealed = seal(await inner.get_or_create_data_key(person), VALUE)
+    store = CachingKeyStore(inner)
+    opened = await store.data_key(person, sealed_key_id(sealed))
+    inner.rows.clear()  # the store no longer answers: only the cache can
+    assert await store.get_or_create_data_key(person) == opened
+
+
+async def test_a_key_opened_when_a_newer_exists_does_not_seal_new_values():
+    inner, person = _store(), uuid.uuid4()
+    old = seal(await inner.get_or_create_data_key(person), VALUE)
+    await inner.rotate_data_key(person)
+    store = CachingKeyStore(inner)
+    await store.data_key(person, sealed_key_id(old))
+    assert (await store.get_or_create_data_key(person)).key_id == 2
+
+
 async def test_a_rotated_data_key_seals_new_values_and_older_ones_still_open():
     store, person = _store(), uuid.uuid4()
     first = seal(await store.get_or_create_data_key(person), VALUE)
