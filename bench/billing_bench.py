@@ -8,7 +8,12 @@ Starts its own embedded stack (PostgreSQL + Tansu), pre-produces N `usage-record
   both sustained (first to last applied) and wall (including the group join).
 Prints JSON. Target >= 30,000 events/s.
 
+With `--replicas N`, billing runs instead as N processes of its own sharing the topic's six
+partitions (issue 20: two replicas against one on these cores), with the CPU seconds each
+replica, PostgreSQL and the broker used.
+
 Run: .venv/bin/python -m bench.billing_bench [--events 200000] [--customers 1000] [--duplicates 0.02]
+     [--replicas N]
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import os
 import random
 import time
 import uuid
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -27,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from services.billing import domain, storage
 from services.billing.app import MIGRATIONS, SETTINGS, build_app
 from shared.db import create_pool, migrate
+from shared.ops.stack import EmbeddedBroker
 from shared.messaging.events import UsageRecorded
 from shared.messaging.outbox import build_envelope
 from bench.common import run_on_embedded_stack
@@ -167,12 +174,96 @@ async def http_accept(app, customers: list[uuid.UUID], count: int = 50_000, batc
     return {"billing_http_batch_1000_events_per_s": round(accepted / elapsed), "billing_http_accepted": accepted}
 
 
+def _replica(bootstrap: str, database_url: str, stop, cpu) -> None:
+    """One billing replica in a process of its own (its own interpreter, its own core's worth
+    of Python); reports the CPU seconds it used once `stop` is set."""
+    async def serve() -> None:
+        settings = SETTINGS(kafka_bootstrap_servers=bootstrap, database_url=database_url, billing_auto_close=False,
+                            log_level="WARNING")
+        runtime = build_app(settings).state.runtime
+        await runtime.start()
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        await runtime.stop()
+
+    asyncio.run(serve())
+    cpu.put(time.process_time())
+
+
+def _cpu_seconds_of(names: tuple[str, ...]) -> float:
+    """User and system CPU of every process named one of `names` (the embedded PostgreSQL's
+    backends, the broker), from /proc; clock ticks at 100 a second."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            name = fields[0].split("(", 1)[1]
+            if name in names:
+                rest = fields[1].split()
+                total += int(rest[11]) + int(rest[12])
+        except (OSError, IndexError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def replicas_ingestion(bootstrap: str, database_url: str, customers: list[uuid.UUID], unique: int,
+                             replicas: int) -> dict:
+    """Billing as `replicas` processes sharing the topic's partitions (one consumer group):
+    events/s from the inbox's commit-side clock, and where the CPU went."""
+    import multiprocessing
+
+    schema = SETTINGS(kafka_bootstrap_servers=bootstrap, database_url=database_url).schema
+    pool = await create_pool(database_url, schema)
+    await migrate(pool, schema, MIGRATIONS)
+    for meter in METERS:
+        await storage.save_meter(pool, meter)
+    for customer in customers:
+        await storage.save_plan(pool, customer, PLAN)
+    context = multiprocessing.get_context("spawn")
+    stop, cpu = context.Event(), context.Queue()
+    broker = (Path(EmbeddedBroker.binary()).name[:15],)  # /proc keeps 15 characters of a name
+    database_cpu, broker_cpu = _cpu_seconds_of(("postgres",)), _cpu_seconds_of(broker)
+    processes = [context.Process(target=_replica, args=(bootstrap, database_url, stop, cpu)) for _ in range(replicas)]
+    started = time.perf_counter()
+    for process in processes:
+        process.start()
+    try:
+        applied = 0
+        while applied < unique:
+            applied = await pool.fetchval("SELECT coalesce(sum(event_count), 0)::bigint FROM usage_aggregates")
+            if time.perf_counter() - started > 600:
+                raise TimeoutError(f"only {applied} of {unique} events applied in 600 s")
+            await asyncio.sleep(0.2)
+        database_cpu = _cpu_seconds_of(("postgres",)) - database_cpu
+        broker_cpu = _cpu_seconds_of(broker) - broker_cpu
+        span = await pool.fetchrow(
+            "SELECT extract(epoch FROM max(received_at) - min(received_at)) AS all_s,"
+            " extract(epoch FROM max(received_at) - percentile_disc(0.1) WITHIN GROUP (ORDER BY received_at)) AS tail_s"
+            " FROM inbox WHERE topic = 'usage-recorded'")
+    finally:
+        stop.set()
+        replica_cpu = [round(cpu.get(timeout=60), 1) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+        await pool.close()
+    return {
+        "billing_replicas": replicas,
+        "billing_sustained_events_per_s": round(unique * 0.9 / float(span["tail_s"])),
+        "billing_first_to_last_events_per_s": round(unique / float(span["all_s"])),
+        "cpu_seconds": {"replicas": replica_cpu, "postgresql": round(database_cpu, 1), "broker": round(broker_cpu, 1)},
+    }
+
+
 async def run(infra, args) -> dict:
     database_url = await create_database(infra)
     customers = [uuid.uuid4() for _ in range(args.customers)]
     messages = make_events(args.events, customers, args.duplicates)
     produce_s = await produce(infra.bootstrap, messages)
     bare = await bare_consumer(infra.bootstrap, len(messages))
+    if args.replicas:
+        return {"billing_load_average_1m_at_end": os.getloadavg()[0], "billing_cpus": os.cpu_count(),
+                "billing_events": args.events, "billing_bare_aiokafka_events_per_s": round(bare),
+                **await replicas_ingestion(infra.bootstrap, database_url, customers, args.events, args.replicas)}
     figures = await billing_ingestion(infra.bootstrap, database_url, customers, args.events)
     # bare reads every message, duplicates included; billing's rate counts unique events
     billing_msgs_per_s = figures["billing_sustained_events_per_s"] * len(messages) / args.events
@@ -195,6 +286,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--duplicates", type=float, default=0.02)
+    parser.add_argument("--replicas", type=int, default=0,
+                        help="billing as this many processes sharing the partitions (0: in-process, the default)")
     args = parser.parse_args()
     run_on_embedded_stack("billing", lambda infra: run(infra, args))
 

@@ -2,7 +2,9 @@
 
 - contacts with 1,000,000 persons: person lookup (`GET /persons/{id}`) and search by email,
   phone and name (`GET /persons?...`), p50/p99, through the real app in-process (HTTP, audit
-  row per person read included);
+  row per person read included); with the other three services beside it, the access report
+  (R12, as `access_bench` measures it) among the million, and the marketing export walked page
+  by page with its peak RSS (bounded memory);
 - retention with 1,000,000 pending timers: a scheduler pass that finds nothing due, and one
   that commands 10,000 due among the million;
 - consent with 1,000,000 bans on the suppression list: one check's p50/p99 and a batch check
@@ -21,6 +23,7 @@ import argparse
 import statistics
 import time
 import uuid
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import Any, Awaitable, Callable
 
@@ -53,46 +56,87 @@ def person_row(i: int) -> tuple:
             [f"+35840{i:07d}"], "customer_relationship", ["customer_relationship"], "active", f"scale-{i}")
 
 
-async def contacts_figures(infra, database_url: str, persons: int, samples: int) -> dict[str, Any]:
-    from services.contacts.app import SETTINGS, build_app
-    from shared.web.auth import Role, mint_token
+def peak_rss_reset() -> None:
+    """Start a new peak-RSS window for this process (Linux: VmHWM back to the current RSS)."""
+    Path("/proc/self/clear_refs").write_text("5")
 
-    settings = SETTINGS(kafka_bootstrap_servers=infra.bootstrap, database_url=database_url, log_level="WARNING")
-    app = build_app(settings)
-    runtime = app.state.runtime
-    await runtime.start()
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+async def contacts_figures(infra, database_url: str, persons: int, samples: int, access_requests: int,
+                           export_pages: int) -> dict[str, Any]:
+    """contacts with `persons` persons, and the other three services beside it (in one database,
+    their own schemas) for the access report and the marketing export."""
+    from bench.access_bench import Stack, headers, measure, seed
+    from shared.web.auth import Role
+
+    stack = Stack(infra.bootstrap, database_url)
+    await stack.start()
     try:
+        pool = stack.runtime("contacts").pool
         started = time.perf_counter()
         columns = ["id", "first_name", "last_name", "emails", "phones", "legal_basis", "purposes", "lifecycle_state",
                    "external_ref"]
-        async with runtime.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             for start in range(0, persons, CHUNK):
                 await conn.copy_records_to_table("persons", records=[person_row(i) for i in
                                                                      range(start, min(persons, start + CHUNK))],
                                                  columns=columns)
             await conn.execute("ANALYZE persons")
         seeded_s = time.perf_counter() - started
-        token = mint_token(settings.rekisteri_token_secret, user="bench", role=Role.register_owner)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://contacts",
-                                     headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
-            step = max(1, persons // samples)
+        client = stack.http["contacts"]
+        owner = headers(stack, Role.register_owner)
+        step = max(1, persons // samples)
 
-            async def ok(path: str, params: dict | None = None) -> None:
-                response = await client.get(path, params=params)
-                response.raise_for_status()
+        async def ok(path: str, params: dict | None = None) -> None:
+            response = await client.get(path, params=params, headers=owner)
+            response.raise_for_status()
 
-            figures = {
-                "persons": persons, "seed_copy_s": round(seeded_s, 1),
-                "lookup_by_id": await timed(samples, lambda i: ok(f"/persons/{person_row(i * step)[0]}")),
-                "search_by_email": await timed(samples, lambda i: ok("/persons", {"email": person_row(i * step)[3][0]})),
-                "search_by_phone": await timed(samples, lambda i: ok("/persons", {"phone": person_row(i * step)[4][0]})),
-                "search_by_name": await timed(min(samples, 50),
-                                              lambda i: ok("/persons", {"name": person_row(i * step)[2]})),
-                "target_search_p95_ms": 50,
-            }
-        return figures
+        result = {
+            "persons": persons, "seed_copy_s": round(seeded_s, 1),
+            "lookup_by_id": await timed(samples, lambda i: ok(f"/persons/{person_row(i * step)[0]}")),
+            "search_by_email": await timed(samples, lambda i: ok("/persons", {"email": person_row(i * step)[3][0]})),
+            "search_by_phone": await timed(samples, lambda i: ok("/persons", {"phone": person_row(i * step)[4][0]})),
+            "search_by_name": await timed(min(samples, 50),
+                                          lambda i: ok("/persons", {"name": person_row(i * step)[2]})),
+            "target_search_p95_ms": 50,
+        }
+        # R12 at scale: persons with data in every service, their reports among the million.
+        access = await measure(stack, await seed(stack, access_requests + 10), warmup=10)
+        result["access_report"] = {"requests": access["requests"], "client": access["client"],
+                                   "server": access["server"], "target_p99_ms": 500}
+        result["marketing_export"] = await export_walk(client, headers(stack, Role.marketing), export_pages)
+        return result
     finally:
-        await runtime.stop()
+        await stack.stop()
+
+
+async def export_walk(client: httpx.AsyncClient, marketing: dict[str, str], pages: int) -> dict[str, Any]:
+    """`GET /marketing/export` page after page (1,000 persons each, streamed, every person an
+    audited read): the peak RSS after the first tenth of the pages and after all of them (a
+    bounded export keeps the second where the first is)."""
+    peak_rss_reset()
+    exported, cursor, at_tenth = 0, None, None
+    started = time.perf_counter()
+    for page in range(pages):
+        response = await client.get("/marketing/export", params={"limit": 1000, **({"cursor": cursor} if cursor else {})},
+                                    headers=marketing)
+        response.raise_for_status()
+        body = response.json()
+        exported += len(body["persons"])
+        cursor = body["next"]
+        if page + 1 == max(1, pages // 10):
+            at_tenth = peak_rss_mb()
+        if cursor is None:
+            break
+    elapsed = time.perf_counter() - started
+    return {"pages": page + 1, "persons_exported": exported, "persons_per_s": round(exported / elapsed),
+            "peak_rss_mb_after_a_tenth": at_tenth, "peak_rss_mb_after_all": peak_rss_mb()}
 
 
 async def retention_figures(infra, database_url: str, timers: int, due: int) -> dict[str, Any]:
@@ -190,7 +234,8 @@ async def run(args: argparse.Namespace, infra) -> dict[str, Any]:
 
     result: dict[str, Any] = {"benchmark": "scale", "load_average_at_start": os.getloadavg()}
     if "contacts" in args.only:
-        result["contacts"] = await contacts_figures(infra, await create_database(infra), args.persons, args.samples)
+        result["contacts"] = await contacts_figures(infra, await create_database(infra), args.persons, args.samples,
+                                                    args.access_requests, args.export_pages)
     if "retention" in args.only:
         result["retention"] = await retention_figures(infra, await create_database(infra), args.persons, args.due)
     if "consent" in args.only:
@@ -206,6 +251,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--due", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=100_000)
+    parser.add_argument("--access-requests", type=int, default=100)
+    parser.add_argument("--export-pages", type=int, default=100, help="1,000 persons a page")
     parser.add_argument("--only", default="contacts,retention,consent")
     args = parser.parse_args()
     run_on_embedded_stack("scale", lambda infra: run(args, infra), indent=2)
