@@ -28,6 +28,7 @@ from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.billing import domain, storage
@@ -105,41 +106,58 @@ async def bare_consumer(bootstrap: str, total: int) -> float:
         await consumer.stop()
 
 
-async def billing_ingestion(bootstrap: str, database_url: str, customers: list[uuid.UUID], unique: int) -> dict:
-    settings = SETTINGS(kafka_bootstrap_servers=bootstrap, database_url=database_url, billing_auto_close=False,
-                        log_level="WARNING")
-    pool = await create_pool(database_url, settings.schema)
-    await migrate(pool, settings.schema, MIGRATIONS)
+async def billing_schema(database_url: str, schema: str, customers: list[uuid.UUID]) -> asyncpg.Pool:
+    """Billing's schema migrated, with the meters and every customer's plan."""
+    pool = await create_pool(database_url, schema)
+    await migrate(pool, schema, MIGRATIONS)
     for meter in METERS:
         await storage.save_meter(pool, meter)
     for customer in customers:
         await storage.save_plan(pool, customer, PLAN)
+    return pool
+
+
+async def all_applied(pool: asyncpg.Pool, unique: int, started: float) -> int:
+    """Wait until every unique event is in the aggregates (at most 600 s from `started`)."""
+    applied = 0
+    while applied < unique:
+        applied = await pool.fetchval("SELECT coalesce(sum(event_count), 0)::bigint FROM usage_aggregates")
+        if time.perf_counter() - started > 600:
+            raise TimeoutError(f"only {applied} of {unique} events applied in 600 s")
+        await asyncio.sleep(0.2)
+    return applied
+
+
+async def inbox_rates(pool: asyncpg.Pool, unique: int) -> dict[str, int]:
+    """Rates from the inbox's commit-side clock (received_at = each batch transaction's start),
+    not from a poller's, which waits behind the consumer on the same event loop. Sustained:
+    the last 90 % (after the group join and warm-up)."""
+    span = await pool.fetchrow(
+        "SELECT extract(epoch FROM max(received_at) - min(received_at)) AS all_s,"
+        " extract(epoch FROM max(received_at) - percentile_disc(0.1) WITHIN GROUP (ORDER BY received_at)) AS tail_s"
+        " FROM inbox WHERE topic = 'usage-recorded'")
+    return {"billing_sustained_events_per_s": round(unique * 0.9 / float(span["tail_s"])),
+            "billing_first_to_last_events_per_s": round(unique / float(span["all_s"]))}
+
+
+async def billing_ingestion(bootstrap: str, database_url: str, customers: list[uuid.UUID], unique: int) -> dict:
+    settings = SETTINGS(kafka_bootstrap_servers=bootstrap, database_url=database_url, billing_auto_close=False,
+                        log_level="WARNING")
+    pool = await billing_schema(database_url, settings.schema, customers)
     app = build_app(settings)
     runtime = app.state.runtime
     started = time.perf_counter()
     cpu_started = time.process_time()  # the batch consumer may start applying before start() returns
     await runtime.start()
-    applied = 0
     try:
-        while applied < unique:
-            applied = await pool.fetchval("SELECT coalesce(sum(event_count), 0)::bigint FROM usage_aggregates")
-            if time.perf_counter() - started > 600:
-                raise TimeoutError(f"only {applied} of {unique} events applied in 600 s")
-            await asyncio.sleep(0.2)
+        applied = await all_applied(pool, unique, started)
         done = time.perf_counter()
         cpu_us = (time.process_time() - cpu_started) / unique * 1e6
-        # Rates from the inbox's commit-side clock (received_at = each batch transaction's start),
-        # not from this loop's polls, which wait behind the consumer on the same event loop.
-        span = await pool.fetchrow(
-            "SELECT extract(epoch FROM max(received_at) - min(received_at)) AS all_s,"
-            " extract(epoch FROM max(received_at) - percentile_disc(0.1) WITHIN GROUP (ORDER BY received_at)) AS tail_s"
-            " FROM inbox WHERE topic = 'usage-recorded'")
+        rates = await inbox_rates(pool, unique)
         inbox = await pool.fetchval("SELECT count(*) FROM inbox WHERE topic = 'usage-recorded'")
         skipped = runtime.metrics.events_duplicate.labels(topic="usage-recorded")._value.get()
         return {
-            # sustained: the last 90 % (after the group join and warm-up)
-            "billing_sustained_events_per_s": round(unique * 0.9 / float(span["tail_s"])),
-            "billing_first_to_last_events_per_s": round(unique / float(span["all_s"])),
+            **rates,
             "billing_wall_events_per_s_incl_join": round(unique / (done - started)),
             "billing_process_cpu_us_per_event": round(cpu_us, 1),  # this process only (not PG, broker)
             "billing_inbox_rows": inbox,
@@ -212,13 +230,8 @@ async def replicas_ingestion(bootstrap: str, database_url: str, customers: list[
     events/s from the inbox's commit-side clock, and where the CPU went."""
     import multiprocessing
 
-    schema = SETTINGS(kafka_bootstrap_servers=bootstrap, database_url=database_url).schema
-    pool = await create_pool(database_url, schema)
-    await migrate(pool, schema, MIGRATIONS)
-    for meter in METERS:
-        await storage.save_meter(pool, meter)
-    for customer in customers:
-        await storage.save_plan(pool, customer, PLAN)
+    pool = await billing_schema(database_url, SETTINGS(kafka_bootstrap_servers=bootstrap,
+                                                       database_url=database_url).schema, customers)
     context = multiprocessing.get_context("spawn")
     stop, cpu = context.Event(), context.Queue()
     broker = (Path(EmbeddedBroker.binary()).name[:15],)  # /proc keeps 15 characters of a name
@@ -228,18 +241,10 @@ async def replicas_ingestion(bootstrap: str, database_url: str, customers: list[
     for process in processes:
         process.start()
     try:
-        applied = 0
-        while applied < unique:
-            applied = await pool.fetchval("SELECT coalesce(sum(event_count), 0)::bigint FROM usage_aggregates")
-            if time.perf_counter() - started > 600:
-                raise TimeoutError(f"only {applied} of {unique} events applied in 600 s")
-            await asyncio.sleep(0.2)
+        await all_applied(pool, unique, started)
         database_cpu = _cpu_seconds_of(("postgres",)) - database_cpu
         broker_cpu = _cpu_seconds_of(broker) - broker_cpu
-        span = await pool.fetchrow(
-            "SELECT extract(epoch FROM max(received_at) - min(received_at)) AS all_s,"
-            " extract(epoch FROM max(received_at) - percentile_disc(0.1) WITHIN GROUP (ORDER BY received_at)) AS tail_s"
-            " FROM inbox WHERE topic = 'usage-recorded'")
+        rates = await inbox_rates(pool, unique)
     finally:
         stop.set()
         replica_cpu = [round(cpu.get(timeout=60), 1) for _ in processes]
@@ -248,8 +253,7 @@ async def replicas_ingestion(bootstrap: str, database_url: str, customers: list[
         await pool.close()
     return {
         "billing_replicas": replicas,
-        "billing_sustained_events_per_s": round(unique * 0.9 / float(span["tail_s"])),
-        "billing_first_to_last_events_per_s": round(unique / float(span["all_s"])),
+        **rates,
         "cpu_seconds": {"replicas": replica_cpu, "postgresql": round(database_cpu, 1), "broker": round(broker_cpu, 1)},
     }
 

@@ -165,10 +165,6 @@ def _install_error_pages(app: FastAPI) -> None:
         return web.error_page(request, 500, "error.failed.text")
 
 
-async def _no_services() -> dict[str, bool]:
-    return {}
-
-
 def _install_operations_routes(app: FastAPI, portal: Portal) -> None:
     """Health, readiness and metrics, as every service has them."""
     @app.get("/healthz", include_in_schema=False)
@@ -179,8 +175,12 @@ def _install_operations_routes(app: FastAPI, portal: Portal) -> None:
     async def readyz() -> JSONResponse:
         """Ready when its database answers; the services' health is reported, not required
         (a page whose service is down says so)."""
-        database, services = await asyncio.gather(
-            answers(portal.pool), portal.backends.healthy(READINESS_CHECK_TIMEOUT_S) if portal.backends else _no_services())
+        services: dict[str, bool] = {}
+        if portal.backends is None:
+            database = await answers(portal.pool)
+        else:
+            database, services = await asyncio.gather(answers(portal.pool),
+                                                      portal.backends.healthy(READINESS_CHECK_TIMEOUT_S))
         return JSONResponse({"status": "ready" if database else "not_ready",
                              "checks": {"database": database}, "services": services},
                             status_code=200 if database else 503)
