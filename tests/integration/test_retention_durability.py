@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from services.retention import storage
 from services.retention.domain import FrozenClock
 from services.retention.scheduler import Scheduler
 from shared.db import create_pool
@@ -99,3 +100,30 @@ async def _actions(svc, person_id: uuid.UUID, count: int) -> list[str] | None:
     rows = await svc.runtime.pool.fetch("SELECT action FROM evidence WHERE person_id = $1 ORDER BY commanded_at, action DESC",
                                         person_id)
     return [r["action"] for r in rows] if len(rows) >= count else None
+
+
+async def test_an_event_handled_while_the_person_is_erased_does_not_bring_the_tracking_back(start_service):
+    """R7 (seen in CI): contacts' repeated `contact-passivated` was handled beside the person's
+    `contact-erased`; its `lock_person` looked for the tombstone before the erasure committed, then
+    its insert waited on the erasure's delete and made a new row: the person was tracked again."""
+    svc = await start_service("retention", **RETENTION_SETTINGS)
+    person = uuid.uuid4()
+    await svc.runtime.pool.execute("INSERT INTO persons (person_id, state) VALUES ($1, 'passive')", person)
+    async with svc.runtime.pool.acquire() as erasing, svc.runtime.pool.acquire() as handling:
+        erase = erasing.transaction()
+        await erase.start()
+        await storage.forget_persons(erasing, [person], "erase")
+        handling_pid = handling.get_server_pid()
+
+        async def locked_in_handler() -> str | None:
+            async with handling.transaction():
+                return await storage.lock_person(handling, person)
+        handler = asyncio.create_task(locked_in_handler())
+
+        async def handler_waits_on_the_erasure() -> bool:
+            return bool(await svc.runtime.pool.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", handling_pid))
+        await eventually(handler_waits_on_the_erasure)
+        await erase.commit()
+        assert await handler is None  # the handler sees a disposed person
+    assert await svc.runtime.pool.fetchval("SELECT count(*) FROM persons WHERE person_id = $1", person) == 0

@@ -13,11 +13,19 @@ from services.retention.domain import ErasureRequest, PlannedDeadline, Span
 
 
 async def lock_person(conn: asyncpg.Connection, person_id: uuid.UUID) -> str | None:
-    """The person's state, row locked for this transaction; None once disposed of."""
+    """The person's state, row locked for this transaction; None once disposed of.
+
+    The tombstone is looked for again once the row is locked: a disposition committing meanwhile
+    (`forget_persons`, which locks the rows first) either deleted the row we waited on or let our
+    insert make a new one, and that one is dropped again."""
     if await conn.fetchval("SELECT 1 FROM disposed_persons WHERE person_id = $1", person_id):
         return None
     await conn.execute("INSERT INTO persons (person_id) VALUES ($1) ON CONFLICT DO NOTHING", person_id)
-    return await conn.fetchval("SELECT state FROM persons WHERE person_id = $1 FOR UPDATE", person_id)
+    state = await conn.fetchval("SELECT state FROM persons WHERE person_id = $1 FOR UPDATE", person_id)
+    if state is not None and await conn.fetchval("SELECT 1 FROM disposed_persons WHERE person_id = $1", person_id):
+        await conn.execute("DELETE FROM persons WHERE person_id = $1", person_id)
+        return None
+    return state
 
 
 async def set_state(conn: asyncpg.Connection, person_id: uuid.UUID, state: str) -> None:
@@ -137,7 +145,11 @@ async def erasure_requested(conn: asyncpg.Connection, person_ids: list[uuid.UUID
 
 
 async def forget_persons(conn: asyncpg.Connection, person_ids: list[uuid.UUID], outcome: str) -> None:
-    """Drop the personal tracking after a disposition; keep evidence and a tombstone (ids only)."""
+    """Drop the personal tracking after a disposition; keep evidence and a tombstone (ids only).
+
+    The person rows are locked first, so no handler holding one writes tracking after the deletes."""
+    await conn.execute("SELECT 1 FROM persons WHERE person_id = ANY($1::uuid[]) ORDER BY person_id FOR UPDATE",
+                       person_ids)
     await conn.execute(
         "INSERT INTO disposed_persons (person_id, outcome) SELECT unnest($1::uuid[]), $2 ON CONFLICT DO NOTHING",
         person_ids, outcome)
