@@ -112,8 +112,11 @@ class ServiceRuntime:
         self.pipelines: dict[str, BatchPipeline] = {}  # bulk topic -> its batch transactions
         self._incarnation_dead_letters = InboxConsumer(self, INCARNATION_TOPIC)  # applies nothing: dead-letters only
         # After a broker restart every subscriber reads the new log from its start (SPEC §8).
-        self.incarnation_watch = IncarnationWatch(IncarnationReader(settings.kafka_bootstrap_servers,
-                                                                    settings.kafka_client_options()))
+        # The watch also hands each marker it reads to `observe_incarnation`, as the consumer does.
+        self.incarnation_watch = IncarnationWatch(
+            IncarnationReader(settings.kafka_bootstrap_servers, settings.kafka_client_options()),
+            on_marker=lambda incarnation, drained: self.observe_incarnation(incarnation, replay=not drained))
+        self._observing = asyncio.Lock()  # the watch and the consumer may see one marker at once
         self.started = False
 
     @property
@@ -246,14 +249,15 @@ class ServiceRuntime:
     async def observe_incarnation(self, incarnation: uuid.UUID, *, replay: bool = True) -> bool:
         """Record the broker's incarnation; a change means the broker lost its log, and
         unless it was drained first, what this service published is replayed."""
-        previous = await self.pool.fetchval("SELECT incarnation FROM broker_state")
-        if previous == incarnation:
-            return False
-        await self.pool.execute(
-            "INSERT INTO broker_state (singleton, incarnation, seen_at) VALUES (true, $1, now())"
-            " ON CONFLICT (singleton) DO UPDATE SET incarnation = EXCLUDED.incarnation, seen_at = now()",
-            incarnation,
-        )
+        async with self._observing:
+            previous = await self.pool.fetchval("SELECT incarnation FROM broker_state")
+            if previous == incarnation:
+                return False
+            await self.pool.execute(
+                "INSERT INTO broker_state (singleton, incarnation, seen_at) VALUES (true, $1, now())"
+                " ON CONFLICT (singleton) DO UPDATE SET incarnation = EXCLUDED.incarnation, seen_at = now()",
+                incarnation,
+            )
         if previous is not None and self.relay is not None and replay:
             log.warning("broker_restarted_replaying_outbox", previous=str(previous), current=str(incarnation))
             self.relay.request_replay()

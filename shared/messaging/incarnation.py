@@ -13,13 +13,16 @@ incarnation topic, read by a consumer of no group every `WATCH_INTERVAL_S`). Whe
 the watch's epoch moves on and every subscriber seeks its partitions to the log's start and
 commits that start (over any stale commit); an assignment that comes after the change does
 the same, and a batch handed over before the change commits nothing (its offsets would be the
-old broker's). The inbox turns what is read again into no-ops. A broker nobody marks
+old broker's). The inbox turns what is read again into no-ops. The watch also hands each
+marker to the service (`on_marker`), which records it and replays its outbox at once: a
+consumer held in a long batch reached the marker late, and the replay with it. A broker nobody marks
 (Apache Kafka) has no incarnation and never changes.
 """
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -46,6 +49,7 @@ class IncarnationReader:
     def __init__(self, bootstrap_servers: str, client_options: dict[str, Any] | None = None) -> None:
         self._options = dict(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, **(client_options or {}))
         self._consumer: AIOKafkaConsumer | None = None
+        self.previous_drained = False  # what the newest marker read says of the broker before it
 
     async def current(self) -> str:
         if self._consumer is None:
@@ -64,9 +68,8 @@ class IncarnationReader:
         finally:
             consumer.unsubscribe()
 
-    @staticmethod
-    async def _newest(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> str:
-        newest: tuple[Any, str] | None = None
+    async def _newest(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> str:
+        newest: tuple[Any, str, bool] | None = None
         for tp, end in (await consumer.end_offsets(partitions)).items():
             if end <= 0:
                 continue
@@ -78,8 +81,11 @@ class IncarnationReader:
             marker = parse(topic_spec(INCARNATION_TOPIC), Incoming(last.value or b"", last.key, last.partition,
                                                                   last.offset)).payload
             if newest is None or marker.started_at > newest[0]:  # type: ignore[attr-defined]
-                newest = (marker.started_at, str(marker.incarnation))  # type: ignore[attr-defined]
-        return newest[1] if newest else ""
+                newest = (marker.started_at, str(marker.incarnation), marker.previous_drained)  # type: ignore[attr-defined]
+        if newest is None:
+            return ""
+        self.previous_drained = newest[2]
+        return newest[1]
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -87,29 +93,42 @@ class IncarnationReader:
             self._consumer = None
 
 
+MarkerSeen = Callable[[uuid.UUID, bool], Awaitable[object]]
+
+
 class IncarnationWatch:
     """The incarnation last seen and an epoch that moves on at each change; the subscribers'
-    listeners act on a change (see the module)."""
+    listeners act on a change (see the module).
 
-    def __init__(self, reader: IncarnationReader) -> None:
+    Each marker read is also handed to `on_marker` (incarnation, previous broker drained) until
+    it took it: the service records it and replays its outbox without waiting for its consumer
+    to reach the marker on the topic (a consumer busy with a long batch, or one that had not
+    read the first marker before the broker died, replayed late or never)."""
+
+    def __init__(self, reader: IncarnationReader, on_marker: MarkerSeen | None = None) -> None:
         self.reader = reader
+        self.on_marker = on_marker
         self.known: str | None = None  # None until first read
+        self.handed: str | None = None  # the marker `on_marker` took last
         self.epoch = 0
         self.listeners: list[FromStartAfterBrokerRestart] = []
 
     async def check(self) -> bool:
         """Read the current incarnation; True (and every subscriber reset) when it changed."""
         current = await self.reader.current()
-        if self.known is None or current == self.known:
-            self.known = current
-            return False
-        log.warning("broker_incarnation_changed_reading_from_start", previous=self.known or None,
-                    current=current or None)
+        changed = self.known is not None and current != self.known
+        if changed:
+            log.warning("broker_incarnation_changed_reading_from_start", previous=self.known or None,
+                        current=current or None)
         self.known = current
-        self.epoch += 1
-        for listener in self.listeners:
-            await listener.catch_up()
-        return True
+        if changed:
+            self.epoch += 1
+            for listener in self.listeners:
+                await listener.catch_up()
+        if current and current != self.handed and self.on_marker is not None:
+            await self.on_marker(uuid.UUID(current), self.reader.previous_drained)
+            self.handed = current
+        return changed
 
     async def run(self, stopping: asyncio.Event, interval_s: float = WATCH_INTERVAL_S) -> None:
         while not stopping.is_set():

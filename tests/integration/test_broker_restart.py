@@ -270,3 +270,44 @@ def _reactivated(person: uuid.UUID) -> bytes:
     from shared.messaging.events import ContactReactivated
 
     return envelope_for(ContactReactivated(person_id=person))[2].to_bytes()
+
+
+async def test_a_service_whose_consumer_is_held_in_a_batch_replays_its_outbox_when_the_broker_comes_back(
+        infra, own_stack, tmp_path):
+    """SPEC §8, issue 20 (the supervision test's flake): the replay after a broker restart
+    waited for the service's consumer to reach the new marker on the topic; a consumer held in
+    a long batch (or one that had not read the first marker before the broker died) left the
+    outbox unreplayed. The incarnation watch hands the marker over itself."""
+    from shared.messaging.events import ContactReactivated
+    from tests.helpers import ExternalSystem
+
+    bootstrap = own_stack.settings.kafka_bootstrap_servers
+    blocker, entered, release = uuid.uuid4(), asyncio.Event(), asyncio.Event()
+
+    async def held_at_the_blocker(ctx: EventContext) -> None:
+        if ctx.payload.person_id == blocker:
+            entered.set()
+            await release.wait()
+        await on_contact_reactivated(ctx)
+
+    receiver = build_receiver(bootstrap, await create_database(infra), tmp_path, infra)
+    receiver.consumers["contact-reactivated"].handler = held_at_the_blocker
+    await receiver.start()
+    try:
+        assert receiver.relay is not None
+        replays: list[bool] = []
+        asked = receiver.relay.request_replay
+        receiver.relay.request_replay = lambda: (replays.append(True), asked())[1]  # type: ignore[method-assign]
+        first = await eventually(lambda: receiver.pool.fetchval("SELECT incarnation FROM broker_state"))
+        async with ExternalSystem(bootstrap) as system:
+            await system.publish(ContactReactivated(person_id=blocker))
+        await eventually(entered.is_set)
+        own_stack.broker.kill()
+        own_stack.broker.start()
+        await ensure_topics(bootstrap)
+        incarnation = await publish_incarnation(bootstrap)
+        await eventually(lambda: _incarnation_seen(receiver, incarnation), timeout=60, interval=0.25)
+        assert not release.is_set() and replays == [True] and str(first) != incarnation
+    finally:
+        release.set()
+        await receiver.stop()

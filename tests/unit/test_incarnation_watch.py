@@ -2,6 +2,8 @@
 consumer stood in for; tests/integration/test_broker_restart.py runs them on the real broker."""
 from __future__ import annotations
 
+import uuid
+
 from aiokafka import TopicPartition
 
 from shared.messaging.incarnation import FromStartAfterBrokerRestart, IncarnationWatch
@@ -12,6 +14,7 @@ T0, T1 = TopicPartition("t", 0), TopicPartition("t", 1)
 class Reader:
     def __init__(self) -> None:
         self.value = "a"
+        self.previous_drained = False
 
     async def current(self) -> str:
         return self.value
@@ -71,3 +74,42 @@ async def test_a_change_seen_while_rebalancing_is_caught_up_at_the_next_assignme
     consumer.seeks.clear()
     await listener.on_partitions_assigned({T0, T1})  # a later rebalance on the same broker: committed offsets hold
     assert consumer.seeks == {}
+
+
+async def test_every_marker_read_is_handed_to_the_service_once_it_took_it_without_waiting_for_its_consumer():
+    """A consumer busy with a long batch, or one that had not read the first marker before the
+    broker died, left the outbox unreplayed (the supervision test's flake): the watch hands the
+    service each marker it reads; one the service could not take (database away) is handed again."""
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    reader, handed, failing = Reader(), [], [False]
+
+    async def on_marker(incarnation: uuid.UUID, drained: bool) -> None:
+        if failing[0]:
+            raise ConnectionError("database away")
+        handed.append((str(incarnation), drained))
+
+    watch = IncarnationWatch(reader, on_marker=on_marker)  # type: ignore[arg-type]
+    reader.value = first
+    await watch.check()
+    await watch.check()
+    assert handed == [(first, False)]
+    reader.value, reader.previous_drained, failing[0] = second, True, True
+    try:
+        await watch.check()
+    except ConnectionError:
+        pass
+    failing[0] = False
+    await watch.check()
+    assert handed == [(first, False), (second, True)] and watch.epoch == 1
+
+
+async def test_no_marker_on_the_broker_hands_nothing():
+    reader, handed = Reader(), []
+    reader.value = ""
+
+    async def on_marker(incarnation: uuid.UUID, drained: bool) -> None:
+        handed.append(incarnation)
+
+    watch = IncarnationWatch(reader, on_marker=on_marker)  # type: ignore[arg-type]
+    await watch.check()
+    assert handed == []
