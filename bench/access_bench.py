@@ -53,8 +53,9 @@ def figures(samples: list[float]) -> dict[str, float]:
 class Stack:
     """The four services in-process, each with an httpx client on its app."""
 
-    def __init__(self, bootstrap: str, database_url: str) -> None:
+    def __init__(self, bootstrap: str, database_url: str, settings: dict[str, dict[str, Any]] | None = None) -> None:
         self.bootstrap, self.database_url = bootstrap, database_url
+        self.settings = settings or {}  # per service: settings over the benchmark's defaults
         self.apps: dict[str, Any] = {}
         self.http: dict[str, httpx.AsyncClient] = {}
 
@@ -65,9 +66,10 @@ class Stack:
                                          "argon2_parallelism": 1} if name == "contacts" else {}
             if name == "billing":
                 overrides["billing_auto_close"] = False
+            overrides.update(self.settings.get(name, {}))
             settings = module.SETTINGS(kafka_bootstrap_servers=self.bootstrap, database_url=self.database_url,
-                                       kafka_session_timeout_ms=2000, kafka_heartbeat_interval_ms=300,
-                                       log_level="WARNING", **overrides)
+                                       **{"kafka_session_timeout_ms": 2000, "kafka_heartbeat_interval_ms": 300,
+                                          "log_level": "WARNING", **overrides})
             app = module.build_app(settings)
             await app.state.runtime.start()
             self.apps[name] = app

@@ -8,7 +8,10 @@ aiokafka consumer/producer: for each `disposition-commanded` it publishes what c
 consent and billing would (`contact-erased` and three `disposition-confirmed`); retention
 adds its own confirmation when it sees `contact-erased`. Prints JSON.
 
-Run: .venv/bin/python -m bench.retention_bench [--persons 100000]
+With `--four-services` the other three are the real services, in-process beside retention
+(`run_end_to_end`, issue 20).
+
+Run: .venv/bin/python -m bench.retention_bench [--persons 100000] [--four-services]
 """
 from __future__ import annotations
 
@@ -33,11 +36,12 @@ from tests.infra import create_database
 SEED_CHUNK = 20_000
 
 
-async def seed_due(pool, count: int, now: datetime) -> None:
-    """Persons whose last assignment ended a year and a day ago: all due at once."""
+async def seed_due(pool, count: int, now: datetime, persons: list[uuid.UUID] | None = None) -> None:
+    """Persons (`persons`, else new ids) whose last assignment ended a year and a day ago: all due at once."""
     ended = now - timedelta(days=366)
+    every = persons or [uuid.uuid4() for _ in range(count)]
     for start in range(0, count, SEED_CHUNK):
-        ids = [uuid.uuid4() for _ in range(min(SEED_CHUNK, count - start))]
+        ids = every[start:start + SEED_CHUNK]
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("INSERT INTO persons (person_id, state) SELECT unnest($1::uuid[]), 'passive'", ids)
             await conn.execute(
@@ -176,6 +180,61 @@ async def run(bootstrap: str, database_url: str, persons: int, timeout_s: float)
         await runtime.stop()
 
 
+async def run_end_to_end(bootstrap: str, database_url: str, persons: int, timeout_s: float) -> dict:
+    """The same disposition through the four real services in-process (issue 20): contacts
+    erases on `disposition-commanded` and publishes `contact-erased`; consent, billing and
+    retention honour it and confirm. Contacts' persons are seeded by COPY (passive, as R6 left
+    them), retention's timers as above."""
+    from bench.access_bench import Stack
+
+    stack = Stack(bootstrap, database_url, settings={
+        "retention": {"retention_scheduler_interval_s": 3600, "outbox_batch_size": 5000, "db_pool_max": 20},
+        **{name: {"outbox_batch_size": 5000} for name in ("contacts", "consent", "billing")}})
+    await stack.start()
+    try:
+        retention = stack.runtime("retention")
+        now = retention.clock.now()
+        ids = [uuid.uuid4() for _ in range(persons)]
+        seeded_at = time.perf_counter()
+        async with stack.runtime("contacts").pool.acquire() as conn:
+            for start in range(0, persons, SEED_CHUNK):
+                await conn.copy_records_to_table("persons", columns=[
+                    "id", "first_name", "last_name", "emails", "legal_basis", "purposes", "lifecycle_state"],
+                    records=[(pid, "Disposed", f"Person{start + k}", [f"d{start + k}@dispose.fi"], "customer_relationship",
+                              ["customer_relationship"], "passive") for k, pid in enumerate(ids[start:start + SEED_CHUNK])])
+        await seed_due(retention.pool, persons, now, ids)
+        seed_s = time.perf_counter() - seeded_at
+        started = time.perf_counter()
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        outcome = await retention.scheduler.run_due(now + timedelta(seconds=1))
+        commanded_s = time.perf_counter() - started
+        completed_s = None
+        while time.perf_counter() - started < timeout_s:
+            await asyncio.sleep(0.25)
+            done = await retention.pool.fetchval("SELECT count(*) FROM evidence WHERE completed_at IS NOT NULL")
+            if done >= persons:
+                completed_s = time.perf_counter() - started
+                break
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        done = await retention.pool.fetchval("SELECT count(*) FROM evidence WHERE completed_at IS NOT NULL")
+        left = await stack.runtime("contacts").pool.fetchval("SELECT count(*) FROM persons WHERE id = ANY($1)", ids)
+        return {
+            "benchmark": "retention_mass_disposition_four_services", "persons": persons, "seed_s": round(seed_s, 2),
+            "scheduler_pass_s": round(commanded_s, 2), "erase_commands": outcome.erased,
+            "end_to_end_s": round(completed_s, 2) if completed_s else None, "confirmed_complete": done,
+            "persons_left_in_contacts": left,
+            "dispositions_per_s": round(persons / completed_s) if completed_s else None,
+            "target_s": 60, "met_target": bool(completed_s and completed_s <= 60),
+            "handler_seconds": _handler_seconds(retention),
+            # the four services share this process's one event loop (PostgreSQL and the broker do not)
+            "services_process_cpu_s": round(cpu_after.ru_utime + cpu_after.ru_stime
+                                            - cpu_before.ru_utime - cpu_before.ru_stime, 2),
+            "machine_cores": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
+        }
+    finally:
+        await stack.stop()
+
+
 def _handler_seconds(runtime) -> dict[str, float]:
     """Time spent inside retention's batch transactions, per topic (from its own metrics)."""
     out = {}
@@ -190,9 +249,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
+    parser.add_argument("--four-services", action="store_true",
+                        help="contacts, consent and billing are the real services, not stand-ins")
     args = parser.parse_args()
+
     async def measure(infra):
-        return await run(infra.bootstrap, await create_database(infra), args.persons, args.timeout)
+        how = run_end_to_end if args.four_services else run
+        return await how(infra.bootstrap, await create_database(infra), args.persons, args.timeout)
 
     run_on_embedded_stack("retention", measure, indent=2)
 
