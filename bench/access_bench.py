@@ -158,7 +158,7 @@ async def measure(stack: Stack, persons: list[str], warmup: int) -> dict[str, An
                 if row["status"] == "fulfilled":
                     break
                 if time.perf_counter() > deadline:
-                    raise RuntimeError("an access report was not assembled within 30 s")
+                    raise RuntimeError(f"an access report was not assembled within 30 s: {await hops(conn, request_id)}")
                 await asyncio.sleep(POLL_INTERVAL_S)
             elapsed = (time.perf_counter() - started) * 1000
             if i >= warmup:
@@ -169,6 +169,24 @@ async def measure(stack: Stack, persons: list[str], warmup: int) -> dict[str, An
     return {"requests": len(client_ms), "warmup": warmup, "client": figures(client_ms),
             "server": figures(server_ms), "mean_items_per_part": round(float(items or 0), 1),
             "stages_p50_ms_after_request": stages, "pauses": pauses.figures()}
+
+
+async def hops(conn: Any, request_id: uuid.UUID) -> dict[str, Any]:
+    """Which hops one request has passed (for a request that never completes)."""
+    key = str(request_id)
+    asked = await conn.fetchrow("SELECT event_id, published_at FROM contacts.outbox"
+                                " WHERE topic = 'access-requested' AND key = $1", key)
+    out: dict[str, Any] = {"contacts.asked_published": bool(asked and asked["published_at"])}
+    for svc in SERVICES[1:]:
+        out[f"{svc}.received"] = bool(asked and await conn.fetchval(
+            f"SELECT count(*) FROM {svc}.inbox WHERE event_id = $1", asked["event_id"]))
+        out[f"{svc}.part_published"] = await conn.fetchval(
+            f"SELECT bool_or(published_at IS NOT NULL) FROM {svc}.outbox WHERE topic = 'access-report-part'"
+            f" AND key = $1", key)
+        out[f"contacts.part_from_{svc}_stored"] = bool(await conn.fetchval(
+            "SELECT count(*) FROM contacts.access_report_parts WHERE request_id = $1 AND service = $2",
+            request_id, svc))
+    return out
 
 
 async def stage_medians(conn: Any) -> dict[str, float]:
