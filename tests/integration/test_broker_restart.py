@@ -221,6 +221,24 @@ async def _incarnation_seen(receiver: ServiceRuntime, incarnation: str) -> bool:
     return str(await receiver.pool.fetchval("SELECT incarnation FROM broker_state")) == incarnation
 
 
+async def held_receiver(infra, bootstrap: str, tmp_path: Path
+                        ) -> tuple[ServiceRuntime, uuid.UUID, asyncio.Event, asyncio.Event]:
+    """A started receiver whose batch holding `blocker`'s event stays in its transaction
+    (`entered` set) until `release` is set."""
+    blocker, entered, release = uuid.uuid4(), asyncio.Event(), asyncio.Event()
+
+    async def held_at_the_blocker(ctx: EventContext) -> None:
+        if ctx.payload.person_id == blocker:
+            entered.set()
+            await release.wait()
+        await on_contact_reactivated(ctx)
+
+    receiver = build_receiver(bootstrap, await create_database(infra), tmp_path, infra)
+    receiver.consumers["contact-reactivated"].handler = held_at_the_blocker
+    await receiver.start()
+    return receiver, blocker, entered, release
+
+
 async def test_a_batch_from_the_old_broker_committed_on_the_new_one_does_not_make_its_log_start_skipped(
         infra, own_stack, tmp_path):
     """SPEC §8, issue 20 (found by the chaos soak: missed registrations and incarnation markers).
@@ -233,17 +251,7 @@ async def test_a_batch_from_the_old_broker_committed_on_the_new_one_does_not_mak
     from tests.helpers import ExternalSystem
 
     bootstrap = own_stack.settings.kafka_bootstrap_servers
-    blocker, entered, release = uuid.uuid4(), asyncio.Event(), asyncio.Event()
-
-    async def held_at_the_blocker(ctx: EventContext) -> None:
-        if ctx.payload.person_id == blocker:  # this batch is in its transaction when the broker dies
-            entered.set()
-            await release.wait()
-        await on_contact_reactivated(ctx)
-
-    receiver = build_receiver(bootstrap, await create_database(infra), tmp_path, infra)
-    receiver.consumers["contact-reactivated"].handler = held_at_the_blocker
-    await receiver.start()
+    receiver, blocker, entered, release = await held_receiver(infra, bootstrap, tmp_path)
     try:
         async with ExternalSystem(bootstrap) as system:
             before = [uuid.uuid4() for _ in range(300)]  # ~100 a partition: positions far into the old log
@@ -282,17 +290,7 @@ async def test_a_service_whose_consumer_is_held_in_a_batch_replays_its_outbox_wh
     from tests.helpers import ExternalSystem
 
     bootstrap = own_stack.settings.kafka_bootstrap_servers
-    blocker, entered, release = uuid.uuid4(), asyncio.Event(), asyncio.Event()
-
-    async def held_at_the_blocker(ctx: EventContext) -> None:
-        if ctx.payload.person_id == blocker:
-            entered.set()
-            await release.wait()
-        await on_contact_reactivated(ctx)
-
-    receiver = build_receiver(bootstrap, await create_database(infra), tmp_path, infra)
-    receiver.consumers["contact-reactivated"].handler = held_at_the_blocker
-    await receiver.start()
+    receiver, blocker, entered, release = await held_receiver(infra, bootstrap, tmp_path)
     try:
         assert receiver.relay is not None
         replays: list[bool] = []
