@@ -267,6 +267,19 @@ def envelopes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+async def spans_applied(retention: Any, person_id: uuid.UUID, *, ended: int, open_: int = 0) -> bool:
+    """Retention holds every relationship and assignment published for the person: `ended` spans
+    with both start and end, `open_` started and not ended. Starts and ends come on topics of
+    their own, in no order between them, so until then retention's plan can be an interim one
+    (say, the relationship ended and no assignment heard of yet)."""
+    found = await retention.runtime.pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE ended_at IS NOT NULL) AS ended, count(*) FILTER (WHERE ended_at IS NULL) AS open"
+        " FROM (SELECT started_at, ended_at FROM relationships WHERE person_id = $1"
+        "       UNION ALL SELECT started_at, ended_at FROM assignments WHERE person_id = $1) spans"
+        " WHERE started_at IS NOT NULL", person_id)
+    return (found["ended"], found["open"]) == (ended, open_)
+
+
 async def scheduler_passes_until(retention: Any, done: Callable[[], Awaitable[bool]], at: Any = None,
                                  attempts: int = 50) -> bool:
     """Retention scheduler passes until `done()`. A pass claims due timers with SKIP LOCKED, so

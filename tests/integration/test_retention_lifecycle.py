@@ -20,7 +20,8 @@ from shared.messaging.events import (
 )
 from shared.messaging.parsing import Incoming, parse
 from shared.messaging.topics import topic as topic_spec
-from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic, scheduler_passes_until
+from tests.helpers import (ExternalSystem, auth, envelopes, eventually, read_topic, scheduler_passes_until,
+                           spans_applied)
 
 RETENTION_SETTINGS = dict(retention_scheduler_interval_s=3600, retention_confirmation_timeout_s=600)
 
@@ -84,15 +85,9 @@ async def ended_person(svc, system: ExternalSystem, *, with_assignment: bool = T
 
 
 async def settled(svc, person_id: uuid.UUID, spans: int) -> bool:
-    """Every published start and end applied, timers planned. The starts and ends come on
-    separate topics, so an end can be applied first and its start's handler still hold the
-    person's row, which a scheduler pass then skips (SKIP LOCKED)."""
-    applied = await svc.runtime.pool.fetchval(
-        "SELECT (SELECT count(*) FROM relationships WHERE person_id = $1 AND started_at IS NOT NULL"
-        "        AND ended_at IS NOT NULL)"
-        "     + (SELECT count(*) FROM assignments WHERE person_id = $1 AND started_at IS NOT NULL"
-        "        AND ended_at IS NOT NULL)", person_id)
-    return applied == spans and bool(await pending(svc, person_id))
+    """Every published start and end applied, timers planned. An end can be applied first and
+    its start's handler still hold the person's row, which a scheduler pass then skips (SKIP LOCKED)."""
+    return await spans_applied(svc, person_id, ended=spans) and bool(await pending(svc, person_id))
 
 
 async def test_r7_relationship_ending_a_year_after_the_last_assignment_disposes_in_one_pass(infra, retention):

@@ -15,7 +15,8 @@ import pytest
 from services.retention.domain import FrozenClock
 from shared.messaging.events import (AccessRequested, AssignmentEnded, AssignmentStarted, DispositionConfirmed,
                                      RelationshipEnded, RelationshipStarted)
-from tests.helpers import ExternalSystem, auth, envelopes, eventually, read_topic, scheduler_passes_until
+from tests.helpers import (ExternalSystem, auth, envelopes, eventually, read_topic, scheduler_passes_until,
+                           spans_applied)
 
 RETENTION_SETTINGS = dict(retention_scheduler_interval_s=3600, retention_confirmation_timeout_s=600)
 OWNER = auth("register_owner", user="owner-timing")
@@ -45,6 +46,9 @@ async def person_with(retention, crm, *, assignment_ended_days_ago: int | None, 
                                           ended_at=now - timedelta(days=assignment_ended_days_ago)))
     if relationship_ended:
         await crm.publish(RelationshipEnded(person_id=person_id, relationship_id=rel, ended_at=now))
+    has_assignment = assignment_ended_days_ago is not None
+    await eventually(lambda: spans_applied(retention, person_id, ended=int(relationship_ended) + int(has_assignment),
+                                           open_=not relationship_ended))
     return person_id
 
 
