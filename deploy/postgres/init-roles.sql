@@ -36,6 +36,9 @@ END $$;
 
 GRANT CONNECT ON DATABASE :"dbname" TO rekisteri_contacts, rekisteri_consent, rekisteri_retention, rekisteri_billing,
     rekisteri_portal;
+-- Consent checks a campaign list (over 1,000 entries) through a temporary table with
+-- statistics, emptied at each commit (services/consent/storage.py, _fetch_for_list).
+GRANT TEMPORARY ON DATABASE :"dbname" TO rekisteri_consent;
 
 CREATE SCHEMA contacts AUTHORIZATION rekisteri_contacts;
 CREATE SCHEMA consent AUTHORIZATION rekisteri_consent;

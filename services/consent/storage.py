@@ -282,38 +282,23 @@ async def marketing_register_page(pool: asyncpg.Pool, after: uuid.UUID | None, l
 
 LARGE_LIST = 1000
 
+
 async def check_digests(conn: asyncpg.Connection | asyncpg.Pool, digests: list[bytes], purpose: str,
                         channel: str, per_point: int = 1) -> list[tuple[int, str]]:
     """(1-based position, hit) for positions that are suppressed or whose person has a state.
     Each position has `per_point` consecutive digests (one per live key chain)."""
     if not digests:
         return []
-    rows = await _fetch_list_query(
+    rows = await _fetch_for_list(
         conn,
-        "WITH t AS MATERIALIZED (SELECT d, (ord - 1) / $4 + 1 AS ord"
-        " FROM unnest($1::bytea[]) WITH ORDINALITY AS u(d, ord))"
-        " SELECT t.ord, 'suppressed' AS hit FROM t"
-        " JOIN suppression_record r ON r.digest = t.d AND r.purpose = $2 AND r.channel = $3"
+        "SELECT t.ord, 'suppressed' AS hit FROM {list}"
+        " JOIN suppression_record r ON r.digest = t.v AND r.purpose = $1 AND r.channel = $2"
         " UNION ALL"
-        " SELECT t.ord, s.status FROM t JOIN contact_point cp ON cp.digest = t.d"
-        " JOIN consent_state s ON s.person_id = cp.person_id AND s.purpose = $2 AND s.channel = $3",
-        digests, purpose, channel, per_point,
+        " SELECT t.ord, s.status FROM {list} JOIN contact_point cp ON cp.digest = t.v"
+        " JOIN consent_state s ON s.person_id = cp.person_id AND s.purpose = $1 AND s.channel = $2",
+        "bytea", digests, [k // per_point + 1 for k in range(len(digests))], purpose, channel,
     )
     return [(r[0], r[1]) for r in rows]
-
-
-async def _fetch_list_query(conn: asyncpg.Connection | asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
-    """A campaign list of up to 100,000 entries in one query: keep it in memory (no temp files)
-    and in this process (starting parallel workers costs more than the join on a busy host).
-    A short list (a single check) is one plain round trip."""
-    if len(args[0]) <= LARGE_LIST:
-        return await conn.fetch(sql, *args)
-    if isinstance(conn, asyncpg.Pool):
-        async with conn.acquire() as c:
-            return await _fetch_list_query(c, sql, *args)
-    async with conn.transaction():
-        await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL max_parallel_workers_per_gather = 0")
-        return await conn.fetch(sql, *args)
 
 
 async def check_persons(conn: asyncpg.Connection | asyncpg.Pool, person_ids: list[uuid.UUID], purpose: str,
@@ -321,19 +306,45 @@ async def check_persons(conn: asyncpg.Connection | asyncpg.Pool, person_ids: lis
     """(1-based position, hit) for erased persons, persons with a state, suppressed persons."""
     if not person_ids:
         return []
-    rows = await _fetch_list_query(
+    rows = await _fetch_for_list(
         conn,
-        "WITH t AS MATERIALIZED (SELECT p, ord FROM unnest($1::uuid[]) WITH ORDINALITY AS u(p, ord))"
-        " SELECT t.ord, 'erased' AS hit FROM t JOIN erased_person e ON e.person_id = t.p"
+        "SELECT t.ord, 'erased' AS hit FROM {list} JOIN erased_person e ON e.person_id = t.v"
         " UNION ALL"
-        " SELECT t.ord, s.status FROM t"
-        " JOIN consent_state s ON s.person_id = t.p AND s.purpose = $2 AND s.channel = $3"
+        " SELECT t.ord, s.status FROM {list}"
+        " JOIN consent_state s ON s.person_id = t.v AND s.purpose = $1 AND s.channel = $2"
         " UNION ALL"
-        " SELECT DISTINCT t.ord, 'suppressed' FROM t JOIN contact_point cp ON cp.person_id = t.p"
-        " JOIN suppression_record r ON r.digest = cp.digest AND r.purpose = $2 AND r.channel = $3",
-        person_ids, purpose, channel,
+        " SELECT DISTINCT t.ord, 'suppressed' FROM {list} JOIN contact_point cp ON cp.person_id = t.v"
+        " JOIN suppression_record r ON r.digest = cp.digest AND r.purpose = $1 AND r.channel = $2",
+        "uuid", person_ids, list(range(1, len(person_ids) + 1)), purpose, channel,
     )
     return [(r[0], r[1]) for r in rows]
+
+
+async def _fetch_for_list(conn: asyncpg.Connection | asyncpg.Pool, sql: str, kind: str, values: Sequence[Any],
+                          ords: list[int], *args: Any) -> list[asyncpg.Record]:
+    """`sql` with `{list}` standing for the list as a relation `t(v, ord)`.
+
+    A short list (a single check) is an `unnest` in one plain round trip. A campaign list of
+    up to 100,000 entries goes into a temporary table with statistics: the planner has none
+    for an `unnest` and assumes its values repeat, so it would hash the whole suppression list
+    (1,000,000 bans) rather than the campaign list; knowing the list, it hashes the list or
+    probes the index, as the sizes say. Kept in memory (no temp files) and in this process
+    (starting parallel workers costs more than the join on a busy host)."""
+    if len(values) <= LARGE_LIST:
+        n = len(args)
+        relation = f"unnest(${n + 1}::{kind}[], ${n + 2}::bigint[]) AS t(v, ord)"
+        return await conn.fetch(sql.format(list=relation), *args, values, ords)
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as c:
+            return await _fetch_for_list(c, sql, kind, values, ords, *args)
+    table = f"check_list_{kind}"
+    async with conn.transaction():
+        await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL max_parallel_workers_per_gather = 0;"
+                           f" CREATE TEMP TABLE IF NOT EXISTS {table} (v {kind} NOT NULL, ord bigint NOT NULL)"
+                           " ON COMMIT DELETE ROWS")
+        await conn.copy_records_to_table(table, records=zip(values, ords), columns=("v", "ord"))
+        await conn.execute(f"ANALYZE {table}")
+        return await conn.fetch(sql.format(list=f"{table} AS t"), *args)
 
 
 async def set_passive(conn: asyncpg.Connection, person_id: uuid.UUID, passive: bool) -> None:

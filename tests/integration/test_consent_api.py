@@ -173,6 +173,22 @@ async def test_r8_batch_check_answers_each_entry_in_order(consent):
     assert out["checked"] == 6 and out["denied"] == 3
 
 
+@pytest.mark.parametrize("size", [5, 1500])  # a short list, and one over storage.LARGE_LIST
+async def test_r8_a_contact_point_listed_twice_is_denied_at_each_place(consent, size):
+    banned_email = f"b{uuid.uuid4().hex[:10]}@example.fi"
+    r = await consent.http.post("/optouts", headers=auth("register_user"), json={
+        "person_id": str(uuid.uuid4()), "emails": [banned_email], "purposes": ["direct_advertising"],
+        "channels": ["email"], "method": "letter"})
+    assert r.status_code == 201
+    emails = [f"free{i}@example.fi" for i in range(size)]
+    emails[1], emails[-1] = banned_email, banned_email.upper()
+    r = await consent.http.post("/checks/batch", headers=auth("marketing"), json={
+        "purpose": "direct_advertising", "channel": "email", "emails": emails})
+    reasons = [e["reason"] for e in r.json()["emails"]]
+    assert [i for i, reason in enumerate(reasons) if reason != "no_ban"] == [1, size - 1]
+    assert reasons[1] == reasons[-1] == "banned" and r.json()["denied"] == 2
+
+
 async def test_batch_check_over_100000_entries_is_rejected(consent):
     r = await consent.http.post("/checks/batch", headers=auth("marketing"), json={
         "purpose": "direct_advertising", "channel": "email", "emails": ["x@example.fi"] * 60_000,

@@ -34,7 +34,7 @@ from shared.messaging.kafka import ensure_topics, publish_incarnation
 from shared.ops.stack import EmbeddedBroker, free_port
 from shared.privacy.keystore import PostgresKeyStore
 from tests.conftest import service_test_settings
-from tests.helpers import eventually
+from tests.helpers import auth, eventually
 from tests.infra import fresh_database_name, private_dir
 from tests.integration.test_rights_erasure import (
     FAST_HASHES, OWNER, RETENTION_SETTINGS, USER, erased_by_retention,
@@ -157,6 +157,22 @@ async def test_a_person_registered_in_contacts_reaches_consent_with_keys_across_
     await eventually(consent_knows_email)
     assert await consent.pool.fetchval("SELECT count(*) FROM keystore.data_key WHERE person_id = $1",
                                        uuid.UUID(pid)) == 1
+
+
+async def test_a_campaign_list_is_checked_as_consents_role(roles):
+    """A list over `storage.LARGE_LIST` is matched through a temporary table with statistics:
+    the role needs the database's TEMPORARY privilege, which init-roles.sql grants it."""
+    email = f"kampanja.{uuid.uuid4().hex[:8]}@example.fi"
+    pid = await register_person(roles, email)
+    resp = await roles.http["consent"].post("/optouts", headers=USER, json={
+        "person_id": pid, "emails": [email], "purposes": ["direct_advertising"], "channels": ["email"],
+        "method": "letter"})
+    assert resp.status_code == 201, resp.text
+    emails = [f"vapaa{i}@example.fi" for i in range(1500)] + [email]
+    resp = await roles.http["consent"].post("/checks/batch", headers=auth("marketing"), json={
+        "purpose": "direct_advertising", "channel": "email", "emails": emails})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["denied"] == 1 and resp.json()["emails"][-1]["allowed"] is False
 
 
 async def test_a_dead_letter_made_and_pruned_by_consents_role_destroys_its_key(roles):
