@@ -148,10 +148,16 @@ class Soak:
                             role="billing")
 
     async def usage(self) -> None:
-        """Usage at `--usage-rate` events/s in batches of 500; now and then a bad event. The
-        rate is kept on the whole run, not per batch: after a component's restart held a batch
-        back, the batches behind it go at once until the schedule is caught up (a platform
-        that sends usage would have queued it meanwhile)."""
+        """Usage at `--usage-rate` events/s in batches of 500 from `--usage-senders` senders at
+        once, as a platform's several producers would send (one batch at a time cannot go
+        faster than one accept's round trip allows); now and then a bad event."""
+        senders = self.args.usage_senders
+        await asyncio.gather(*(self.usage_sender(self.args.usage_rate / senders) for _ in range(senders)))
+
+    async def usage_sender(self, rate: float) -> None:
+        """One sender's share of the usage. Its rate is kept on the whole run, not per batch:
+        after a component's restart held a batch back, the batches behind it go at once until
+        the schedule is caught up (a platform that sends usage would have queued it meanwhile)."""
         batch_size = 500
         began, scheduled = time.monotonic(), 0
         while not self.stop.is_set():
@@ -175,7 +181,7 @@ class Soak:
                     self.usage_accepted[customer] += 1
             self.counts["usage_events"] += len(batch)
             scheduled += batch_size
-            pause = began + scheduled / self.args.usage_rate - time.monotonic()
+            pause = began + scheduled / rate - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)
 
@@ -339,6 +345,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="rekisteri-soak-"))
     soak = Soak(args, root)
     report: dict[str, Any] = {"soak": {"minutes": args.minutes, "usage_rate_target": args.usage_rate,
+                                       "usage_senders": args.usage_senders,
                                        "seed": args.seed}}
     try:
         report["soak"]["startup_s"] = round(await soak.start(), 1)
@@ -386,6 +393,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--usage-rate", type=float, default=2000.0, help="usage events per second (target)")
+    parser.add_argument("--usage-senders", type=int, default=4, help="usage batches in flight at once")
     parser.add_argument("--person-workers", type=int, default=3)
     parser.add_argument("--chaos-min-s", type=float, default=20.0)
     parser.add_argument("--chaos-max-s", type=float, default=60.0)
