@@ -328,8 +328,9 @@ async def _fetch_for_list(conn: asyncpg.Connection | asyncpg.Pool, sql: str, kin
     up to 100,000 entries goes into a temporary table with statistics: the planner has none
     for an `unnest` and assumes its values repeat, so it would hash the whole suppression list
     (1,000,000 bans) rather than the campaign list; knowing the list, it hashes the list or
-    probes the index, as the sizes say. Kept in memory (no temp files) and in this process
-    (starting parallel workers costs more than the join on a busy host)."""
+    probes the index, as the sizes say. The table is emptied before (in a caller's open
+    transaction an earlier list is still in it) and at commit. Kept in memory (no temp files)
+    and in this process (starting parallel workers costs more than the join on a busy host)."""
     if len(values) <= LARGE_LIST:
         n = len(args)
         relation = f"unnest(${n + 1}::{kind}[], ${n + 2}::bigint[]) AS t(v, ord)"
@@ -341,7 +342,7 @@ async def _fetch_for_list(conn: asyncpg.Connection | asyncpg.Pool, sql: str, kin
     async with conn.transaction():
         await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL max_parallel_workers_per_gather = 0;"
                            f" CREATE TEMP TABLE IF NOT EXISTS {table} (v {kind} NOT NULL, ord bigint NOT NULL)"
-                           " ON COMMIT DELETE ROWS")
+                           f" ON COMMIT DELETE ROWS; TRUNCATE {table}")
         await conn.copy_records_to_table(table, records=zip(values, ords), columns=("v", "ord"))
         await conn.execute(f"ANALYZE {table}")
         return await conn.fetch(sql.format(list=f"{table} AS t"), *args)
