@@ -189,6 +189,26 @@ async def test_r8_a_contact_point_listed_twice_is_denied_at_each_place(consent, 
     assert reasons[1] == reasons[-1] == "banned" and r.json()["denied"] == 2
 
 
+async def test_two_campaign_lists_checked_in_one_transaction_do_not_mix(consent):
+    """The second list over `storage.LARGE_LIST` in one open transaction is answered alone:
+    the temporary table the first went through is emptied before the second goes in."""
+    from services.consent import storage
+    from services.consent.handlers import hasher_for
+
+    banned = f"b{uuid.uuid4().hex[:10]}@example.fi"
+    r = await consent.http.post("/optouts", headers=auth("register_user"), json={
+        "person_id": str(uuid.uuid4()), "emails": [banned], "purposes": ["direct_advertising"],
+        "channels": ["email"], "method": "letter"})
+    assert r.status_code == 201
+    digests = await hasher_for(consent.runtime.settings).digests(consent.runtime.pool)
+    first = [d[0] for d in digests.emails([banned] + [f"a{i}@example.fi" for i in range(1500)]) if d]
+    second = [d[0] for d in digests.emails([f"b{i}@example.fi" for i in range(1500)]) if d]
+    async with consent.runtime.pool.acquire() as conn, conn.transaction():
+        assert {position for position, _ in await storage.check_digests(conn, first, "direct_advertising",
+                                                                        "email")} == {1}
+        assert await storage.check_digests(conn, second, "direct_advertising", "email") == []
+
+
 async def test_batch_check_over_100000_entries_is_rejected(consent):
     r = await consent.http.post("/checks/batch", headers=auth("marketing"), json={
         "purpose": "direct_advertising", "channel": "email", "emails": ["x@example.fi"] * 60_000,
