@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.web.auth import Role, mint_token
 from shared.messaging.events import UsageRecorded
+from shared.messaging.lag import consumer_lag
 from shared.messaging.outbox import build_envelope
 from bench.common import run_on_embedded_stack
 from bench.pauses import Pauses
@@ -144,6 +145,7 @@ async def measure(stack: Stack, persons: list[str], warmup: int) -> dict[str, An
     client_ms: list[float] = []
     server_ms: list[float] = []
     pool = stack.runtime("contacts").pool
+    slowest: tuple[float, uuid.UUID | None] = (0.0, None)
     async with pool.acquire() as conn, Pauses() as pauses:
         for i, pid in enumerate(persons):
             started = time.perf_counter()
@@ -158,17 +160,22 @@ async def measure(stack: Stack, persons: list[str], warmup: int) -> dict[str, An
                 if row["status"] == "fulfilled":
                     break
                 if time.perf_counter() > deadline:
-                    raise RuntimeError(f"an access report was not assembled within 30 s: {await hops(conn, request_id)}")
+                    raise RuntimeError("an access report was not assembled within 30 s: "
+                                       + await stalled(stack, conn, request_id))
                 await asyncio.sleep(POLL_INTERVAL_S)
             elapsed = (time.perf_counter() - started) * 1000
             if i >= warmup:
                 client_ms.append(elapsed)
                 server_ms.append(row["took"].total_seconds() * 1000)
+                if elapsed > slowest[0]:
+                    slowest = (elapsed, request_id)
         items = await conn.fetchval("SELECT avg(jsonb_array_length(items)) FROM access_report_parts")
-        stages = await stage_medians(conn)
+        stages = await stage_times(conn)
+        slowest_stages = await stage_times(conn, slowest[1]) if slowest[1] else {}
     return {"requests": len(client_ms), "warmup": warmup, "client": figures(client_ms),
             "server": figures(server_ms), "mean_items_per_part": round(float(items or 0), 1),
-            "stages_p50_ms_after_request": stages, "pauses": pauses.figures()}
+            "stages_p50_ms_after_request": stages, "slowest_request_stages_ms": slowest_stages,
+            "pauses": pauses.figures()}
 
 
 async def hops(conn: Any, request_id: uuid.UUID) -> dict[str, Any]:
@@ -183,14 +190,27 @@ async def hops(conn: Any, request_id: uuid.UUID) -> dict[str, Any]:
         out[f"{svc}.part_published"] = await conn.fetchval(
             f"SELECT bool_or(published_at IS NOT NULL) FROM {svc}.outbox WHERE topic = 'access-report-part'"
             f" AND key = $1", key)
+        out[f"contacts.part_from_{svc}_received"] = bool(await conn.fetchval(
+            f"SELECT count(*) FROM contacts.inbox i JOIN {svc}.outbox o ON o.event_id = i.event_id"
+            f" WHERE o.topic = 'access-report-part' AND o.key = $1", key))
         out[f"contacts.part_from_{svc}_stored"] = bool(await conn.fetchval(
             "SELECT count(*) FROM contacts.access_report_parts WHERE request_id = $1 AND service = $2",
             request_id, svc))
+    out["contacts.dead_letters"] = await conn.fetchval("SELECT count(*) FROM contacts.dead_letters")
     return out
 
 
-async def stage_medians(conn: Any) -> dict[str, float]:
-    """Where the time goes, per hop (median ms after the request row was written): contacts'
+async def stalled(stack: Stack, conn: Any, request_id: uuid.UUID) -> str:
+    """What a request that never completed passed, and how far contacts' consumer group is
+    behind on the parts' topic (whether the part reached the broker and was not fetched)."""
+    lag = [(entry.partitions, entry.total) for entry in await consumer_lag(stack.bootstrap, ["contacts"])
+           if entry.topic == "access-report-part"]
+    return f"{await hops(conn, request_id)}; contacts' lag on access-report-part (partitions, total): {lag}"
+
+
+async def stage_times(conn: Any, request_id: uuid.UUID | None = None) -> dict[str, float | None]:
+    """Where the time goes, per hop (ms after the request row was written; the median over every
+    request, or one request's): contacts'
     relay publishing `access-requested`, each service taking it in and relaying its part, and
     contacts storing that part. All four schemas live in one database here."""
     stages = {"contacts.asked_published": "SELECT o.published_at - r.created_at FROM contacts.access_requests r"
@@ -208,7 +228,8 @@ async def stage_medians(conn: Any) -> dict[str, float]:
             f" JOIN contacts.access_report_parts p ON p.request_id = r.id AND p.service = '{svc}'")
     out = {}
     for name, sql in stages.items():
-        values = sorted(r[0].total_seconds() * 1000 for r in await conn.fetch(sql) if r[0] is not None)
+        rows = await conn.fetch(f"{sql} WHERE r.id = $1", request_id) if request_id else await conn.fetch(sql)
+        values = sorted(r[0].total_seconds() * 1000 for r in rows if r[0] is not None)
         out[name] = round(values[len(values) // 2], 1) if values else None
     return out
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.scale_bench import CHUNK, person_row
+from bench.scale_bench import copy_persons
 from bench.soak import COMPONENTS, Soak
 from shared.settings import DEV_TOKEN_SECRET
 from shared.web.auth import mint_token
@@ -42,12 +42,7 @@ async def seed(database_url: str, persons: int) -> float:
     started = time.perf_counter()
     conn = await asyncpg.connect(database_url, server_settings={"search_path": "contacts"})
     try:
-        columns = ["id", "first_name", "last_name", "emails", "phones", "legal_basis", "purposes",
-                   "lifecycle_state", "external_ref"]
-        for start in range(0, persons, CHUNK):
-            await conn.copy_records_to_table("persons", columns=columns, records=[
-                person_row(i) for i in range(start, min(persons, start + CHUNK))])
-        await conn.execute("ANALYZE persons")
+        await copy_persons(conn, persons)
     finally:
         await conn.close()
     return time.perf_counter() - started

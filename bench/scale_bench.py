@@ -55,6 +55,16 @@ def person_row(i: int) -> tuple:
             [f"+35840{i:07d}"], "customer_relationship", ["customer_relationship"], "active", f"scale-{i}")
 
 
+async def copy_persons(conn: Any, persons: int) -> None:
+    """`persons` rows into contacts' `persons` (the connection's search path), by COPY."""
+    columns = ["id", "first_name", "last_name", "emails", "phones", "legal_basis", "purposes", "lifecycle_state",
+               "external_ref"]
+    for start in range(0, persons, CHUNK):
+        await conn.copy_records_to_table("persons", columns=columns, records=[
+            person_row(i) for i in range(start, min(persons, start + CHUNK))])
+    await conn.execute("ANALYZE persons")
+
+
 async def contacts_figures(infra, database_url: str, persons: int, samples: int, access_requests: int,
                            export_pages: int) -> dict[str, Any]:
     """contacts with `persons` persons, and the other three services beside it (in one database,
@@ -67,14 +77,8 @@ async def contacts_figures(infra, database_url: str, persons: int, samples: int,
     try:
         pool = stack.runtime("contacts").pool
         started = time.perf_counter()
-        columns = ["id", "first_name", "last_name", "emails", "phones", "legal_basis", "purposes", "lifecycle_state",
-                   "external_ref"]
         async with pool.acquire() as conn:
-            for start in range(0, persons, CHUNK):
-                await conn.copy_records_to_table("persons", records=[person_row(i) for i in
-                                                                     range(start, min(persons, start + CHUNK))],
-                                                 columns=columns)
-            await conn.execute("ANALYZE persons")
+            await copy_persons(conn, persons)
         seeded_s = time.perf_counter() - started
         client = stack.http["contacts"]
         owner = headers(stack, Role.register_owner)
