@@ -173,13 +173,19 @@ async def test_r8_batch_check_answers_each_entry_in_order(consent):
     assert out["checked"] == 6 and out["denied"] == 3
 
 
+async def banned_for_direct_advertising(consent) -> str:
+    """A new email banned for direct advertising by email (a letter to the register user)."""
+    email = f"b{uuid.uuid4().hex[:10]}@example.fi"
+    r = await consent.http.post("/optouts", headers=auth("register_user"), json={
+        "person_id": str(uuid.uuid4()), "emails": [email], "purposes": ["direct_advertising"],
+        "channels": ["email"], "method": "letter"})
+    assert r.status_code == 201, r.text
+    return email
+
+
 @pytest.mark.parametrize("size", [5, 1500])  # a short list, and one over storage.LARGE_LIST
 async def test_r8_a_contact_point_listed_twice_is_denied_at_each_place(consent, size):
-    banned_email = f"b{uuid.uuid4().hex[:10]}@example.fi"
-    r = await consent.http.post("/optouts", headers=auth("register_user"), json={
-        "person_id": str(uuid.uuid4()), "emails": [banned_email], "purposes": ["direct_advertising"],
-        "channels": ["email"], "method": "letter"})
-    assert r.status_code == 201
+    banned_email = await banned_for_direct_advertising(consent)
     emails = [f"free{i}@example.fi" for i in range(size)]
     emails[1], emails[-1] = banned_email, banned_email.upper()
     r = await consent.http.post("/checks/batch", headers=auth("marketing"), json={
@@ -195,11 +201,7 @@ async def test_two_campaign_lists_checked_in_one_transaction_do_not_mix(consent)
     from services.consent import storage
     from services.consent.handlers import hasher_for
 
-    banned = f"b{uuid.uuid4().hex[:10]}@example.fi"
-    r = await consent.http.post("/optouts", headers=auth("register_user"), json={
-        "person_id": str(uuid.uuid4()), "emails": [banned], "purposes": ["direct_advertising"],
-        "channels": ["email"], "method": "letter"})
-    assert r.status_code == 201
+    banned = await banned_for_direct_advertising(consent)
     digests = await hasher_for(consent.runtime.settings).digests(consent.runtime.pool)
     first = [d[0] for d in digests.emails([banned] + [f"a{i}@example.fi" for i in range(1500)]) if d]
     second = [d[0] for d in digests.emails([f"b{i}@example.fi" for i in range(1500)]) if d]
