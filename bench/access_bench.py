@@ -210,9 +210,9 @@ async def stalled(stack: Stack, conn: Any, request_id: uuid.UUID) -> str:
 
 async def stage_times(conn: Any, request_id: uuid.UUID | None = None) -> dict[str, float | None]:
     """Where the time goes, per hop (ms after the request row was written; the median over every
-    request, or one request's): contacts'
-    relay publishing `access-requested`, each service taking it in and relaying its part, and
-    contacts storing that part. All four schemas live in one database here."""
+    request, or one request's): contacts' relay publishing `access-requested`, each service
+    taking it in and relaying its part, and contacts storing that part. All four schemas live
+    in one database here."""
     stages = {"contacts.asked_published": "SELECT o.published_at - r.created_at FROM contacts.access_requests r"
                                           " JOIN contacts.outbox o ON o.topic = 'access-requested' AND o.key = r.id::text"}
     for svc in SERVICES[1:]:

@@ -24,6 +24,7 @@ import asyncpg
 
 from bench.scale_bench import copy_persons
 from bench.soak import COMPONENTS, Soak
+from shared.ops.stack import process_rss_bytes
 from shared.settings import DEV_TOKEN_SECRET
 from shared.web.auth import mint_token
 from tests.e2e.processes import child_running
@@ -32,10 +33,7 @@ PAGE = 1000
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    return round(process_rss_bytes(pid) / 2**20, 1)
 
 
 async def seed(database_url: str, persons: int) -> float:

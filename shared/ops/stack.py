@@ -245,6 +245,17 @@ def _end_process_group(pgid: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
+def process_rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux /proc); 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
 class EmbeddedBroker:
     """Tansu, memory-only: a restart empties every topic and offset (SPEC §8)."""
 
@@ -298,10 +309,4 @@ class EmbeddedBroker:
         """Resident memory of the broker process (Linux /proc)."""
         if self.proc is None or self.proc.poll() is not None:
             return 0
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            return 0
-        return 0
+        return process_rss_bytes(self.proc.pid)
